@@ -1,0 +1,37 @@
+"""Typed errors raised by deadir.
+
+Each error refines the built-in that describes its nature, so callers that
+catch ``ValueError`` or ``TypeError`` keep working, and names the input and
+what was wrong with it.
+"""
+
+from __future__ import annotations
+
+
+class DeadirError(Exception):
+    """Base class of every error deadir raises on purpose."""
+
+
+class DegenerateScaleError(DeadirError, ValueError):
+    """The effective scale gamma + offset has zero, NaN or infinite entries.
+
+    ``indices`` lists the offending positions (sorted, 0-based); ``kind`` maps
+    each position to "zero", "nan" or "inf".
+    """
+
+    def __init__(self, message: str, *, indices: tuple[int, ...] = (), kinds: dict[int, str] | None = None) -> None:
+        super().__init__(message)
+        self.indices = indices
+        self.kinds = dict(kinds or {})
+
+
+class InputShapeError(DeadirError, ValueError):
+    """An array argument has the wrong rank, size or dtype."""
+
+
+class UnknownNormError(DeadirError, TypeError):
+    """A module is not a normalisation layer deadir knows how to read."""
+
+
+class CheckpointError(DeadirError, ValueError):
+    """A checkpoint file or folder is missing, malformed or unsupported."""
