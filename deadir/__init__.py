@@ -1,0 +1,45 @@
+"""deadir: algebraic dead directions of normalisation layers.
+
+In a LayerNorm the vector γ⁻¹ is an exact kernel vector of the centred covariance of
+the outputs, for every input; RMSNorm has none. deadir proves this, fuzzes it, reads
+it off checkpoints from γ alone and verifies it with a forward pass.
+"""
+
+from __future__ import annotations
+
+from deadir.classify import NormClass, classify_norm
+from deadir.covariance import CovarianceAccumulator
+from deadir.direction import dead_channels, effective_scale, inverse_scale_direction, live_fraction
+from deadir.errors import (
+    CheckpointError,
+    DeadirError,
+    DegenerateScaleError,
+    InputShapeError,
+    UnknownNormError,
+)
+from deadir.kernel import KernelReport, measure_kernel, projection_std
+from deadir.norms import NormSpec, known_norm_classes, register_norm_class
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError",
+    "CovarianceAccumulator",
+    "DeadirError",
+    "DegenerateScaleError",
+    "InputShapeError",
+    "KernelReport",
+    "NormClass",
+    "NormSpec",
+    "UnknownNormError",
+    "__version__",
+    "classify_norm",
+    "dead_channels",
+    "effective_scale",
+    "inverse_scale_direction",
+    "known_norm_classes",
+    "live_fraction",
+    "measure_kernel",
+    "projection_std",
+    "register_norm_class",
+]

@@ -1,0 +1,113 @@
+"""The ``deadir`` command line: one subcommand per job, each with --json."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from deadir.classify import classify_norm
+from deadir.errors import DeadirError
+from deadir.norms import NormSpec
+from deadir.report import dumps, render_table
+
+BUILTIN_NORMS = ("layernorm", "layernorm-nobias", "rmsnorm", "groupnorm", "scale-then-centre", "identity", "tanh")
+
+
+def build_builtin_norm(kind: str, d: int, *, groups: int, gamma: np.ndarray, beta: np.ndarray, dtype: str) -> Any:
+    """A torch module (or NormSpec for scale-then-centre) of a built-in kind with the given γ and β."""
+    import torch
+
+    tdtype = getattr(torch, dtype)
+    module: Any
+    if kind in ("layernorm", "layernorm-nobias"):
+        module = torch.nn.LayerNorm(d, bias=kind == "layernorm")
+    elif kind == "rmsnorm":
+        module = torch.nn.RMSNorm(d, eps=1e-6)
+    elif kind == "groupnorm":
+        module = torch.nn.GroupNorm(groups, d)
+    elif kind == "scale-then-centre":
+        return NormSpec("scale-then-centre", gamma, beta, 1e-5)
+    elif kind == "identity":
+        return torch.nn.Identity()
+    elif kind == "tanh":
+        return torch.nn.Tanh()
+    else:
+        raise DeadirError(f"norm kind {kind!r}: expected one of {BUILTIN_NORMS}")
+    with torch.no_grad():
+        module.weight.copy_(torch.as_tensor(gamma))
+        if getattr(module, "bias", None) is not None:
+            module.bias.copy_(torch.as_tensor(beta))
+    return module.to(tdtype)
+
+
+def draw_gamma(d: int, *, spread: float, seed: int) -> np.ndarray:
+    """γ with mixed signs and log-uniform magnitudes in [1/spread, spread] (all ones when spread == 1)."""
+    rng = np.random.default_rng(seed)
+    if spread == 1.0:
+        return np.ones(d)
+    mags = np.exp(rng.uniform(-np.log(spread), np.log(spread), d))
+    return np.asarray(mags * rng.choice([-1.0, 1.0], d), dtype=np.float64)
+
+
+def _cmd_classify(args: argparse.Namespace) -> int:
+    if args.d < 2:
+        raise DeadirError(f"--d: must be ≥ 2, got {args.d}")
+    if args.spread < 1.0:
+        raise DeadirError(f"--spread: must be ≥ 1, got {args.spread}")
+    gamma = draw_gamma(args.d, spread=args.spread, seed=args.seed)
+    beta = np.random.default_rng(args.seed + 1).standard_normal(args.d) * args.beta_scale
+    norm = build_builtin_norm(args.kind, args.d, groups=args.groups, gamma=gamma, beta=beta, dtype=args.dtype)
+    result = classify_norm(norm, args.d, seed=args.seed)
+    if args.json:
+        print(dumps({"norm": args.kind, **result.to_dict()}))
+        return 0
+    rows = [
+        ("norm", args.kind), ("d", result.d), ("dtype", result.dtype), ("kind", result.kind),
+        ("kernel dim", result.kernel_dim), ("kernel = span(1/gamma)", result.matches_inverse_scale),
+        ("kernel = span(1)", result.kernel_is_ones), ("constant channels", len(result.constant_channels)),
+        ("rounding floor tau", result.floor), ("smallest eigenvalue", result.bottom_eigvals[0]),
+        ("next above floor", result.gap), ("scale invariant", result.scale_invariant), ("note", result.note),
+    ]
+    print(render_table(("field", "value"), rows))
+    return 0
+
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``deadir`` command."""
+    parser = argparse.ArgumentParser(prog="deadir", description="Algebraic dead directions of normalisation layers.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("classify", help="probe a built-in norm and classify its kernel")
+    p.add_argument("kind", choices=BUILTIN_NORMS)
+    p.add_argument("--d", type=int, default=64, help="normalised size (default 64)")
+    p.add_argument("--groups", type=int, default=4, help="groups for groupnorm (default 4)")
+    p.add_argument("--dtype", default="float32", choices=("float16", "bfloat16", "float32", "float64"))
+    p.add_argument("--spread", type=float, default=1e3, help="|gamma| log-uniform in [1/spread, spread]; 1 = ones")
+    p.add_argument("--beta-scale", type=float, default=0.1, help="std of the random beta (default 0.1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_cmd_classify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``deadir`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Command = args.func
+    try:
+        return func(args)
+    except DeadirError as exc:
+        print(f"deadir {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Streaming centred covariance in float64, exact under large common offsets.
+
+Each batch is centred on its own mean before its outer products are formed, and
+batches (or whole accumulators) are combined with the pairwise update of Chan,
+Golub and LeVeque (1979). Means are kept relative to a fixed shift (the first
+batch's mean): the pairwise update is first-order sensitive to rounding of the
+difference of batch means, and at an offset of 1e8 an absolute mean carries an
+error of ~1e-8 that a relative mean does not. The naive E[yyᵀ] − E[y]E[y]ᵀ formula is never used: with
+a common offset of 1e8 it cancels every significant digit of a unit variance.
+
+Torch batches stay on their device: the state lives there in float64, so a GPU
+forward pass is measured without copying activations to the host.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from deadir.arrays import FloatArray, as_rows, is_torch_tensor
+from deadir.errors import InputShapeError
+
+
+class CovarianceAccumulator:
+    """Centred covariance of d-dimensional samples, accumulated batch by batch in float64.
+
+    ``update(batch)`` takes arrays of shape (n, d) or (..., d) (numpy, sequences, or
+    torch on any device); ``merge(other)`` folds in another accumulator exactly, so
+    processes can share one measurement. ``cov()`` is the population covariance
+    (ddof = 0, i.e. numpy.cov(..., bias=True)).
+    """
+
+    def __init__(self, d: int) -> None:
+        if not isinstance(d, (int, np.integer)) or isinstance(d, bool) or d < 1:
+            raise InputShapeError(f"d: must be a positive integer, got {d!r}")
+        self.d = int(d)
+        self._n = 0
+        self._shift: Any = None  # means below are relative to this point
+        self._mean: Any = np.zeros(self.d)
+        self._m2: Any = np.zeros((self.d, self.d))
+        self._torch_device: Any = None  # set when the state lives in torch
+
+    @property
+    def n(self) -> int:
+        """Number of samples accumulated."""
+        return self._n
+
+    @property
+    def mean(self) -> FloatArray:
+        """Mean of the samples (float64 numpy, shape (d,))."""
+        self._require_samples("mean")
+        return _to_numpy(self._shift + self._mean)
+
+    def cov(self) -> FloatArray:
+        """Population covariance (ddof = 0) as float64 numpy, shape (d, d), exactly symmetric."""
+        self._require_samples("cov")
+        c = _to_numpy(self._m2) / self._n
+        return np.asarray((c + c.T) / 2.0, dtype=np.float64)
+
+    def update(self, batch: Any) -> CovarianceAccumulator:
+        """Add the rows of ``batch`` (shape (..., d)); returns self.
+
+        Raises:
+            InputShapeError: wrong last axis, or NaN/infinite entries.
+        """
+        if is_torch_tensor(batch):
+            self._update_torch(batch)
+        else:
+            rows = as_rows(batch, name="batch", d=self.d)
+            if self._torch:  # a device state stays on its device
+                import torch
+
+                self._update_torch(torch.from_numpy(rows))
+            elif rows.shape[0]:
+                rows = rows - self._shift_for(rows.mean(axis=0))
+                mean_b = rows.mean(axis=0)
+                centred = rows - mean_b
+                self._combine(rows.shape[0], mean_b, centred.T @ centred)
+        return self
+
+    def merge(self, other: CovarianceAccumulator) -> CovarianceAccumulator:
+        """Fold ``other``'s samples into this accumulator exactly; returns self.
+
+        Raises:
+            InputShapeError: ``other`` is not a CovarianceAccumulator of the same d.
+        """
+        if not isinstance(other, CovarianceAccumulator):
+            raise InputShapeError(f"other: expected a CovarianceAccumulator, got {type(other).__name__}")
+        if other.d != self.d:
+            raise InputShapeError(f"other: accumulates d={other.d}, this one d={self.d}")
+        if other._n:
+            shift = self._shift_for(other._shift)
+            self._combine(other._n, (self._same_backend(other._shift) - shift) + self._same_backend(other._mean),
+                          other._m2)
+        return self
+
+    def _update_torch(self, batch: Any) -> None:
+        import torch
+
+        t = batch.detach()
+        if t.is_complex() or t.dtype == torch.bool or t.ndim == 0 or t.shape[-1] != self.d:
+            raise InputShapeError(
+                f"batch: expected a real tensor of shape (..., {self.d}), got {tuple(t.shape)} {t.dtype}"
+            )
+        rows = t.reshape(-1, self.d).to(torch.float64)
+        if rows.shape[0] == 0:
+            return
+        if self._n and not self._torch:  # a host state stays on the host
+            self.update(rows.cpu().numpy())
+            return
+        if not bool(torch.isfinite(rows).all()):
+            raise InputShapeError("batch: contains NaN or infinite entries")
+        rows = rows - self._shift_for(rows.mean(dim=0))
+        mean_b = rows.mean(dim=0)
+        centred = rows - mean_b
+        self._combine(int(rows.shape[0]), mean_b, centred.T @ centred)
+
+    def _combine(self, n_b: int, mean_b: Any, m2_b: Any) -> None:
+        mean_b, m2_b = self._same_backend(mean_b), self._same_backend(m2_b)
+        if self._n == 0:
+            self._n, self._mean, self._m2 = n_b, mean_b.clone() if self._torch else mean_b.copy(), m2_b + 0
+            return
+        n_a = self._n
+        n = n_a + n_b
+        delta = mean_b - self._mean
+        self._mean = self._mean + delta * (n_b / n)
+        outer = delta[:, None] * delta[None, :]
+        self._m2 = self._m2 + m2_b + outer * (n_a * n_b / n)
+        self._n = n
+
+    def _shift_for(self, candidate: Any) -> Any:
+        """The shift of the state, fixed to ``candidate`` by the first samples (in the state's backend)."""
+        if self._shift is None:
+            self._shift = self._same_backend(candidate)
+            self._shift = self._shift.clone() if self._torch else self._shift.copy()
+        return self._same_backend(self._shift)
+
+    @property
+    def _torch(self) -> bool:
+        return self._torch_device is not None
+
+    def _same_backend(self, x: Any) -> Any:
+        """Move ``x`` to the backend of the state; the first torch input fixes a torch state."""
+        if is_torch_tensor(x):
+            import torch
+
+            if not self._torch:
+                if self._n:  # numpy state meets torch data: keep numpy (host) state
+                    return x.detach().to("cpu", torch.float64).numpy()
+                self._torch_device = x.device
+                self._mean = torch.as_tensor(self._mean, dtype=torch.float64, device=x.device)
+                self._m2 = torch.as_tensor(self._m2, dtype=torch.float64, device=x.device)
+                return x
+            return x.to(self._torch_device, torch.float64)
+        if self._torch:
+            import torch
+
+            return torch.as_tensor(np.asarray(x), dtype=torch.float64, device=self._torch_device)
+        return np.asarray(x, dtype=np.float64)
+
+    def _require_samples(self, what: str) -> None:
+        if self._n == 0:
+            raise InputShapeError(f"CovarianceAccumulator.{what}: no samples accumulated yet")
+
+    def __repr__(self) -> str:
+        where = f", device={self._torch_device}" if self._torch else ""
+        return f"CovarianceAccumulator(d={self.d}, n={self._n}{where})"
+
+
+def _to_numpy(x: Any) -> FloatArray:
+    if is_torch_tensor(x):
+        return np.asarray(x.detach().cpu().numpy(), dtype=np.float64)
+    return np.asarray(x, dtype=np.float64)

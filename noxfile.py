@@ -1,0 +1,59 @@
+"""Sessions: `nox` (no arguments) runs the main job; `nox -s ci` is exactly what CI runs.
+
+Virtualenvs are pip-backed (venv), and every install goes through constraints.txt so that
+torch resolves to the pinned CPU build.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.needs_version = ">=2024.3.2"
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["main"]
+
+PYTEST = ("python", "-m", "pytest", "-p", "no:cacheprovider")
+
+
+def install(session: nox.Session, extras: str = "test") -> None:
+    session.install("-c", "constraints.txt", "--upgrade", "pip")
+    session.install("-c", "constraints.txt", "-e", f".[{extras}]")
+
+
+def run_tests(session: nox.Session) -> None:
+    session.run(*PYTEST, "tests", *session.posargs)
+
+
+def run_lint(session: nox.Session) -> None:
+    session.run("ruff", "check", ".")
+    session.run("mypy")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Fast unit tests of the library and CLI (slow ones included; deselect with -- -m 'not slow')."""
+    install(session)
+    run_tests(session)
+
+
+@nox.session(default=False)
+def lint(session: nox.Session) -> None:
+    """ruff on the tree, strict mypy on the package."""
+    install(session, "test,lint")
+    run_lint(session)
+
+
+@nox.session
+def main(session: nox.Session) -> None:
+    """The main job: proofs, fuzzing and the real-checkpoint check, with a readable report."""
+    install(session)
+    run_tests(session)
+
+
+@nox.session(default=False)
+def ci(session: nox.Session) -> None:
+    """Everything CI runs, in one environment."""
+    install(session, "test,lint")
+    run_lint(session)
+    run_tests(session)

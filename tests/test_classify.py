@@ -1,0 +1,156 @@
+"""classify_norm must tell apart the six cases of the foundation issue, deciding by exactness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from deadir import InputShapeError, NormSpec, classify_norm
+from deadir.classify import unit_roundoff_of
+from deadir.cli import build_builtin_norm, draw_gamma
+
+CASES = {
+    "layernorm": ("mean-centring", True, False),
+    "layernorm-ones": ("mean-centring", True, True),
+    "scale-then-centre": ("mean-centring", False, True),
+    "rmsnorm": ("rms", None, False),
+    "identity": ("none", None, False),
+    "tanh": ("none", None, False),
+}
+
+
+def _build(case: str, d: int, dtype: str = "float32") -> Any:
+    gamma = np.ones(d) if case == "layernorm-ones" else draw_gamma(d, spread=1e3, seed=d)
+    beta = np.random.default_rng(d).standard_normal(d) * 0.1
+    kind = "layernorm" if case == "layernorm-ones" else case
+    return build_builtin_norm(kind, d, groups=1, gamma=gamma, beta=beta, dtype=dtype)
+
+
+def _check(case: str, d: int, dtype: str = "float32") -> None:
+    kind, matches, ones = CASES[case]
+    result = classify_norm(_build(case, d, dtype), d)
+    assert result.kind == kind, result.note
+    assert result.matches_inverse_scale is matches
+    assert result.kernel_is_ones is ones
+    assert result.kernel_dim == (1 if kind == "mean-centring" else 0)
+    if kind == "mean-centring":
+        assert result.gap >= 8 * result.floor
+
+
+@pytest.mark.parametrize("d", [2, 3, 64])
+@pytest.mark.parametrize("case", list(CASES))
+def test_six_cases(case: str, d: int) -> None:
+    _check(case, d)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(CASES))
+def test_six_cases_at_d_1000(case: str) -> None:
+    _check(case, 1000)
+
+
+@pytest.mark.parametrize("d,groups", [(4, 2), (64, 4), (60, 3)])
+def test_groupnorm_has_one_kernel_direction_per_group(d: int, groups: int) -> None:
+    gamma = draw_gamma(d, spread=1e3, seed=1)
+    m = build_builtin_norm("groupnorm", d, groups=groups, gamma=gamma, beta=np.zeros(d), dtype="float32")
+    result = classify_norm(m, d)
+    assert result.kind == "group-centring" and result.kernel_dim == groups
+    assert result.matches_inverse_scale is True
+
+
+@pytest.mark.slow
+def test_groupnorm_at_d_1000() -> None:
+    m = build_builtin_norm("groupnorm", 1000, groups=8, gamma=draw_gamma(1000, spread=1e3, seed=2),
+                           beta=np.zeros(1000), dtype="float32")
+    result = classify_norm(m, 1000)
+    assert result.kind == "group-centring" and result.kernel_dim == 8 and result.matches_inverse_scale
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float64"])
+@pytest.mark.parametrize("case", ["layernorm", "rmsnorm"])
+def test_other_dtypes(case: str, dtype: str) -> None:
+    d = 48
+    gamma = draw_gamma(d, spread=10.0, seed=3)
+    m = build_builtin_norm(case, d, groups=1, gamma=gamma, beta=np.zeros(d), dtype=dtype)
+    result = classify_norm(m, d)
+    assert result.dtype == dtype
+    assert result.kind == ("mean-centring" if case == "layernorm" else "rms"), result.note
+
+
+def test_rms_with_one_tiny_gain_is_still_rms() -> None:
+    # The Gemma 3 / Qwen2.5 trap: the bottom eigenvector of C is nearly γ⁻¹, yet there is no kernel.
+    d = 64
+    gamma = np.full(d, 7.0)
+    gamma[5] = -0.066
+    m = build_builtin_norm("rmsnorm", d, groups=1, gamma=gamma, beta=np.zeros(d), dtype="float32")
+    x = np.random.default_rng(0).standard_normal((4000, d))
+    y = m(torch.from_numpy(x).float()).detach().double().numpy()
+    c = np.cov(y, rowvar=False)
+    bottom = np.linalg.eigh(c)[1][:, 0]
+    v = (1 / gamma) / np.linalg.norm(1 / gamma)
+    assert abs(bottom @ v) > 0.9  # alignment alone would say "kernel"
+    result = classify_norm(m, d)
+    assert result.kind == "rms" and result.kernel_dim == 0
+    assert result.inverse_scale_rayleigh is not None and result.inverse_scale_rayleigh > 1e3 * result.floor
+
+
+def test_normspec_and_plain_callables() -> None:
+    gamma = draw_gamma(8, spread=10.0, seed=0)
+    spec = NormSpec("layernorm", gamma, np.zeros(8), eps=1e-5)
+    assert classify_norm(spec, 8).matches_inverse_scale is True
+    assert classify_norm(spec.apply, 8, gamma=gamma).matches_inverse_scale is True
+    assert classify_norm(spec.apply, 8).matches_inverse_scale is None  # γ unknown
+
+    def torch_ln(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.layer_norm(x, (8,))
+
+    result = classify_norm(torch_ln, 8, dtype=torch.float32)
+    assert result.kind == "mean-centring" and result.kernel_is_ones and result.dtype == "float32"
+
+
+def test_constant_channels_are_reported_as_kernel_axes() -> None:
+    spec = NormSpec("layernorm", [1.0, 0.0, 2.0, -1.0, 0.5], np.array([0.0, 3.0, 0.0, 0.0, 0.0]))
+    result = classify_norm(spec, 5)
+    assert result.constant_channels == (1,)
+    assert result.kernel_dim >= 1
+    assert result.matches_inverse_scale is None  # γ has a zero: γ⁻¹ undefined (T6)
+    assert np.max(np.abs(result.kernel_basis[:, -1])) == pytest.approx(1.0)
+
+
+def test_inconclusive_floor_is_reported_not_guessed() -> None:
+    d = 16
+    gamma = np.full(d, 1e-3)
+    m = build_builtin_norm("layernorm", d, groups=1, gamma=gamma, beta=np.full(d, 1.0), dtype="bfloat16")
+    result = classify_norm(m, d)
+    assert result.kind == "other" and "inconclusive" in result.note
+
+
+def test_constant_output_is_other() -> None:
+    result = classify_norm(lambda x: np.zeros_like(x), 4)
+    assert result.kind == "other" and result.kernel_dim == 4
+
+
+def test_error_paths() -> None:
+    with pytest.raises(InputShapeError, match="d: must be an integer ≥ 2"):
+        classify_norm(torch.nn.LayerNorm(1), 1)
+    with pytest.raises(InputShapeError, match="returned shape"):
+        classify_norm(lambda x: x[:, :2], 4)
+    with pytest.raises(InputShapeError, match="NaN or infinite"):
+        classify_norm(lambda x: np.full_like(x, np.inf), 4)
+    with pytest.raises(InputShapeError, match="expected an array"):
+        classify_norm(lambda x: x.tolist(), 4)
+    with pytest.raises(InputShapeError, match="expected a torch module"):
+        classify_norm(42, 4)
+    with pytest.raises(InputShapeError, match="plain callable"):
+        classify_norm(lambda x: x, 4, dtype="float32")
+    with pytest.raises(InputShapeError, match="unit roundoff"):
+        unit_roundoff_of("int8")
+
+
+def test_result_serialises() -> None:
+    result = classify_norm(torch.nn.LayerNorm(6), 6)
+    data = result.to_dict()
+    assert "kernel_basis" not in data and data["kind"] == "mean-centring"

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from deadir.cli import main
+
+
+def test_classify_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["classify", "layernorm", "--d", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "mean-centring" in out and "kernel = span(1/gamma)" in out
+
+
+@pytest.mark.parametrize(
+    "kind,expected",
+    [("rmsnorm", "rms"), ("groupnorm", "group-centring"), ("scale-then-centre", "mean-centring"), ("tanh", "none"),
+     ("identity", "none"), ("layernorm-nobias", "mean-centring")],
+)
+def test_classify_json(kind: str, expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["classify", kind, "--d", "16", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["kind"] == expected and data["norm"] == kind
+
+
+def test_classify_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["classify", "rmsnorm", "--d", "1"]) == 2
+    assert "--d: must be ≥ 2" in capsys.readouterr().err
+    assert main(["classify", "rmsnorm", "--spread", "0.5"]) == 2
+    with pytest.raises(SystemExit):
+        main(["classify", "batchnorm"])
+
+
+def test_console_script_module_runs() -> None:
+    proc = subprocess.run([sys.executable, "-m", "deadir.cli", "classify", "rmsnorm", "--d", "8", "--json"],
+                          capture_output=True, text=True, check=True)
+    assert json.loads(proc.stdout)["kind"] == "rms"
