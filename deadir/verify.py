@@ -76,12 +76,13 @@ class SiteVerification:
         site: the site (path, spec, role, stack, block).
         predicted: "kernel" when the theory predicts v is a kernel vector (mean-centring
             kinds), "control" when it predicts none (rmsnorm, none: v = γ⁻¹ is measured to
-            show it is *not* one).
+            show it is *not* one; and any site with an exact zero scale, where v is γ⁻¹ over
+            the live channels, T6).
         n, d: samples (rows) and dimension.
         distinct_rows: number of distinct output rows seen.
         rank_limited: distinct_rows − 1 < d: the inputs alone leave null directions.
-        kernel: the full :class:`~deadir.KernelReport`, or None when v is undefined (a zero
-            scale: see ``dead``).
+        kernel: the full :class:`~deadir.KernelReport`, or None when no direction can be
+            formed (every scale zero, or non-finite scales).
         projection_std: std of ⟨v, y⟩ over the rows, measured directly (units of y).
         floor_rel: the rounding floor an exact kernel vector reaches (units of λmax).
         at_floor: rayleigh_rel ≤ floor_rel (None when v is undefined).
@@ -538,8 +539,17 @@ class _SiteProbe:
             try:
                 self.direction = inverse_scale_direction(spec.gamma)
             except DegenerateScaleError as exc:
+                # T6: γ⁻¹ is undefined; measure γ⁻¹ over the live channels (zeros on the dead ones).
+                # It is NOT a kernel vector of a LayerNorm (⟨γ_live⁻¹, y − β⟩ = −Σ_dead zᵢ varies);
+                # each dead eᵢ is an exact null axis instead.
+                live = spec.gamma != 0.0
                 self.direction = None
-                self.note = f"no γ⁻¹ direction: {len(exc.indices)} zero scale(s); each is its own null axis"
+                if set(exc.kinds.values()) == {"zero"} and np.count_nonzero(live) >= 1:
+                    v = np.zeros(self.d)
+                    v[live] = inverse_scale_direction(spec.gamma[live])
+                    self.direction = v
+                self.note = (f"{len(exc.indices)} exact zero scale(s), each its own null axis; "
+                             "v = γ⁻¹ over the live channels only (not a predicted kernel)")
         self.v = None if self.direction is None else torch.as_tensor(self.direction, dtype=torch.float64,
                                                                        device=device)
 
@@ -566,7 +576,8 @@ class _SiteProbe:
             raise InputShapeError(f"{self.site.path}: saw {self.acc.n} row(s); need at least 2 for a covariance "
                                   "(was the site run by the forward pass?)")
         dtype = str(fwd_dtype).removeprefix("torch.")
-        predicted = "kernel" if spec.has_mean_centring else "control"
+        zero_scale = bool(np.any(spec.gamma == 0.0)) and spec.kind != "scale-then-centre"
+        predicted = "kernel" if spec.has_mean_centring and not zero_scale else "control"
         dead = dead_channels(spec.gamma, rel_tol=DEAD_REL_TOL)
         live = live_fraction(spec.gamma, dead)
         distinct = self.prints.count()
@@ -582,8 +593,11 @@ class _SiteProbe:
         if self.direction is not None:
             kernel = measure_kernel(self.acc, self.direction)
             pstd = float(math.sqrt(max(float(self.proj.cov()[0, 0]), 0.0)))
-            # the 𝟙 direction of scale-then-centre is the same model with γ = 1
+            # the 𝟙 direction of scale-then-centre is the same model with γ = 1; a zero-scale
+            # site's live-only direction is judged by the floor of its live channels
             gamma = np.ones(self.d) if spec.kind == "scale-then-centre" else spec.gamma
+            if zero_scale:
+                gamma = np.where(gamma == 0.0, np.inf, gamma)  # 1/γ = 0 on the dead channels
             floor = rounding_floor_rel(gamma, spec.beta, kernel.lambda_max, dtype=dtype)
             at_floor = bool(kernel.rayleigh_rel <= floor)
             eigvals = kernel.eigvals

@@ -122,9 +122,13 @@ def test_dead_and_zero_scales(gpt2: torch.nn.Module) -> None:
     assert dead.dead == (3,) and dead.live_fraction < 1e-20
     assert "dead channel" in dead.note
     zero = report.site("h.0.ln_1")
-    assert zero.kernel is None and zero.rayleigh_rel is None and zero.at_floor is None
-    assert zero.dead == (7,) and "zero scale" in zero.note
-    assert zero.near_null[1e-10] >= 1  # e_7 is an exact null axis
+    assert zero.dead == (7,) and "zero scale" in zero.note and zero.predicted == "control"
+    # T6: γ⁻¹ over the live channels is not a kernel vector (⟨γ_live⁻¹, y − β⟩ = −z₇ varies) ...
+    assert zero.kernel is not None and zero.at_floor is False
+    assert zero.rayleigh_rel is not None and zero.floor_rel is not None and zero.rayleigh_rel > 1e6 * zero.floor_rel
+    # ... while e₇ is an exact null axis: exactly one eigenvalue at the floor, along e₇
+    assert zero.near_null[1e-10] == 1
+    assert zero.kernel.floor_dim == 1
 
 
 class _Block(torch.nn.Module):
