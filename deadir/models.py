@@ -130,7 +130,8 @@ def find_norms(model: Any, *, errors: ProbeErrors = "raise") -> list[Site]:
     ``weight`` whose forward turns out norm-like, is probed with :func:`deadir.classify_norm`
     and reported with ``probed=True``; its spec holds the *effective* scale and shift
     fitted from the probe (or the module's own weight when the probe shows it is exactly
-    the scale, or 1 + weight).
+    the scale, or 1 + weight). BatchNorm and InstanceNorm (torch ``_NormBase``) are not
+    sites: they do not normalise each row over its last axis.
 
     Raises:
         UnknownNormError: ``model`` is not a torch module; or, with ``errors="raise"``, a
@@ -298,6 +299,12 @@ def _read_or_probe(path: str, module: Any, errors: ProbeErrors) -> tuple[NormSpe
         raise InputShapeError(f"{path}: {exc}") from exc
     if any(True for _ in module.children()):
         return None, False  # containers are not norms; their leaves are visited on their own
+    import torch
+
+    if isinstance(module, torch.nn.modules.batchnorm._NormBase):
+        # BatchNorm / InstanceNorm normalise over the batch or spatial axes, not each row's last
+        # axis: in eval mode they are a per-channel affine map, outside the theory; not sites
+        return None, False
     named = bool(_NORM_NAME.search(type(module).__name__))
     params = dict(module.named_parameters(recurse=False))
     weight = params.get("weight")
