@@ -270,67 +270,159 @@ def _read_safetensors(infos: Mapping[str, TensorInfo], names: list[str]) -> dict
 
 # ----------------------------------------------------------------------------- GGUF
 
-
-def _gguf_reader(file: Path) -> Any:
-    from gguf import GGUFReader
-
-    try:
-        return GGUFReader(file)
-    except (ValueError, IndexError, KeyError, OSError, struct.error, UnicodeDecodeError) as exc:
-        # GGUFReader raises ValueError/IndexError when the header is corrupt or the data
-        # section is cut short (numpy cannot reshape the short memmap slice).
-        raise CheckpointError(f"{file}: corrupt or truncated GGUF file ({type(exc).__name__}: {exc})") from exc
+# GGUF metadata value types (gguf.GGUFValueType) -> struct format; 8 = string, 9 = array.
+_GGUF_SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+_GGUF_DEFAULT_ALIGNMENT = 32
+# Arrays longer than this (tokenizer vocabularies, merges) are skipped, not decoded:
+# decoding 150k-260k strings is what makes gguf.GGUFReader take seconds per file.
+_GGUF_MAX_ARRAY = 4096
 
 
-def _gguf_infos(file: Path, reader: Any | None = None) -> dict[str, TensorInfo]:
-    reader = _gguf_reader(file) if reader is None else reader
+@dataclass(frozen=True)
+class _GGUFHeader:
+    metadata: dict[str, Any]
+    tensors: dict[str, TensorInfo]
+    type_ids: dict[str, int]
+
+
+class _Cursor:
+    """Sequential little-endian reader over a memory map; truncation -> CheckpointError."""
+
+    def __init__(self, buf: Any, file: Path) -> None:
+        self.buf, self.file, self.pos = buf, file, 0
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.buf):
+            raise CheckpointError(f"{self.file}: truncated GGUF header at byte {self.pos}")
+        out = bytes(self.buf[self.pos : self.pos + n])
+        self.pos += n
+        return out
+
+    def unpack(self, fmt: str) -> Any:
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
+
+    def string(self) -> str:
+        n = self.unpack("<Q")
+        try:
+            return self.take(n).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CheckpointError(f"{self.file}: corrupt GGUF string at byte {self.pos}: {exc}") from exc
+
+    def skip_strings(self, count: int) -> None:
+        buf, pos, size = self.buf, self.pos, len(self.buf)
+        for _ in range(count):
+            if pos + 8 > size:
+                raise CheckpointError(f"{self.file}: truncated GGUF string array at byte {pos}")
+            pos += 8 + int.from_bytes(buf[pos : pos + 8], "little")
+        if pos > size:
+            raise CheckpointError(f"{self.file}: truncated GGUF string array at byte {pos}")
+        self.pos = pos
+
+    def value(self, vtype: int, key: str) -> Any:
+        if vtype in _GGUF_SCALAR:
+            return self.unpack(_GGUF_SCALAR[vtype])
+        if vtype == _GGUF_STRING:
+            return self.string()
+        if vtype == _GGUF_ARRAY:
+            etype, count = self.unpack("<I"), self.unpack("<Q")
+            if count > _GGUF_MAX_ARRAY:
+                if etype == _GGUF_STRING:
+                    self.skip_strings(count)
+                elif etype in _GGUF_SCALAR:
+                    self.take(count * struct.calcsize(_GGUF_SCALAR[etype]))
+                else:
+                    raise CheckpointError(f"{self.file}: GGUF key {key!r}: nested array too long to skip")
+                return {"array_length": count}
+            return [self.value(etype, key) for _ in range(count)]
+        raise CheckpointError(f"{self.file}: GGUF key {key!r} has unknown value type {vtype}")
+
+
+def _gguf_header(file: Path) -> _GGUFHeader:
+    """Parse a GGUF (v2/v3) header: metadata, tensor infos, data offsets. Memory-maps the file."""
+    import mmap
+
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
     size = file.stat().st_size
-    infos: dict[str, TensorInfo] = {}
-    for t in reader.tensors:
-        shape = tuple(int(s) for s in reversed(t.shape.tolist()))
-        end = int(t.data_offset) + int(t.n_bytes)
-        if end > size:
-            raise CheckpointError(f"{file}: truncated: tensor {t.name!r} ends at byte {end}, file has {size}")
-        infos[t.name] = TensorInfo(t.name, shape, t.tensor_type.name, file, int(t.n_bytes), int(t.data_offset))
-    return infos
+    if size < 24:
+        raise CheckpointError(f"{file}: truncated GGUF file ({size} bytes)")
+    with file.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        cur = _Cursor(buf, file)
+        if cur.take(4) != _GGUF_MAGIC:
+            raise CheckpointError(f"{file}: not a GGUF file (bad magic)")
+        version = cur.unpack("<I")
+        if version not in (2, 3):
+            raise CheckpointError(f"{file}: GGUF version {version} not supported (need 2 or 3, little-endian)")
+        n_tensors, n_kv = cur.unpack("<Q"), cur.unpack("<Q")
+        metadata: dict[str, Any] = {}
+        for _ in range(n_kv):
+            key = cur.string()
+            metadata[key] = cur.value(cur.unpack("<I"), key)
+        raw: list[tuple[str, tuple[int, ...], int, int]] = []
+        for _ in range(n_tensors):
+            name = cur.string()
+            n_dims = cur.unpack("<I")
+            if n_dims > 8:
+                raise CheckpointError(f"{file}: corrupt GGUF tensor info for {name!r} ({n_dims} dimensions)")
+            dims = struct.unpack(f"<{n_dims}Q", cur.take(8 * n_dims))
+            raw.append((name, tuple(reversed(dims)), cur.unpack("<I"), cur.unpack("<Q")))
+        alignment = metadata.get("general.alignment", _GGUF_DEFAULT_ALIGNMENT)
+        if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+            raise CheckpointError(f"{file}: invalid general.alignment {alignment!r}")
+        data_start = -(-cur.pos // alignment) * alignment
+    tensors: dict[str, TensorInfo] = {}
+    type_ids: dict[str, int] = {}
+    for name, shape, type_id, rel in raw:
+        try:
+            qtype = GGMLQuantizationType(type_id)
+            block, type_size = GGML_QUANT_SIZES[qtype]
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(f"{file}: tensor {name!r} has unknown GGML type {type_id}") from exc
+        numel = math.prod(shape)
+        if shape and shape[-1] % block:
+            raise CheckpointError(f"{file}: tensor {name!r}: row of {shape[-1]} is not a multiple of {block}")
+        nbytes = numel * type_size // block
+        offset = data_start + rel
+        if offset + nbytes > size:
+            raise CheckpointError(f"{file}: truncated: tensor {name!r} ends at byte {offset + nbytes}, file has {size}")
+        if name in tensors:
+            raise CheckpointError(f"{file}: duplicate tensor name {name!r}")
+        tensors[name] = TensorInfo(name, shape, qtype.name, file, nbytes, offset)
+        type_ids[name] = type_id
+    return _GGUFHeader(metadata, tensors, type_ids)
 
 
-def _gguf_tensor_to_float64(file: Path, t: Any) -> npt.NDArray[np.float64]:
+def _read_gguf(header: _GGUFHeader, names: list[str]) -> dict[str, npt.NDArray[np.float64]]:
     from gguf import GGMLQuantizationType, quants
 
-    shape = tuple(int(s) for s in reversed(t.shape.tolist()))
-    kind = t.tensor_type
-    if kind in (GGMLQuantizationType.F32, GGMLQuantizationType.F16, GGMLQuantizationType.F64):
-        return np.asarray(t.data, dtype=np.float64).reshape(shape)
-    if kind == GGMLQuantizationType.BF16:
-        # stored as raw bytes; bf16 is the top half of a float32, so widening is exact
-        bits = np.asarray(t.data).view(np.uint16).astype(np.uint32) << 16
-        return bits.view(np.float32).astype(np.float64).reshape(shape)
-    try:
-        values = quants.dequantize(np.asarray(t.data), kind)
-    except NotImplementedError as exc:
-        raise CheckpointError(
-            f"{file}: tensor {t.name!r} is stored as {kind.name}, which gguf cannot dequantise"
-        ) from exc
-    return np.asarray(values, dtype=np.float64).reshape(shape)
-
-
-def _gguf_config(file: Path, reader: Any) -> dict[str, Any]:
-    from gguf import GGUFValueType
-
-    config: dict[str, Any] = {}
-    for key, field in reader.fields.items():
-        if key.startswith("GGUF."):
-            continue  # file-structure fields (version, counts), not model metadata
-        if field.types and field.types[0] == GGUFValueType.ARRAY and len(field.data) > 4096:
-            # tokenizer vocabularies (150k strings) would make this slow and large; report the length
-            config[key] = {"array_length": len(field.data)}
-            continue
-        try:
-            config[key] = field.contents()
-        except (ValueError, IndexError, UnicodeDecodeError) as exc:
-            raise CheckpointError(f"{file}: corrupt GGUF metadata field {key!r}: {exc}") from exc
-    return config
+    out: dict[str, npt.NDArray[np.float64]] = {}
+    for name in names:
+        info = header.tensors[name]
+        qtype = GGMLQuantizationType(header.type_ids[name])
+        # np.fromfile reads exactly this tensor's bytes, nothing else of the file
+        raw = np.fromfile(info.file, dtype=np.uint8, count=info.nbytes, offset=info.offset)
+        if raw.size != info.nbytes:
+            raise CheckpointError(f"{info.file}: truncated while reading tensor {name!r}")
+        if qtype == GGMLQuantizationType.F32:
+            values: npt.NDArray[Any] = raw.view("<f4")
+        elif qtype == GGMLQuantizationType.F16:
+            values = raw.view("<f2")
+        elif qtype == GGMLQuantizationType.F64:
+            values = raw.view("<f8")
+        elif qtype == GGMLQuantizationType.BF16:
+            # bf16 is the top half of a float32, so widening is exact
+            values = (raw.view("<u2").astype(np.uint32) << 16).view(np.float32)
+        else:
+            byte_shape = (*info.shape[:-1], info.nbytes // max(1, math.prod(info.shape[:-1])))
+            try:
+                values = quants.dequantize(raw.reshape(byte_shape), qtype)
+            except NotImplementedError as exc:
+                raise CheckpointError(
+                    f"{info.file}: tensor {name!r} is stored as {qtype.name}, which gguf cannot dequantise"
+                ) from exc
+        out[name] = np.asarray(values, dtype=np.float64).reshape(info.shape)
+    return out
 
 
 # ----------------------------------------------------------------------------- CTranslate2
@@ -431,8 +523,8 @@ def list_tensors(path: str | os.PathLike[str]) -> dict[str, TensorInfo]:
 
     ``path`` is a safetensors file, a folder with ``model.safetensors`` or
     ``model.safetensors.index.json``, a ``.gguf`` file, or a CTranslate2 ``model.bin``
-    (or a folder holding exactly one of these). Reads headers only (for GGUF the file is
-    memory-mapped, not read). Raises CheckpointError on a missing path, an unknown or
+    (or a folder holding exactly one of these). Reads headers only (for GGUF the header is
+    walked through a memory map; long tokenizer arrays are skipped, not decoded). Raises CheckpointError on a missing path, an unknown or
     pickled format, a corrupt or truncated header, a header whose sizes do not add up, or
     an index pointing at a missing shard.
     """
@@ -442,7 +534,7 @@ def list_tensors(path: str | os.PathLike[str]) -> dict[str, TensorInfo]:
     if fmt == "safetensors-sharded":
         return _sharded_infos(file)
     if fmt == "gguf":
-        return _gguf_infos(file)
+        return _gguf_header(file).tensors
     return _ct2_infos(file)
 
 
@@ -457,20 +549,16 @@ def read_tensors(path: str | os.PathLike[str], names: Iterable[str]) -> dict[str
     """
     wanted = list(dict.fromkeys(names))
     fmt, file = _resolve(path)
-    if fmt == "gguf":
-        reader = _gguf_reader(file)
-        infos = _gguf_infos(file, reader)
-    else:
-        infos = list_tensors(path)
+    header = _gguf_header(file) if fmt == "gguf" else None
+    infos = header.tensors if header is not None else list_tensors(path)
     missing = [n for n in wanted if n not in infos]
     if missing:
         raise CheckpointError(f"{path}: no tensor named {', '.join(repr(m) for m in missing)}")
     if fmt in ("safetensors", "safetensors-sharded"):
         return _read_safetensors(infos, wanted)
-    if fmt == "ctranslate2":
-        return _read_ct2(infos, wanted)
-    by_name = {t.name: t for t in reader.tensors}
-    return {n: _gguf_tensor_to_float64(file, by_name[n]) for n in wanted}
+    if header is not None:
+        return _read_gguf(header, wanted)
+    return _read_ct2(infos, wanted)
 
 
 def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -489,7 +577,7 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     fmt, file = _resolve(path)
     if fmt == "gguf":
-        return _gguf_config(file, _gguf_reader(file))
+        return _gguf_header(file).metadata
     config_file = file.parent / "config.json"
     if not config_file.is_file():
         raise CheckpointError(f"{path}: no config.json next to the weights ({config_file})")
