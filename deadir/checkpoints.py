@@ -492,8 +492,10 @@ def _ct2_infos(file: Path) -> dict[str, TensorInfo]:
     return infos
 
 
-def _read_ct2(infos: Mapping[str, TensorInfo], names: list[str]) -> dict[str, npt.NDArray[np.float64]]:
-    out: dict[str, npt.NDArray[np.float64]] = {}
+def _read_ct2(
+    infos: Mapping[str, TensorInfo], names: list[str], dtype: type[np.floating[Any]] = np.float64
+) -> dict[str, npt.NDArray[Any]]:
+    out: dict[str, npt.NDArray[Any]] = {}
     for name in names:
         info = infos[name]
         base = info.alias_of or name
@@ -511,7 +513,7 @@ def _read_ct2(infos: Mapping[str, TensorInfo], names: list[str]) -> dict[str, np
         arr = np.frombuffer(raw, dtype=np_dtype)
         if info.dtype == "BF16":
             arr = (arr.astype(np.uint32) << 16).view(np.float32)
-        out[name] = arr.astype(np.float64).reshape(info.shape)
+        out[name] = arr.astype(dtype).reshape(info.shape)
     return out
 
 
@@ -646,7 +648,9 @@ def ctranslate2_whisper_mapping(ct2_names: Iterable[str]) -> dict[str, list[str]
     return mapping
 
 
-def _whisper_config_from_ct2(infos: Mapping[str, TensorInfo], config: Mapping[str, Any]) -> Any:
+def _whisper_config_from_ct2(
+    infos: Mapping[str, TensorInfo], config: Mapping[str, Any], tokenizer_ids: Mapping[str, int]
+) -> Any:
     """WhisperConfig whose sizes are read off the CT2 variable shapes."""
     from transformers import WhisperConfig
 
@@ -656,7 +660,8 @@ def _whisper_config_from_ct2(infos: Mapping[str, TensorInfo], config: Mapping[st
         return infos[name].shape
 
     def n_layers(side: str) -> int:
-        return len({n.split("/")[1] for n in infos if n.startswith(f"{side}/layer_")})
+        scopes = {n.split("/")[1] for n in infos if n.startswith(f"{side}/layer_")}
+        return sum(1 for s in scopes if s[6:].isdigit())  # "layer_norm" is not a layer
 
     d_model = shape("encoder/layer_norm/gamma")[0]
     vocab = shape("decoder/embeddings/weight")[0]
@@ -669,11 +674,14 @@ def _whisper_config_from_ct2(infos: Mapping[str, TensorInfo], config: Mapping[st
             # CTranslate2 keeps Whisper's head count in its C++ spec, not in the file;
             # Whisper uses 64-dimensional heads at every size (tiny..large).
             heads[side] = max(1, d_model // 64)
-    # Whisper's own token ids (50256..) only fit the real vocabularies; tiny test models
-    # with a small vocabulary use its last id instead.
-    special = {} if vocab > 50258 else {
-        "pad_token_id": vocab - 1, "bos_token_id": vocab - 1, "eos_token_id": vocab - 1,
-        "decoder_start_token_id": vocab - 1,
+    # Special token ids from the tokenizer.json shipped next to model.bin when there is one
+    # (<|endoftext|> is pad/bos/eos, <|startoftranscript|> starts decoding); without it,
+    # the last id, so that tiny test vocabularies stay valid.
+    ids = {"<|endoftext|>": vocab - 1, "<|startoftranscript|>": vocab - 1}
+    ids.update({k: v for k, v in tokenizer_ids.items() if k in ids and 0 <= v < vocab})
+    special = {
+        "pad_token_id": ids["<|endoftext|>"], "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|endoftext|>"], "decoder_start_token_id": ids["<|startoftranscript|>"],
     }  # fmt: skip
     return WhisperConfig(
         vocab_size=vocab,
@@ -690,6 +698,15 @@ def _whisper_config_from_ct2(infos: Mapping[str, TensorInfo], config: Mapping[st
         tie_word_embeddings=True,
         **special,
     )
+
+
+def _added_token_ids(tokenizer_file: Path) -> dict[str, int]:
+    """content -> id of the added (special) tokens of a tokenizer.json; {} if absent or unreadable."""
+    try:
+        data = json.loads(tokenizer_file.read_text())
+        return {str(t["content"]): int(t["id"]) for t in data.get("added_tokens", [])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}  # the ids are a convenience for generation; the weights do not depend on them
 
 
 def load_ctranslate2_whisper(path: str | os.PathLike[str]) -> WhisperForConditionalGeneration:
@@ -712,14 +729,17 @@ def load_ctranslate2_whisper(path: str | os.PathLike[str]) -> WhisperForConditio
     infos = _ct2_infos(file)
     config_file = file.parent / "config.json"
     config = read_config(file) if config_file.is_file() else {}
-    model = WhisperForConditionalGeneration(_whisper_config_from_ct2(infos, config))
-    params = dict(model.named_parameters())
+    model = WhisperForConditionalGeneration(
+        _whisper_config_from_ct2(infos, config, _added_token_ids(file.parent / "tokenizer.json"))
+    )
+    # remove_duplicate=False lists tied parameters (proj_out / embed_tokens) under both names
+    params = dict(model.named_parameters(remove_duplicate=False))
     scalars = {n for n, i in infos.items() if not i.shape or n.endswith("/num_heads")}
     mapping = ctranslate2_whisper_mapping(n for n in infos if n not in scalars)
     unmapped = sorted(n for n in infos if n not in mapping and n not in scalars)
     if unmapped:
         raise CheckpointError(f"{file}: CTranslate2 variables with no Whisper parameter: {unmapped}")
-    values = read_tensors(file, mapping)
+    values = _read_ct2(infos, list(mapping), dtype=np.float32)  # fp16 -> float32 exactly
     filled: set[str] = set()
     with torch.no_grad():
         for ct2_name, targets in mapping.items():
@@ -738,10 +758,8 @@ def load_ctranslate2_whisper(path: str | os.PathLike[str]) -> WhisperForConditio
                     )
                 param.copy_(torch.from_numpy(np.ascontiguousarray(block)).to(param.dtype))
                 filled.add(target)
-    # proj_out is tied to embed_tokens: one filled, both are.
-    tied = {"proj_out.weight", "model.decoder.embed_tokens.weight"}
-    if filled & tied:
-        filled |= {n for n in tied if n in params}
+    # A tied parameter is one tensor under two names: filling either fills both.
+    filled |= {n for n, p in params.items() if any(p is params[f] for f in filled)}
     not_loaded = sorted(set(params) - filled)
     if not_loaded:
         raise CheckpointError(f"{file}: Whisper parameters not found in the file: {not_loaded}")
