@@ -19,6 +19,7 @@ from deadir.errors import (
 )
 from deadir.kernel import KernelReport, measure_kernel, projection_std
 from deadir.norms import NormSpec, known_norm_classes, register_norm_class
+from deadir.scan import ScanReport, ScanSite, scan
 
 __version__ = "0.1.0"
 
@@ -31,6 +32,8 @@ __all__ = [
     "KernelReport",
     "NormClass",
     "NormSpec",
+    "ScanReport",
+    "ScanSite",
     "UnknownNormError",
     "__version__",
     "classify_norm",
@@ -42,4 +45,5 @@ __all__ = [
     "measure_kernel",
     "projection_std",
     "register_norm_class",
+    "scan",
 ]
