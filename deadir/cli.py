@@ -130,8 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-angle", type=float, default=1e-3,
                    help="baseline: a kernel direction turning by more than this many radians is a change (1e-3)")
     p.add_argument("--arch", default=None, help="override the architecture (model_type or GGUF architecture)")
-    p.add_argument("--dead-rel-tol", type=float, default=1e-6,
-                   help="dead channel: |gamma_i| <= this * median |gamma| (default 1e-6)")
+    p.add_argument("--dead-rel-tol", type=float, default=1e-5,
+                   help="dead channel: |gamma_i| <= this * median |gamma| (default 1e-5)")
     p.set_defaults(func=_cmd_scan)
     return parser
 

@@ -112,12 +112,15 @@ __all__ = [
     "site_angle",
 ]
 
-DEFAULT_DEAD_REL_TOL = 1e-6
-"""A channel is dead when |γᵢ| ≤ 1e-6 · median |γ|. Why this value: its output γᵢzᵢ is then
-below the unit roundoff of float16/bfloat16 (4.9e-4 / 3.9e-3) times a typical channel's
-output even for |zᵢ| up to √d with d ≤ 10⁵, so in any half-precision forward it is β_i and
-eᵢ is a null direction; while the smallest *live* gains in the real checkpoints of
-shared/CHECKPOINTS.md sit at 1e-2 of the median (Gemma 3, Qwen2.5) — four orders above."""
+DEFAULT_DEAD_REL_TOL = 1e-5
+"""A channel is dead when |γᵢ| ≤ 1e-5 · median |γ|. Why this value: a normalised coordinate obeys
+|zᵢ| ≤ √(d−1), so such a channel's output |γᵢzᵢ| stays below 1e-5·√(d−1) median gains, which is
+under one float16 rounding unit (2⁻¹¹ ≈ 4.9e-4) of a median channel for every d ≤ 2400: in a
+half-precision forward the channel outputs β_i and eᵢ is a null direction (T6). The real
+checkpoints of shared/CHECKPOINTS.md separate cleanly at this threshold: MPNet's four dead
+channels lie at ≤ 4.4e-6 of the median with the next at 0.38, MiniLM's three at ≤ 2.3e-9
+with the next at 0.39, while the smallest live RMSNorm gains (SmolLM2, Qwen2.5, Gemma 3) lie
+at ≥ 1.6e-4."""
 
 DEFAULT_MAX_ANGLE = 1e-3
 """Baseline gate: a kernel direction that turned by more than 1e-3 rad (0.057°) has changed.
@@ -415,7 +418,7 @@ class ScanReport:
         arch: the architecture key used (model_type / general.architecture / "whisper"), or
             the raw name when it is not in the tables (then every site is guessed).
         arch_known: whether the naming table had the architecture.
-        sites: the sites in checkpoint order.
+        sites: the sites in natural name order (block 2 before block 10).
         dead_rel_tol: the relative threshold used for dead channels.
         n_tensors, bytes_total: all tensors in the checkpoint and their stored bytes.
         tensors_read, bytes_read: the tensors actually read and their stored bytes.
@@ -473,6 +476,8 @@ class ScanReport:
                 notes.append(f"guessed ({s.kind_source})")
             if s.eps_source == "default":
                 notes.append("eps default")
+            if s.degenerate and s.kernel == "none":
+                notes.append(f"{len(s.degenerate)} zero γ: e_i null")
             rows.append((
                 s.site.path, s.site.role, s.site.stack, kind, kernel, spec.size, s.gamma_median,
                 s.gamma_min / s.gamma_median if s.gamma_median else None, s.spread,
@@ -644,10 +649,12 @@ def _candidates(
         n_guess = sum(c.guessed for c in out)
         what = "architecture not in the naming tables" if not known else "not in the table for this architecture"
         warnings.append(f"{n_guess} site(s) found by name pattern only ({what}); their kind is a guess")
-    # checkpoint order
-    order = {n: i for i, n in enumerate(infos)}
-    out.sort(key=lambda c: order[c.weight])
+    out.sort(key=lambda c: _natural_key(c.prefix))  # layer 2 before layer 10, the same for every format
     return out, known, warnings
+
+
+def _natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name) if p)
 
 
 def _generic_eps_keys(fmt: str, arch: str, kind: str) -> tuple[str, ...]:
@@ -1128,7 +1135,7 @@ def plot_scan(report: ScanReport, path: str | os.PathLike[str]) -> Path:
     axes[k].semilogy(idx, [s.gamma_median for s in sites], "o-", ms=3, label="median |γ|")
     axes[k].semilogy(idx, [max(s.gamma_min, 1e-300) for s in sites], "v-", ms=3, label="min |γ|")
     axes[k].semilogy(idx, [s.gamma_max for s in sites], "^-", ms=3, label="max |γ|")
-    axes[k].set_xlabel("site index (checkpoint order)")
+    axes[k].set_xlabel("site index (table order)")
     axes[k].set_title("|γ| spread per site")
     axes[k].legend(loc="best", fontsize=8)
     fig.suptitle(f"deadir scan: {Path(report.source).name} ({report.arch}, {len(sites)} sites)")
