@@ -26,7 +26,7 @@ import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -152,7 +152,8 @@ def _resolve(path: str | os.PathLike[str]) -> tuple[Format, Path]:
             )
         what = f"several candidates ({', '.join(c.name for c in candidates)})" if candidates else "no weights"
         raise CheckpointError(
-            f"{p}: {what}; expected {SAFETENSORS_SINGLE}, {SAFETENSORS_INDEX}, one .gguf or a CTranslate2 {CT2_MODEL}"
+            f"{p}: {what}; expected {SAFETENSORS_SINGLE}, {SAFETENSORS_INDEX}, one .gguf "
+            f"or a CTranslate2 {CT2_MODEL}"
         )
     if p.name.endswith(".index.json"):
         return "safetensors-sharded", p
@@ -243,7 +244,9 @@ def _sharded_infos(index: Path) -> dict[str, TensorInfo]:
     return infos
 
 
-def _read_safetensors(infos: Mapping[str, TensorInfo], names: list[str]) -> dict[str, npt.NDArray[np.float64]]:
+def _read_safetensors(
+    infos: Mapping[str, TensorInfo], names: list[str]
+) -> dict[str, npt.NDArray[np.float64]]:
     from safetensors import safe_open
 
     out: dict[str, npt.NDArray[np.float64]] = {}
@@ -271,7 +274,19 @@ def _read_safetensors(infos: Mapping[str, TensorInfo], names: list[str]) -> dict
 # ----------------------------------------------------------------------------- GGUF
 
 # GGUF metadata value types (gguf.GGUFValueType) -> struct format; 8 = string, 9 = array.
-_GGUF_SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_GGUF_SCALAR = {
+    0: "<B",
+    1: "<b",
+    2: "<H",
+    3: "<h",
+    4: "<I",
+    5: "<i",
+    6: "<f",
+    7: "<?",
+    10: "<Q",
+    11: "<q",
+    12: "<d",
+}
 _GGUF_STRING, _GGUF_ARRAY = 8, 9
 _GGUF_DEFAULT_ALIGNMENT = 32
 # Arrays longer than this (tokenizer vocabularies, merges) are skipped, not decoded:
@@ -353,7 +368,9 @@ def _gguf_header(file: Path) -> _GGUFHeader:
             raise CheckpointError(f"{file}: not a GGUF file (bad magic)")
         version = cur.unpack("<I")
         if version not in (2, 3):
-            raise CheckpointError(f"{file}: GGUF version {version} not supported (need 2 or 3, little-endian)")
+            raise CheckpointError(
+                f"{file}: GGUF version {version} not supported (need 2 or 3, little-endian)"
+            )
         n_tensors, n_kv = cur.unpack("<Q"), cur.unpack("<Q")
         metadata: dict[str, Any] = {}
         for _ in range(n_kv):
@@ -385,7 +402,9 @@ def _gguf_header(file: Path) -> _GGUFHeader:
         nbytes = numel * type_size // block
         offset = data_start + rel
         if offset + nbytes > size:
-            raise CheckpointError(f"{file}: truncated: tensor {name!r} ends at byte {offset + nbytes}, file has {size}")
+            raise CheckpointError(
+                f"{file}: truncated: tensor {name!r} ends at byte {offset + nbytes}, file has {size}"
+            )
         if name in tensors:
             raise CheckpointError(f"{file}: duplicate tensor name {name!r}")
         tensors[name] = TensorInfo(name, shape, qtype.name, file, nbytes, offset)
@@ -526,9 +545,11 @@ def list_tensors(path: str | os.PathLike[str]) -> dict[str, TensorInfo]:
     ``path`` is a safetensors file, a folder with ``model.safetensors`` or
     ``model.safetensors.index.json``, a ``.gguf`` file, or a CTranslate2 ``model.bin``
     (or a folder holding exactly one of these). Reads headers only (for GGUF the header is
-    walked through a memory map; long tokenizer arrays are skipped, not decoded). Raises CheckpointError on a missing path, an unknown or
-    pickled format, a corrupt or truncated header, a header whose sizes do not add up, or
-    an index pointing at a missing shard.
+    walked through a memory map; long tokenizer arrays are skipped, not decoded).
+
+    Raises CheckpointError on a missing path, an unknown or pickled format, a corrupt or
+    truncated header, a header whose sizes do not add up, or an index pointing at a
+    missing shard.
     """
     fmt, file = _resolve(path)
     if fmt == "safetensors":
@@ -624,7 +645,7 @@ def ctranslate2_whisper_mapping(ct2_names: Iterable[str]) -> dict[str, list[str]
     for name in ct2_names:
         parts = name.split("/")
         side, leaf = parts[0], parts[-1]
-        if side not in ("encoder", "decoder") or leaf not in _CT2_LEAF and leaf != "encodings":
+        if side not in ("encoder", "decoder") or (leaf not in _CT2_LEAF and leaf != "encodings"):
             continue
         prefix = f"model.{side}"
         middle = "/".join(parts[1:-1])
@@ -665,24 +686,21 @@ def _whisper_config_from_ct2(
 
     d_model = shape("encoder/layer_norm/gamma")[0]
     vocab = shape("decoder/embeddings/weight")[0]
-    heads = {side: config.get(f"{side}_attention_heads") for side in ("encoder", "decoder")}
-    for side in heads:
+    heads: dict[str, int] = {}
+    for side in ("encoder", "decoder"):
         var = f"{side}/num_heads"
-        if heads[side] is None and var in infos:
-            heads[side] = int(read_tensors(infos[var].file, [var])[var].reshape(-1)[0])
-        if heads[side] is None:
-            # CTranslate2 keeps Whisper's head count in its C++ spec, not in the file;
-            # Whisper uses 64-dimensional heads at every size (tiny..large).
+        if config.get(f"{side}_attention_heads") is not None:
+            heads[side] = int(config[f"{side}_attention_heads"])
+        elif var in infos:
+            heads[side] = int(_read_ct2(infos, [var])[var].reshape(-1)[0])
+        else:
+            # Whisper uses 64-dimensional heads at every size (tiny..large)
             heads[side] = max(1, d_model // 64)
     # Special token ids from the tokenizer.json shipped next to model.bin when there is one
     # (<|endoftext|> is pad/bos/eos, <|startoftranscript|> starts decoding); without it,
     # the last id, so that tiny test vocabularies stay valid.
     ids = {"<|endoftext|>": vocab - 1, "<|startoftranscript|>": vocab - 1}
     ids.update({k: v for k, v in tokenizer_ids.items() if k in ids and 0 <= v < vocab})
-    special = {
-        "pad_token_id": ids["<|endoftext|>"], "bos_token_id": ids["<|endoftext|>"],
-        "eos_token_id": ids["<|endoftext|>"], "decoder_start_token_id": ids["<|startoftranscript|>"],
-    }  # fmt: skip
     return WhisperConfig(
         vocab_size=vocab,
         num_mel_bins=shape("encoder/conv1/weight")[1],
@@ -696,7 +714,10 @@ def _whisper_config_from_ct2(
         max_source_positions=shape("encoder/position_encodings/encodings")[0],
         max_target_positions=shape("decoder/position_encodings/encodings")[0],
         tie_word_embeddings=True,
-        **special,
+        pad_token_id=ids["<|endoftext|>"],
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|endoftext|>"],
+        decoder_start_token_id=ids["<|startoftranscript|>"],
     )
 
 
@@ -750,11 +771,14 @@ def load_ctranslate2_whisper(path: str | os.PathLike[str]) -> WhisperForConditio
                         raise CheckpointError(f"{file}: {ct2_name} has a non-zero k-projection bias block")
                     continue
                 if target not in params:
-                    raise CheckpointError(f"{file}: {ct2_name} maps to {target}, which the model does not have")
+                    raise CheckpointError(
+                        f"{file}: {ct2_name} maps to {target}, which the model does not have"
+                    )
                 param = params[target]
                 if tuple(param.shape) != block.shape:
                     raise CheckpointError(
-                        f"{file}: {ct2_name} block has shape {block.shape}, {target} needs {tuple(param.shape)}"
+                        f"{file}: {ct2_name} block has shape {block.shape}, "
+                        f"{target} needs {tuple(param.shape)}"
                     )
                 param.copy_(torch.from_numpy(np.ascontiguousarray(block)).to(param.dtype))
                 filled.add(target)
@@ -763,5 +787,5 @@ def load_ctranslate2_whisper(path: str | os.PathLike[str]) -> WhisperForConditio
     not_loaded = sorted(set(params) - filled)
     if not_loaded:
         raise CheckpointError(f"{file}: Whisper parameters not found in the file: {not_loaded}")
-    model.eval()
+    cast(Any, model).eval()  # transformers' eval() is untyped
     return model
