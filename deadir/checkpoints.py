@@ -470,6 +470,10 @@ def _ct2_unpack(fh: BinaryIO, fmt: str, file: Path) -> tuple[int, ...]:
 
 
 def _ct2_infos(file: Path) -> dict[str, TensorInfo]:
+    return _ct2_header(file)[1]
+
+
+def _ct2_header(file: Path) -> tuple[str, dict[str, TensorInfo]]:
     """Walk the CTranslate2 model.bin: version, spec name, revision, variables, aliases."""
     size = file.stat().st_size
     infos: dict[str, TensorInfo] = {}
@@ -477,7 +481,7 @@ def _ct2_infos(file: Path) -> dict[str, TensorInfo]:
         (version,) = _ct2_unpack(fh, "<I", file)
         if not _CT2_MIN_VERSION <= version <= _CT2_MAX_VERSION:
             raise CheckpointError(f"{file}: unsupported CTranslate2 binary version {version}")
-        _ct2_string(fh, file)  # spec name, e.g. "WhisperSpec"
+        spec = _ct2_string(fh, file)  # e.g. "WhisperSpec"
         _ct2_unpack(fh, "<I", file)  # spec revision
         (count,) = _ct2_unpack(fh, "<I", file)
         for _ in range(count):
@@ -508,7 +512,7 @@ def _ct2_infos(file: Path) -> dict[str, TensorInfo]:
                 raise CheckpointError(f"{file}: alias {alias!r} points at unknown variable {target!r}")
             t = infos[target]
             infos[alias] = TensorInfo(alias, t.shape, t.dtype, t.file, t.nbytes, t.offset, alias_of=target)
-    return infos
+    return spec, infos
 
 
 def _read_ct2(
@@ -733,7 +737,8 @@ def _added_token_ids(tokenizer_file: Path) -> dict[str, int]:
 def load_ctranslate2_whisper(path: str | os.PathLike[str]) -> WhisperForConditionalGeneration:
     """Build a float32 ``WhisperForConditionalGeneration`` from a CTranslate2 Whisper model.
 
-    ``path`` is the ``model.bin`` or its folder; the sizes come from the variable shapes
+    ``path`` is the ``model.bin`` (spec ``WhisperSpec``) or its folder; the sizes come
+    from the variable shapes
     (and head counts from config.json keys ``encoder_attention_heads`` /
     ``decoder_attention_heads`` when present, else d_model/64 as in every Whisper).
     The model is created at random init from a ``WhisperConfig`` and every parameter is
@@ -747,7 +752,13 @@ def load_ctranslate2_whisper(path: str | os.PathLike[str]) -> WhisperForConditio
     fmt, file = _resolve(path)
     if fmt != "ctranslate2":
         raise CheckpointError(f"{path}: not a CTranslate2 model (found {fmt})")
-    infos = _ct2_infos(file)
+    spec, infos = _ct2_header(file)
+    if spec != "WhisperSpec":
+        raise CheckpointError(f"{file}: CTranslate2 model of spec {spec!r}, expected 'WhisperSpec'")
+    for flag, expected in (("decoder/pre_norm", 1), ("decoder/scale_embeddings", 0)):
+        # Hugging Face Whisper is pre-LN with unscaled embeddings; refuse files that say otherwise
+        if flag in infos and int(_read_ct2(infos, [flag])[flag].reshape(-1)[0]) != expected:
+            raise CheckpointError(f"{file}: {flag} is not {expected}; not the Whisper architecture")
     config_file = file.parent / "config.json"
     config = read_config(file) if config_file.is_file() else {}
     model = WhisperForConditionalGeneration(

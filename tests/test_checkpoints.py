@@ -527,6 +527,19 @@ def test_ct2_whisper_nonzero_k_bias_refused(tmp_path: Path) -> None:
         load_ctranslate2_whisper(tmp_path)
 
 
+def test_ct2_whisper_loader_refuses_other_specs_and_post_norm(tmp_path: Path) -> None:
+    variables = _whisper_to_ct2(_tiny_whisper())
+    file = tmp_path / "model.bin"
+    write_ct2(file, variables, _ALIAS)
+    file.write_bytes(file.read_bytes().replace(b"WhisperSpec", b"WhisperSpex", 1))
+    with pytest.raises(CheckpointError, match="spec 'WhisperSpex', expected 'WhisperSpec'"):
+        load_ctranslate2_whisper(file)
+    variables["decoder/pre_norm"] = np.array(0, dtype=np.int8)
+    write_ct2(file, variables, _ALIAS)
+    with pytest.raises(CheckpointError, match="decoder/pre_norm is not 1"):
+        load_ctranslate2_whisper(file)
+
+
 def test_ct2_whisper_loader_refuses_other_formats(tmp_path: Path, st_tensors: Any) -> None:
     _save_safetensors(tmp_path / "model.safetensors", st_tensors)
     with pytest.raises(CheckpointError, match="not a CTranslate2 model"):
@@ -834,3 +847,26 @@ def test_fetch_main_is_idempotent_and_writes_manifest(
     (tmp_path / "fake" / "model.gguf").write_bytes(b"changed!")  # same size, other content: redone
     assert fc.main(["--dest", str(tmp_path), "--only", "fake"]) == 0
     assert len(calls) == 2
+
+
+def test_fetch_prune_removes_parts_only_when_assembled_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from integration import fetch_checkpoints as fc
+
+    def outside(pkg: Path, out: Path) -> tuple[Path, Path, str]:
+        (out / "model.gguf").write_bytes(b"GGUF-ish")
+        return out / "model.gguf", out / "model.gguf", "test"
+
+    def inside(pkg: Path, out: Path) -> tuple[Path, Path, str]:
+        (pkg / "model.gguf").write_bytes(b"GGUF-ish")
+        return pkg / "model.gguf", pkg / "model.gguf", "test"
+
+    for name, assemble in (("assembled", outside), ("in-place", inside)):
+        (tmp_path / "packages" / name).mkdir(parents=True)
+        src = fc.ModelSource(name, name, (), "gguf", "llama", 8, 1, "rmsnorm", 1e-5, assemble)
+        monkeypatch.setitem(fc.MODELS, name, src)
+    assert fc.main(["--dest", str(tmp_path), "--only", "assembled", "in-place", "--prune"]) == 0
+    assert not (tmp_path / "packages" / "assembled").exists()
+    assert (tmp_path / "packages" / "in-place" / "model.gguf").is_file()
+    assert set(fc.load_manifest(tmp_path)) == {"assembled", "in-place"}
