@@ -19,6 +19,8 @@ naming the path and what is wrong.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import math
 import os
@@ -354,6 +356,25 @@ class _Cursor:
 
 
 def _gguf_header(file: Path) -> _GGUFHeader:
+    """The parsed GGUF header, cached per (path, size, mtime, inode).
+
+    Walking a 260k-entry tokenizer array costs ~50-100 ms; a scan calls list_tensors,
+    read_config and read_tensors on the same file, so parse once. A rewritten file has a
+    new mtime or size and is parsed again.
+    """
+    try:
+        st = file.stat()
+    except OSError as exc:
+        raise CheckpointError(f"{file}: cannot read: {exc}") from exc
+    return _gguf_header_cached(file.resolve(), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@functools.lru_cache(maxsize=16)
+def _gguf_header_cached(file: Path, size: int, mtime_ns: int, inode: int) -> _GGUFHeader:
+    return _parse_gguf_header(file)
+
+
+def _parse_gguf_header(file: Path) -> _GGUFHeader:
     """Parse a GGUF (v2/v3) header: metadata, tensor infos, data offsets. Memory-maps the file."""
     import mmap
 
@@ -561,7 +582,7 @@ def list_tensors(path: str | os.PathLike[str]) -> dict[str, TensorInfo]:
     if fmt == "safetensors-sharded":
         return _sharded_infos(file)
     if fmt == "gguf":
-        return _gguf_header(file).tensors
+        return dict(_gguf_header(file).tensors)  # a copy: the parsed header is cached
     return _ct2_infos(file)
 
 
@@ -604,7 +625,7 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     fmt, file = _resolve(path)
     if fmt == "gguf":
-        return _gguf_header(file).metadata
+        return copy.deepcopy(_gguf_header(file).metadata)  # a copy: the parsed header is cached
     config_file = file.parent / "config.json"
     if not config_file.is_file():
         raise CheckpointError(f"{path}: no config.json next to the weights ({config_file})")

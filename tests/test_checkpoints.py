@@ -303,6 +303,18 @@ def test_gguf_config_metadata(gguf_file: Any) -> None:
     assert config["llama.small_array"] == [1, 2, 3]
 
 
+def test_gguf_header_cache_returns_copies_and_sees_rewrites(gguf_file: Any) -> None:
+    path, _ = gguf_file
+    first = list_tensors(path)
+    first.clear()
+    config = read_config(path)
+    config["general.architecture"] = "mutated"
+    assert len(list_tensors(path)) == 5 and read_config(path)["general.architecture"] == "llama"
+    path.write_bytes(path.read_bytes()[:-100])  # rewritten file: parsed again, not served from cache
+    with pytest.raises(CheckpointError, match="truncated"):
+        list_tensors(path)
+
+
 def test_gguf_quant_type_without_dequantiser(gguf_file: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from gguf import quants
 
