@@ -227,7 +227,8 @@ def test_bert_like_post_ln_with_bias_dead_and_zero_channels(tmp_path: Path, rng:
     t["encoder.layer.0.output.LayerNorm.weight"][5] = 0.0  # exactly zero: γ⁻¹ undefined
     report = scan(write_hf(tmp_path / "bert", BERT_CONFIG, t))
     assert report.site("embeddings.LayerNorm").site.role == "embedding"
-    assert {s.site.role for s in report.sites[1:]} == {"block-output"}
+    assert report.site("encoder.layer.1.output.LayerNorm").site.role == "final"  # post-LN: the last block's
+    assert {s.site.role for s in report.sites[1:-1]} == {"block-output"}
     assert all(s.site.stack == "encoder" and s.bias_name is not None and s.site.spec.eps == 1e-12
                for s in report.sites)
     dead = report.site("encoder.layer.1.output.LayerNorm")
@@ -344,9 +345,16 @@ def test_opt_post_ln_flag_turns_block_norms_into_block_output(tmp_path: Path, rn
     d = 8
     t = {f"model.decoder.layers.0.{n}.{p}": gammas(rng, d) for n in ("self_attn_layer_norm", "final_layer_norm")
          for p in ("weight", "bias")}
-    pre = scan(write_hf(tmp_path / "pre", {"model_type": "opt", "hidden_size": d, "do_layer_norm_before": True}, t))
+    with_final = {**t, "model.decoder.final_layer_norm.weight": gammas(rng, d),
+                  "model.decoder.final_layer_norm.bias": gammas(rng, d)}
+    pre = scan(write_hf(tmp_path / "pre", {"model_type": "opt", "hidden_size": d, "do_layer_norm_before": True},
+                        with_final))
     post = scan(write_hf(tmp_path / "post", {"model_type": "opt", "hidden_size": d, "do_layer_norm_before": False}, t))
-    assert {s.site.role for s in pre.sites} == {"block-input"} and {s.site.role for s in post.sites} == {"block-output"}
+    assert [s.site.role for s in pre.sites] == ["final", "block-input", "block-input"]
+    # post-LN: block norms are block-output, and the last block's final_layer_norm ends the stack
+    assert {s.site.path: s.site.role for s in post.sites} == {
+        "model.decoder.layers.0.self_attn_layer_norm": "block-output",
+        "model.decoder.layers.0.final_layer_norm": "final"}
 
 
 # ----------------------------------------------------------------------------- bytes read
@@ -663,3 +671,41 @@ def test_error_bad_arguments(tmp_path: Path, rng: np.random.Generator) -> None:
             scan(ckpt, dead_rel_tol=bad)
     with pytest.raises(CheckpointError, match="expected a checkpoint path or a torch model"):
         scan(42)
+
+
+# ----------------------------------------------------------------------------- agreement with find_norms
+
+AGREEMENT_TYPES = ("gpt2", "opt", "gpt_neox", "bloom", "falcon", "phi", "bert", "roberta", "mpnet", "vit", "clip",
+                   "whisper", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "t5", "olmo2")
+
+
+@pytest.mark.parametrize("model_type", AGREEMENT_TYPES)
+def test_scan_of_a_saved_checkpoint_agrees_with_find_norms(tmp_path: Path, model_type: str) -> None:
+    """The naming tables and deadir.find_norms (module classes) name the same sites the same way."""
+    import torch
+    from transformers import AutoModel
+
+    from deadir.models import find_norms, tiny_config
+
+    torch.manual_seed(0)
+    model = AutoModel.from_config(tiny_config(model_type))
+    with torch.no_grad():  # distinct, non-unit gains so that directions are informative
+        for name, p in model.named_parameters():
+            if p.ndim == 1 and "norm" in name.lower() or ".ln" in name or name.startswith("ln"):
+                p.uniform_(0.5, 2.0)
+    state = {k: v.detach().to(torch.float32).numpy().copy() for k, v in model.state_dict().items()}
+    ckpt = write_hf(tmp_path / model_type, model.config.to_dict(), state)
+    report = scan(ckpt)
+    assert report.arch_known and not any(s.guessed for s in report.sites), report.warnings
+    found = {s.path: s for s in find_norms(model)}
+    scanned = {s.site.path: s for s in report.sites}
+    assert set(scanned) == set(found)
+    for path, s in scanned.items():
+        f = found[path]
+        got = (s.site.role, s.site.stack, s.site.block, s.site.spec.kind, s.site.spec.weight_offset)
+        assert got == (f.role, f.stack, f.block, f.spec.kind, f.spec.weight_offset), path
+        assert s.site.spec.eps == pytest.approx(f.spec.eps, rel=1e-6), path
+        np.testing.assert_array_equal(s.site.spec.weight, f.spec.weight)  # both the stored float32 values
+        np.testing.assert_array_equal(s.gamma, f.spec.gamma)
+    # and scanning the model itself (through find_norms) gives no baseline change against the file
+    assert not compare_to_baseline(scan(model), report.to_dict())
