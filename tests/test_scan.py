@@ -691,7 +691,7 @@ def test_scan_of_a_saved_checkpoint_agrees_with_find_norms(tmp_path: Path, model
     model = AutoModel.from_config(tiny_config(model_type))
     with torch.no_grad():  # distinct, non-unit gains so that directions are informative
         for name, p in model.named_parameters():
-            if p.ndim == 1 and "norm" in name.lower() or ".ln" in name or name.startswith("ln"):
+            if p.ndim == 1 and ("norm" in name.lower() or ".ln" in name or name.startswith("ln")):
                 p.uniform_(0.5, 2.0)
     state = {k: v.detach().to(torch.float32).numpy().copy() for k, v in model.state_dict().items()}
     ckpt = write_hf(tmp_path / model_type, model.config.to_dict(), state)
