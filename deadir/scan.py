@@ -50,7 +50,8 @@ gemma2                    RMS      1 + w     layers.N.input_layernorm, .pre_feed
                                              norm (fin)
 gemma3_text               RMS      1 + w     as gemma2 + layers.N.self_attn.{q,k}_norm (qk)
 gemma3                    RMS/LN   1 + w/γ   gemma3_text for the language model; SigLIP vision tower
-                                             (LN: layers.N.layer_norm{1,2} bi, post_layernorm fin);
+                                             vision_tower[.vision_model] (LN: encoder.layers.N.layer_norm{1,2} bi,
+                                             post_layernorm fin, head.layernorm other);
                                              multi_modal_projector.mm_soft_emb_norm (RMS 1 + w, other)
 t5 (mt5, umt5)            RMS      γ         {encoder,decoder}.block.N.layer.M.layer_norm (bi);
                                              {encoder,decoder}.final_layer_norm (fin)
@@ -271,10 +272,12 @@ HF_ARCHS: dict[str, _Arch] = {
     "gemma2": _Arch("rmsnorm", 1.0, ("rms_norm_eps",), 1e-6, _GEMMA2_RULES),
     "gemma3_text": _Arch("rmsnorm", 1.0, ("rms_norm_eps",), 1e-6, _GEMMA2_RULES + _QK_RULES),
     "gemma3": _Arch("rmsnorm", 1.0, ("text_config.rms_norm_eps", "rms_norm_eps"), 1e-6, (
-        _r(rf"vision_tower\.vision_model\.encoder\.layers\.{_N}\.layer_norm[12]", "block-input", "vision",
+        _r(rf"vision_tower\.(?:vision_model\.)?encoder\.layers\.{_N}\.layer_norm[12]", "block-input", "vision",
            kind="layernorm", weight_offset=0.0, eps_keys=_SIGLIP_EPS),
-        _r(r"vision_tower\.vision_model\.post_layernorm", "final", "vision", kind="layernorm", weight_offset=0.0,
-           eps_keys=_SIGLIP_EPS),
+        _r(r"vision_tower\.(?:vision_model\.)?post_layernorm", "final", "vision", kind="layernorm",
+           weight_offset=0.0, eps_keys=_SIGLIP_EPS),
+        _r(r"vision_tower\.(?:vision_model\.)?head\.layernorm", "other", "vision", kind="layernorm",
+           weight_offset=0.0, eps_keys=_SIGLIP_EPS),
         _r(r"multi_modal_projector\.mm_soft_emb_norm", "other", eps_keys=_SIGLIP_EPS),
         *_GEMMA2_RULES, *_QK_RULES,
     )),

@@ -709,3 +709,43 @@ def test_scan_of_a_saved_checkpoint_agrees_with_find_norms(tmp_path: Path, model
         np.testing.assert_array_equal(s.gamma, f.spec.gamma)
     # and scanning the model itself (through find_norms) gives no baseline change against the file
     assert not compare_to_baseline(scan(model), report.to_dict())
+
+
+def test_gemma3_multimodal_checkpoint_mixes_siglip_layernorm_and_gemma_rmsnorm(tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModel, Gemma3Config
+
+    from deadir.models import find_norms
+
+    text = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "head_dim": 8, "vocab_size": 300, "sliding_window": 16, "rms_norm_eps": 3e-6,
+            "layer_types": ["sliding_attention", "full_attention"]}
+    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "image_size": 28, "patch_size": 14, "layer_norm_eps": 2e-6}
+    config = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4, image_token_index=299,
+                          boi_token_index=297, eoi_token_index=298)
+    torch.manual_seed(0)
+    model = AutoModel.from_config(config)
+    state = {k: v.detach().to(torch.float32).numpy().copy() for k, v in model.state_dict().items()}
+    report = scan(write_hf(tmp_path / "g3", model.config.to_dict(), state))
+    assert report.arch == "gemma3" and not any(s.guessed for s in report.sites)
+    vision_sites = [s for s in report.sites if s.site.stack == "vision"]
+    assert len(vision_sites) == 6 and all(
+        s.site.spec.kind == "layernorm" and s.site.spec.weight_offset == 0.0 and s.site.spec.eps == 2e-6
+        and s.kernel == "inverse-scale" for s in vision_sites)
+    text_sites = [s for s in report.sites if s.site.stack == "decoder"]
+    assert len(text_sites) == 14 and all(s.site.spec.kind == "rmsnorm" and s.site.spec.weight_offset == 1.0
+                                         for s in text_sites)
+    assert report.site("multi_modal_projector.mm_soft_emb_norm").site.spec.eps == 2e-6
+    assert all(s.site.spec.eps == 3e-6 for s in text_sites if "multi_modal" not in s.site.path)
+    assert {s.site.path for s in report.sites if s.site.role == "final"} == {
+        "language_model.norm", "vision_tower.post_layernorm"}
+    found = {s.path: s for s in find_norms(model)}
+    assert set(found) == {s.site.path for s in report.sites}
+    for s in report.sites:
+        f = found[s.site.path]
+        assert (s.site.spec.kind, s.site.spec.weight_offset, s.site.stack, s.site.block) == (
+            f.spec.kind, f.spec.weight_offset, f.stack, f.block)
+        # find_norms' FINAL_NORMS["gemma3"] expects vision_model.post_layernorm (transformers 4 naming)
+        if s.site.path != "vision_tower.post_layernorm":
+            assert s.site.role == f.role, s.site.path
