@@ -877,7 +877,7 @@ def scan(
         path_or_model: a folder (config.json + model.safetensors or a sharded
             model.safetensors.index.json), a single .safetensors file, a .gguf file, a
             CTranslate2 Whisper model.bin (or its folder) — or an instantiated torch
-            model, whose parameters are read instead (nothing is run).
+            model, whose norm parameters are read instead (through deadir.find_norms).
         arch: override the architecture (a model_type / GGUF architecture name), e.g.
             for a bare .safetensors file without config.json.
         dead_rel_tol: dead channels are |γᵢ| ≤ dead_rel_tol · median |γ| (see
@@ -930,11 +930,12 @@ def scan(
 
 
 def _scan_model(model: Any, *, arch: str | None, dead_rel_tol: float, t0: float) -> ScanReport:
-    """scan() of an instantiated model: nothing is run, the norm modules' parameters are read.
+    """scan() of an instantiated model: the norm modules' parameters are read, no forward pass.
 
     With ``deadir.models.find_norms`` available (and no ``arch`` override) its sites are used,
-    so scan and verify agree on an instantiated model; otherwise the parameter names go
-    through the same naming tables as a checkpoint, and ε is taken from the module
+    so scan and verify agree on an instantiated model (find_norms reads known norm classes
+    from their parameters and only probes unknown norm-like modules); otherwise the parameter
+    names go through the same naming tables as a checkpoint, and ε is taken from the module
     (``variance_epsilon`` / ``eps``) when it has one.
     """
     where = type(model).__name__

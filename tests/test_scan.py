@@ -134,14 +134,18 @@ def write_ct2_whisper(path: Path, rng: np.random.Generator, d: int = 8) -> dict[
         variables[f"{n}/gamma"] = gammas(rng, d).astype(np.float16)
         variables[f"{n}/beta"] = rng.standard_normal(d).astype(np.float16)
     variables["decoder/embeddings/weight"] = rng.standard_normal((16, d)).astype(np.float16)
-    out = bytearray(struct.pack("<I", 6) + _ct2_string("WhisperSpec") + struct.pack("<I", 1))
+    write_ct2(path, variables, "WhisperSpec")
+    return variables
+
+
+def write_ct2(path: Path, variables: Mapping[str, np.ndarray], spec: str) -> None:
+    out = bytearray(struct.pack("<I", 6) + _ct2_string(spec) + struct.pack("<I", 1))
     out += struct.pack("<I", len(variables))
     for name, value in variables.items():
         out += _ct2_string(name) + struct.pack("<B", value.ndim) + struct.pack(f"<{value.ndim}I", *value.shape)
         out += struct.pack("<B", 4) + struct.pack("<I", value.nbytes) + value.tobytes()
     out += struct.pack("<I", 0)
     path.write_bytes(bytes(out))
-    return variables
 
 
 # ----------------------------------------------------------------------------- per architecture
@@ -300,6 +304,24 @@ def test_ctranslate2_whisper(tmp_path: Path, rng: np.random.Generator) -> None:
     assert report.site("decoder/layer_0/attention/layer_norm").site.block == 0
 
 
+def test_ctranslate2_other_spec_guesses_kind_from_beta(tmp_path: Path, rng: np.random.Generator) -> None:
+    d = 8
+    variables = {
+        "decoder/layer_0/self_attention/layer_norm/gamma": gammas(rng, d).astype(np.float16),
+        "decoder/layer_0/self_attention/layer_norm/beta": gammas(rng, d).astype(np.float16),
+        "decoder/layer_norm/gamma": gammas(rng, d).astype(np.float16),  # RMSNorm in CTranslate2: no beta
+        "decoder/layer_0/ffn/linear_0/weight": rng.standard_normal((2 * d, d)).astype(np.float16),
+    }
+    write_ct2(tmp_path / "model.bin", variables, "TransformerDecoderModelSpec")
+    report = scan(tmp_path / "model.bin")
+    assert report.arch == "ctranslate2" and not report.arch_known
+    got = {s.site.path: (s.site.spec.kind, s.kind_source, s.guessed) for s in report.sites}
+    assert got == {
+        "decoder/layer_0/self_attention/layer_norm": ("layernorm", "CTranslate2: beta present", True),
+        "decoder/layer_norm": ("rmsnorm", "CTranslate2: no beta", True),
+    }
+
+
 def test_unknown_architecture_guesses_and_never_drops(tmp_path: Path, rng: np.random.Generator) -> None:
     d = 16
     t = {
@@ -404,7 +426,7 @@ def test_bytes_read_do_not_grow_with_matmul_weights(
 # ----------------------------------------------------------------------------- instantiated model
 
 
-def test_scan_of_an_instantiated_model_matches_its_checkpoint(tmp_path: Path) -> None:
+def test_scan_of_an_instantiated_model_matches_its_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("transformers")
     import torch
     from transformers import GPT2Config, GPT2Model
@@ -422,6 +444,13 @@ def test_scan_of_an_instantiated_model_matches_its_checkpoint(tmp_path: Path) ->
     from_file = scan(write_hf(tmp_path / "gpt2", cfg, state))
     assert not compare_to_baseline(from_model, from_file.to_dict())
     assert all(s.eps_source == "module" for s in from_model.sites)
+    assert {s.kind_source for s in from_model.sites} == {"find_norms"}
+    # without deadir.models the parameters go through the naming tables: same sites
+    monkeypatch.setattr(scan_module, "_find_norms", lambda: None)
+    from_table = scan(model)
+    assert {s.kind_source for s in from_table.sites} == {"table"} and not from_table.warnings
+    assert not compare_to_baseline(from_table, from_file.to_dict())
+    assert [s.site.to_dict() for s in from_table.sites] == [s.site.to_dict() for s in from_file.sites]
 
 
 def test_scan_of_a_model_uses_find_norms_when_available(monkeypatch: pytest.MonkeyPatch) -> None:
