@@ -114,14 +114,23 @@ def _canonical_sums(expr: sp.Basic) -> sp.Basic:
 
 
 def simplify_to_zero(expr: sp.Basic) -> tuple[bool, str]:
-    """Try increasingly expensive exact simplifications; return (is_zero, method)."""
+    """Try increasingly expensive exact simplifications; return (is_zero, method).
+
+    Before the expensive general ``simplify`` a numeric probe runs: an exact rational point where
+    the expression is provably non-zero settles the question (it is not identically 0) without
+    asking SymPy to simplify, e.g., a trigonometric expression that is not an identity.
+    """
     expr = sp.sympify(expr)
     if expr == 0:
         return True, "identically 0"
     if isinstance(expr, sp.MatrixBase):
-        results = [simplify_to_zero(e) for e in expr]
-        methods = sorted({m for _, m in results})
-        return all(ok for ok, _ in results), "entrywise " + ", ".join(methods)
+        results = []
+        for e in expr:
+            ok, method = simplify_to_zero(e)
+            results.append(method)
+            if not ok:
+                return False, "entrywise: " + method
+        return True, "entrywise " + ", ".join(sorted(set(results)))
     if expr.has(sp.Sum):
         # Linearity of finite sums: expand, evaluate inner sums, pull constants out, merge.
         e = sp.expand(sp.expand(expr).doit())
@@ -129,6 +138,8 @@ def simplify_to_zero(expr: sp.Basic) -> tuple[bool, str]:
         e = _canonical_sums(e)
         if e == 0:
             return True, "linearity of Σ (expand, doit, merge sums)"
+        if find_witness(expr) is not None:
+            return False, "symbolic sums did not cancel"
         if sp.simplify(e) == 0:
             return True, "linearity of Σ + simplify"
         return False, "symbolic sums did not cancel"
@@ -139,6 +150,8 @@ def simplify_to_zero(expr: sp.Basic) -> tuple[bool, str]:
         return True, "expand"
     if sp.expand(sp.together(sp.expand(expr))) == 0:
         return True, "together + expand"
+    if find_witness(expr) is not None:
+        return False, "not an identity (non-zero at a rational point)"
     if sp.simplify(expr) == 0:
         return True, "simplify"
     return False, "simplify did not reach 0"
