@@ -71,7 +71,10 @@ def certificate_markdown(result: ProofResult, controls: Sequence[ProofResult]) -
 def index_markdown(rows: Sequence[tuple[ProofResult, Sequence[ProofResult], str]]) -> str:
     """The index page: one line per theorem with verdict, coverage, controls and time."""
     out = ["# deadir proof certificates", "", f"SymPy {sp.__version__}.", ""]
-    out += ["| Theorem | Statement | Covered | Result | Controls rejected | Seconds |", "|---|---|---|---|---|---|"]
+    out += [
+        "| Theorem | Statement | Covered | Result | Controls rejected | Seconds |",
+        "|---|---|---|---|---|---|",
+    ]
     for res, controls, fname in rows:
         rejected = sum(c.refuted for c in controls)
         total = res.seconds + sum(c.seconds for c in controls)

@@ -104,7 +104,7 @@ def _canonical_sums(expr: sp.Basic) -> sp.Basic:
     canon = sp.Symbol("_k", integer=True)
 
     def rename(s: sp.Sum) -> sp.Sum:
-        (var, lo, hi), = s.limits
+        ((var, lo, hi),) = s.limits
         return sp.Sum(s.function.xreplace({var: canon}), (canon, lo, hi))
 
     return expr.replace(
@@ -186,8 +186,10 @@ def find_witness(expr: sp.Basic, *, tries: int = 4, seed: int = 0) -> tuple[str,
     for _ in range(tries):
         labels = {base.label for base in expr.atoms(sp.IndexedBase)}
         atoms = [
-            a for a in expr.free_symbols
-            if isinstance(a, sp.Indexed) or (isinstance(a, sp.Symbol) and not a.is_integer and a not in labels)
+            a
+            for a in expr.free_symbols
+            if isinstance(a, sp.Indexed)
+            or (isinstance(a, sp.Symbol) and not a.is_integer and a not in labels)
         ]
         subs = {a: _value_for(a, rng) for a in sorted(atoms, key=str)}
         try:
@@ -263,7 +265,9 @@ class Derivation:
                 found = find_witness(expr)
                 status = REFUTED if found is not None else UNDECIDED
                 witness = f"instance {label}: " + (found[0] if found else "no witness found")
-                self.steps.append(Step(name, text, latex, status, method, witness, n, time.perf_counter() - t))
+                self.steps.append(
+                    Step(name, text, latex, status, method, witness, n, time.perf_counter() - t)
+                )
                 return False
         method = ", ".join(sorted(methods)) + f"; all {n} instances"
         self.steps.append(Step(name, text, latex, PROVED, method, None, n, time.perf_counter() - t))
@@ -286,7 +290,9 @@ class Derivation:
         self.steps.append(Step(name, text, shown, status, method, witness, 1, time.perf_counter() - t))
         return status == PROVED
 
-    def fact(self, name: str, text: str, latex: str, holds: bool, method: str, witness: str | None = None) -> bool:
+    def fact(
+        self, name: str, text: str, latex: str, holds: bool, method: str, witness: str | None = None
+    ) -> bool:
         """Record a claim decided by an exact computation done by the caller."""
         status = PROVED if holds else REFUTED
         self.steps.append(Step(name, text, latex, status, method, None if holds else witness))
@@ -303,6 +309,13 @@ class Derivation:
     def result(self) -> ProofResult:
         """Freeze the derivation into a ProofResult."""
         return ProofResult(
-            self.theorem, self.title, self.statement, self.hypotheses, self.covered,
-            self.steps, self.notes, time.perf_counter() - self._t0, self.control,
+            self.theorem,
+            self.title,
+            self.statement,
+            self.hypotheses,
+            self.covered,
+            self.steps,
+            self.notes,
+            time.perf_counter() - self._t0,
+            self.control,
         )
