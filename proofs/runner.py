@@ -76,16 +76,17 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         return 0 if ok else 1
-    head = f"{'theorem':<8}{'statement':<44}{'covered':<52}{'result':<12}{'controls':<10}{'seconds':>8}"
+    head = f"{'theorem':<8}{'statement':<58}{'result':<12}{'controls':<10}{'seconds':>8}"
     print(head)
     print("-" * len(head))
     for r, cs in rows:
         rej = f"{sum(c.refuted for c in cs)}/{len(cs)} rej"
         secs = r.seconds + sum(c.seconds for c in cs)
-        print(f"{r.theorem:<8}{r.title[:43]:<44}{r.covered[:51]:<52}{r.verdict:<12}{rej:<10}{secs:>8.2f}")
+        print(f"{r.theorem:<8}{r.title[:57]:<58}{r.verdict:<12}{rej:<10}{secs:>8.2f}")
+        print(f"{'':<8}d covered: {r.covered}")
         for c in cs:
             if not c.ok:
-                print(f"        negative control ACCEPTED (defect): {c.control}")
+                print(f"{'':<8}negative control ACCEPTED (defect): {c.control}")
     print(f"\ncertificates: {len(paths)} files in {args.out}")
     print("ALL PROVED, ALL CONTROLS REJECTED" if ok else "FAILURES: see above")
     return 0 if ok else 1
