@@ -135,7 +135,13 @@ def _expansion_steps(der: Derivation, with_beta: bool) -> None:
             + ".",
             r"\sum_j "
             r"\frac{\partial\langle\gamma^{-1},\hat y-\beta\rangle}{\partial\delta_j}\Big|_0\delta_j = "
-            r"\sum_i \hat z_i(\alpha_i+\tau_i+\delta_{1i}) + \sum_i\Big(\hat z_i"
+            + (
+                r"\sum_i \hat z_i\alpha_i + \sum_i x_i\hat r\,\tau_i - d\,\hat\mu\hat r\,\kappa"
+                r" + \sum_i \hat z_i\delta_{1i}"
+                if fused
+                else r"\sum_i \hat z_i(\alpha_i+\tau_i+\delta_{1i})"
+            )
+            + r" + \sum_i\Big(\hat z_i"
             + (r" + \frac{\beta_i}{\gamma_i}" if with_beta else "")
             + r"\Big)(\delta_{2i}+\delta_{3i})",
             [(f"d={d}", lambda d=d: linear(d)) for d in D_SIZES],
@@ -277,6 +283,21 @@ def _derive(with_beta: bool) -> ProofResult:
         _magnitude_steps(der)
         _library_step(der)
     _numeric_step(der, with_beta)
+    if with_beta:
+        der.note(
+            "Derivation of the bound. Each first-order coefficient is bounded in absolute value and multiplied "
+            "by the unit roundoff of its operation: the centring term d·|e|·r̂ ≤ d·γ_{d+1}(u_c)(|μ| + σ)/σ ≤ "
+            "d·γ_{d+1}(u_c)(1 + ρ) (summation-error lemma, mean|c| ≤ σ by the Lagrange identity, r̂ ≤ 1/σ by "
+            "the norm step); the standardisation roundings (αᵢ, τᵢ, and κ in the fused form) have coefficients "
+            "of magnitude ≤ |ẑᵢ| + ρ, summing to ≤ 3u_c·d(1 + ρ) with Σ|ẑᵢ| ≤ d; the product γᵢẑᵢ contributes "
+            "u_c·Σ|ẑᵢ| ≤ u_c·d; the addition of βᵢ contributes u_c·Σ|ẑᵢ + βᵢ/γᵢ| ≤ u_c(d + S_β); the final "
+            "cast u(d + S_β). Dividing by ‖γ⁻¹‖ gives the residual along the unit vector v."
+        )
+        der.note(
+            "Rayleigh quotient: for N computed rows, vᵀĈv = (1/N)Σ_k(⟨v, ŷ_k − β⟩ − mean)² ≤ "
+            "max_k⟨v, ŷ_k − β⟩² ≤ residual², so vᵀĈv/λmax ≤ residual²/λmax (×N/(N−1) for the unbiased "
+            "covariance)."
+        )
     der.note(
         "The expansion is exact to first order (the checked Jacobian); O(u²) remainders are not bounded here."
     )
