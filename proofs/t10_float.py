@@ -285,11 +285,14 @@ def _derive(with_beta: bool) -> ProofResult:
     _numeric_step(der, with_beta)
     if with_beta:
         der.note(
-            "Derivation of the bound. Each first-order coefficient is bounded in absolute value and multiplied "
+            "Derivation of the bound. Each first-order coefficient "
+            "is bounded in absolute value and multiplied "
             "by the unit roundoff of its operation: the centring term d·|e|·r̂ ≤ d·γ_{d+1}(u_c)(|μ| + σ)/σ ≤ "
             "d·γ_{d+1}(u_c)(1 + ρ) (summation-error lemma, mean|c| ≤ σ by the Lagrange identity, r̂ ≤ 1/σ by "
-            "the norm step); the standardisation roundings (αᵢ, τᵢ, and κ in the fused form) have coefficients "
-            "of magnitude ≤ |ẑᵢ| + ρ, summing to ≤ 3u_c·d(1 + ρ) with Σ|ẑᵢ| ≤ d; the product γᵢẑᵢ contributes "
+            "the norm step); the standardisation roundings (αᵢ, "
+            "τᵢ, and κ in the fused form) have coefficients "
+            "of magnitude ≤ |ẑᵢ| + ρ, summing to ≤ 3u_c·d(1 + "
+            "ρ) with Σ|ẑᵢ| ≤ d; the product γᵢẑᵢ contributes "
             "u_c·Σ|ẑᵢ| ≤ u_c·d; the addition of βᵢ contributes u_c·Σ|ẑᵢ + βᵢ/γᵢ| ≤ u_c(d + S_β); the final "
             "cast u(d + S_β). Dividing by ‖γ⁻¹‖ gives the residual along the unit vector v."
         )
