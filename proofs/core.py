@@ -89,7 +89,7 @@ def latex_of(expr: sp.Basic | str) -> str:
     """LaTeX of an expression, or a size summary when it is too long to read."""
     if isinstance(expr, str):
         return expr
-    text = sp.latex(expr)
+    text = str(sp.latex(expr))
     if len(text) <= MAX_LATEX:
         return text
     return rf"\text{{(expression with {sp.count_ops(expr)} operations, not shown)}}"

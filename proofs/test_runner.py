@@ -20,3 +20,32 @@ def test_runner_table_and_unknown_theorem(tmp_path, capsys):
     assert main(["--out", str(tmp_path), "--only", "T6"]) == 0
     assert "T6" in capsys.readouterr().out
     assert main(["--out", str(tmp_path), "--only", "T99"]) == 2
+
+
+def test_runner_fails_when_a_control_is_accepted_or_a_proof_fails(tmp_path, monkeypatch, capsys):
+    import types
+
+    import sympy as sp
+
+    from proofs import runner
+    from proofs.core import Derivation
+
+    x = sp.Symbol("x", real=True)
+
+    def derive(expr, control=None):
+        der = Derivation("T1", "fake", "s", [], "c", control=control)
+        der.zero("step", "", expr)
+        return der.result()
+
+    fake = types.SimpleNamespace(
+        THEOREM="T1",
+        prove=lambda: derive((x + 1) ** 2 - x**2 - 2 * x - 1),
+        CONTROLS={"true-variant": lambda: derive(x - x, control="a variant that is in fact true")},
+    )
+    monkeypatch.setattr(runner, "theorem_modules", lambda: [fake])
+    assert runner.main(["--out", str(tmp_path)]) == 1
+    assert "ACCEPTED (defect)" in capsys.readouterr().out
+    fake.prove = lambda: derive(x**2 - x)
+    fake.CONTROLS = {}
+    assert runner.main(["--out", str(tmp_path), "--json"]) == 1
+    assert '"result": "NOT PROVED"' in capsys.readouterr().out

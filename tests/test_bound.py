@@ -188,7 +188,7 @@ def test_bound_holds_for_torch_layer_norm(dtype, d, tiny):
 
 
 def test_bound_is_not_vacuous_in_float32():
-    # Observed ratio bound/measured ≈ 10-100 for d = 96 (about 40 on this seed); 1e4 leaves room.
+    # Observed ratio bound/measured: 115 on this seed (10-1000 across dtypes and d in the tests above).
     measured, bound = _measure(_torch_layer_norm, torch.float32, 96, seed=0)
     assert 0 < measured <= bound.residual
     assert bound.residual / measured < 1e4
