@@ -113,6 +113,46 @@ def _canonical_sums(expr: sp.Basic) -> sp.Basic:
     )
 
 
+def _flatten_nested(s: sp.Sum) -> sp.Sum:
+    """Σ_i c·Σ_l f = Σ_{i,l} c·f when c does not involve l (finite sums, independent bounds)."""
+    factors = sp.Mul.make_args(s.function)
+    inner = [t for t in factors if isinstance(t, sp.Sum)]
+    if len(inner) != 1:
+        return s
+    rest = sp.Mul(*[t for t in factors if t is not inner[0]])
+    if rest.free_symbols & {v for v, _, _ in inner[0].limits}:
+        return s
+    return sp.Sum(rest * inner[0].function, *inner[0].limits, *s.limits)
+
+
+def _drop_constant_limits(s: sp.Sum) -> sp.Basic:
+    """Σ_{l=a}^{b} f = (b − a + 1)·f for a summand f that does not involve l."""
+    keep = [lim for lim in s.limits if lim[0] in s.function.free_symbols]
+    count = sp.Mul(*[hi - lo + 1 for v, lo, hi in s.limits if v not in s.function.free_symbols])
+    return count * (sp.Sum(s.function, *keep) if keep else s.function)
+
+
+def _sum_normal_form(expr: sp.Basic) -> sp.Basic:
+    """Normal form of a linear combination of (nested) finite sums with independent bounds.
+
+    Expands summands, merges nested sums into multi-index sums, orders the indices (finite
+    sums with independent bounds commute), removes indices the summand does not involve, and
+    pulls constants out; equal sums then cancel.
+    """
+    e = sp.expand(expr)
+    e = e.replace(lambda q: isinstance(q, sp.Sum), lambda q: sp.Sum(sp.expand(q.function), *q.limits))
+    e = sp.expand(e)
+    e = e.replace(lambda q: isinstance(q, sp.Sum), _flatten_nested)
+    e = e.replace(
+        lambda q: isinstance(q, sp.Sum) and len(q.limits) > 1,
+        lambda q: sp.Sum(q.function, *sorted(q.limits, key=lambda t: str(t[0]))),
+    )
+    e = e.replace(lambda q: isinstance(q, sp.Sum), _drop_constant_limits)
+    e = sp.expand(e.doit())
+    e = e.replace(lambda q: isinstance(q, sp.Sum), lambda q: sp.factor_terms(q))
+    return _canonical_sums(e)
+
+
 def simplify_to_zero(expr: sp.Basic) -> tuple[bool, str]:
     """Try increasingly expensive exact simplifications; return (is_zero, method).
 
@@ -138,6 +178,8 @@ def simplify_to_zero(expr: sp.Basic) -> tuple[bool, str]:
         e = _canonical_sums(e)
         if e == 0:
             return True, "linearity of Σ (expand, doit, merge sums)"
+        if _sum_normal_form(expr) == 0:
+            return True, "linearity and interchange of finite Σ (multi-index normal form)"
         if find_witness(expr) is not None:
             return False, "symbolic sums did not cancel"
         if sp.simplify(e) == 0:

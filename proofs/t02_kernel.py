@@ -5,8 +5,9 @@ linearity of expectation, for every input distribution with finite second moment
 centred covariance C = (1/m) Σ_k (y_k − ȳ)(y_k − ȳ)ᵀ satisfies C γ⁻¹ = 0, so C v = 0 for
 v = γ⁻¹/‖γ⁻¹‖.
 
-What is machine-checked. (a) For symbolic d: ⟨γ⁻¹, y_k − β⟩ = 0 for each sample (T1), and
-(1/m)Σ_k of it, so ⟨γ⁻¹, y_k − ȳ⟩ = 0. (b) For every concrete d = 2..12 and m = 2..4 with
+What is machine-checked. (a) For symbolic d: ⟨γ⁻¹, y_k − β⟩ = 0 for each sample (T1), and for
+symbolic d and m: ⟨γ⁻¹, y_k − ȳ⟩ = a_k − (1/m)Σ_l a_l, so ⟨γ⁻¹, y_k − ȳ⟩ = 0.
+(b) For every concrete d = 2..12 and m = 2..4 with
 all entries symbolic: ⟨γ⁻¹, y_k − ȳ⟩ simplifies to 0 for every k (the normaliser of
 each sample an independent positive symbol, which covers every ε). (c) The factorisation
 C γ⁻¹ = (1/m) Σ_k (y_k − ȳ)·⟨y_k − ȳ, γ⁻¹⟩ for generic vectors (d, m concrete), which turns
@@ -86,11 +87,23 @@ def _derive(variant: str) -> ProofResult:
         sp.Sum((y - shift) / g[i], (i, 1, d)),
         latex=r"a_k = \sum_{i=1}^{d}\frac{y_{k,i} - c_i}{\gamma_i} = 0",
     )
-    der.cite(
-        "mean of samples",
-        "Interchanging the finite sums Σᵢ and Σ_k: ⟨γ⁻¹, ȳ − β⟩ = (1/m)Σ_k a_k, hence "
-        "⟨γ⁻¹, y_k − ȳ⟩ = a_k − (1/m)Σ_l a_l. (Checked exactly for concrete d, m below.)",
-        r"\langle\gamma^{-1}, y_k-\bar y\rangle = a_k - \tfrac1m\sum_l a_l",
+    # The sample mean, for symbolic d AND symbolic m, with generic outputs y_{l,i}.
+    m = sp.Symbol("m", integer=True, positive=True)
+    k, l = sp.symbols("k l", integer=True)
+    ys = sp.IndexedBase("y")
+    centre = 0 if variant == "uncentred" else b[i]
+
+    def a(kk: sp.Expr) -> sp.Expr:
+        return sp.Sum((ys[kk, i] - centre) / g[i], (i, 1, d))
+
+    ybar = sp.Sum(ys[l, i], (l, 1, m)) / m
+    paired = sp.Sum((ys[k, i] - (0 if variant == "uncentred" else ybar)) / g[i], (i, 1, d))
+    der.equal(
+        "mean of samples, symbolic d and m",
+        "For any vectors y_1..y_m: ⟨γ⁻¹, y_k − ȳ⟩ = a_k − (1/m)Σ_l a_l (linearity and interchange of the "
+        "finite sums over i and l); with every a_l = 0 (previous step) it is 0.",
+        paired,
+        a(k) - (0 if variant == "uncentred" else sp.Sum(a(l), (l, 1, m)) / m),
     )
 
     # (b) concrete d, m: every projection of a centred sample vanishes.

@@ -43,3 +43,16 @@ def test_undecided_is_not_proved():
     der.fact("decided elsewhere", "", "", True, "m")
     der.steps[0].status = UNDECIDED
     assert not der.result().proved
+
+
+def test_interchange_of_finite_sums_with_symbolic_bounds():
+    d, m = sp.symbols("d m", integer=True, positive=True)
+    i, k, l = sp.symbols("i k l", integer=True)
+    y, g = sp.IndexedBase("y"), sp.IndexedBase("gamma")
+    lhs = sp.Sum(sp.Sum(y[l, i], (l, 1, m)) / g[i], (i, 1, d))
+    rhs = sp.Sum(sp.Sum(y[l, i] / g[i], (i, 1, d)), (l, 1, m))
+    assert simplify_to_zero(lhs - rhs)[0]
+    # a constant summand over l counts m times, not once
+    assert simplify_to_zero(sp.Sum(g[i], (i, 1, d), (l, 1, m)) - m * sp.Sum(g[i], (i, 1, d)))[0]
+    assert not simplify_to_zero(sp.Sum(g[i], (i, 1, d), (l, 1, m)) - sp.Sum(g[i], (i, 1, d)))[0]
+    assert not simplify_to_zero(lhs - rhs + y[k, 1])[0]
