@@ -7,6 +7,7 @@ it off checkpoints from γ alone and verifies it with a forward pass.
 
 from __future__ import annotations
 
+from deadir.bound import KernelErrorBound, kernel_error_bound, unit_roundoff
 from deadir.classify import NormClass, classify_norm
 from deadir.covariance import CovarianceAccumulator
 from deadir.direction import dead_channels, effective_scale, inverse_scale_direction, live_fraction
@@ -31,6 +32,7 @@ __all__ = [
     "DeadirError",
     "DegenerateScaleError",
     "InputShapeError",
+    "KernelErrorBound",
     "KernelReport",
     "NormClass",
     "NormSpec",
@@ -45,6 +47,7 @@ __all__ = [
     "final_norm",
     "find_norms",
     "inverse_scale_direction",
+    "kernel_error_bound",
     "known_norm_classes",
     "live_fraction",
     "measure_kernel",
@@ -52,4 +55,5 @@ __all__ = [
     "random_init_like",
     "register_norm_class",
     "scan",
+    "unit_roundoff",
 ]

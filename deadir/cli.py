@@ -102,6 +102,18 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prove(args: argparse.Namespace) -> int:
+    # proofs/ ships in the same wheel; it is imported lazily because SymPy is slow to import.
+    from proofs.runner import main as run_proofs
+
+    argv = ["--out", args.out]
+    if args.json:
+        argv.append("--json")
+    if args.only:
+        argv += ["--only", args.only]
+    return run_proofs(argv)
+
+
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -133,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dead-rel-tol", type=float, default=1e-5,
                    help="dead channel: |gamma_i| <= this * median |gamma| (default 1e-5)")
     p.set_defaults(func=_cmd_scan)
+
+    p = sub.add_parser("prove", help="run the SymPy proofs of T1-T10 and write Markdown certificates")
+    p.add_argument("--out", default="build/proofs", help="certificate folder (default build/proofs)")
+    p.add_argument("--only", default=None, help="comma-separated theorems, e.g. T1,T3")
+    p.add_argument("--json", action="store_true", help="print a JSON summary instead of the table")
+    p.set_defaults(func=_cmd_prove)
     return parser
 
 
