@@ -1,0 +1,984 @@
+"""Parameter-space dead directions (DESIGN.md T7, T8) and the directional Fisher information.
+
+A LayerNorm output obeys ⟨γ⁻¹, y − β⟩ = 0 for every input (T1). Every layer that reads it
+therefore has directions in parameter space along which its output, and so the model's
+function and Fisher information, does not change at all:
+
+read side (T7), for a consumer f(y) = W y + b of a LayerNorm output y:
+    read-bias        (δW, δb) = (u γ⁻¹ᵀ, −⟨γ⁻¹,β⟩ u) for every u: δf = u⟨γ⁻¹, y − β⟩ = 0.
+    read-beta0       no bias but β = 0 (bias-free LayerNorm, or β = 0 at init): δW = u γ⁻¹ᵀ.
+    keys-constant    a bias-free key projection with β ≠ 0 and no rotary embedding: δW = u γ⁻¹ᵀ
+                     adds the same vector u⟨γ⁻¹,β⟩ to every key, which shifts every score of one
+                     query by the same amount; softmax over keys ignores it.
+    lm-head-softmax  the LM head: δW = 𝟙 wᵀ (and δb = c 𝟙) shifts every logit of a token by the
+                     same amount; softmax ignores it (T7 names the instance w = γ⁻¹). This one is
+                     a property of softmax, not of the norm: it is dead after an RMSNorm too and
+                     is enumerated only where a LayerNorm feeds the head. A head tied to the input
+                     embedding moves the embeddings too: then only δW = c 𝟙𝟙ᵀ is dead, and only
+                     because the embedding stream is read through LayerNorms alone (T8).
+write side (T8), LN(x + t𝟙) = LN(x):
+    write-residual   a weight writing into a residual stream that is read *only* through
+                     LayerNorms: δW = 𝟙 wᵀ (torch Linear layout (out, in); δb = c 𝟙 with it), and
+                     for an embedding table E (rows = tokens) δE = a 𝟙ᵀ: each write moves by a
+                     multiple of 𝟙, which no reader sees.
+
+Which module reads which norm is architecture knowledge: :data:`ARCHITECTURES` holds one plan
+builder per Hugging Face ``model_type`` (GPT-2, GPT-Neo, BERT, Llama-style, Gemma). Each builder
+states the stream's readers; the write family is exact only when all of them are LayerNorms:
+
+- GPT-2 / GPT-Neo (pre-LN): the residual stream is read by ln_1, ln_2 of every block and by ln_f,
+  and by nothing else (the logits come from ln_f). Writers: wte, wpe, attention output
+  projection, MLP output projection. Valid. (The optional ``hidden_states`` outputs are raw
+  stream reads: the directions are dead for the logits, not for those.)
+- BERT (post-LN): there is no long residual stream; each sum is re-normalised at once:
+  word + position + token-type embeddings → embeddings.LayerNorm; attention.output.dense(ctx) + h
+  → attention.output.LayerNorm; output.dense(inter) + h' → output.LayerNorm. Every sum is read by
+  exactly one LayerNorm, so all those writers are valid. The LayerNorm β themselves are *not*
+  writers in this sense: β shifts h, which Q/K/V also read.
+- Llama / Gemma (RMSNorm): the same formulas are built as *candidates* (the negative control)
+  and marked not exact: ⟨γ⁻¹, y⟩ = Σ xᵢ/rms(x) varies with the input (T5), RMS(x + t𝟙) ≠ RMS(x).
+
+The Fisher information along a unit direction δ for the model's own predictive distribution
+p = softmax(logits) is  F(δ) = mean over positions of J_δᵀ (diag p − p pᵀ) J_δ = Var_p(J_δ),
+with J_δ the directional derivative of the logits, computed exactly by one forward-mode JVP
+(``torch.func.jvp`` through ``torch.func.functional_call``) on a float64 copy of the model.
+Cost: one forward pass with tangents (≈ 2–3 forwards) per direction, whatever the number of
+parameters P; the dense alternative builds the Jacobian of all N·V logits with respect to the P
+parameters of the tensors involved (P reverse passes, or N·V of them for reverse mode, and
+N·V·P float64 numbers of memory) and then contracts it with δ.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, get_args
+
+import numpy as np
+
+from deadir.arrays import FloatArray, as_vector
+from deadir.errors import DeadirError, DegenerateScaleError, InputShapeError, UnknownNormError
+from deadir.norms import NormSpec
+from deadir.report import render_table
+
+Family = Literal["read-bias", "read-beta0", "lm-head-softmax", "keys-constant", "write-residual"]
+FAMILIES: tuple[str, ...] = get_args(Family)
+Role = Literal["linear", "key", "lm-head"]
+
+#: float64 unit roundoff u = 2⁻⁵³.
+UNIT_ROUNDOFF = 2.0**-53
+
+
+class UnsupportedArchitectureError(DeadirError, TypeError):
+    """A model whose architecture has no consumer table in :data:`ARCHITECTURES`."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DeadDirection:
+    """A family of candidate function-preserving directions in parameter space.
+
+    One item covers the whole linear family spanned by its free vector (``u`` on the read side,
+    ``w`` on the write side), of length :attr:`free_dim`.
+
+    Attributes:
+        family: "read-bias", "read-beta0", "lm-head-softmax", "keys-constant" or "write-residual".
+        site: path of the norm that makes it dead (read side: the norm the consumer reads;
+            write side: the first norm that reads the written stream).
+        module: path of the consumer (read side) or writer (write side) module.
+        layer: block index as a string, or "embeddings" / "head" outside blocks (report rows).
+        params: names of the perturbed parameters as in ``model.named_parameters()`` (a tied
+            parameter appears under its first name).
+        free_dim: length of the vector passed to :meth:`perturbation`.
+        exact: True when the theorem makes the direction exactly function-preserving for this
+            model; False for the negative-control candidates (e.g. the same formula after an
+            RMSNorm).
+        norm_kind: the kind of the norm at ``site`` ("layernorm", "rmsnorm", ...).
+        reason: which theorem, and why it is (or is not) exact here.
+    """
+
+    family: Family
+    site: str
+    module: str
+    layer: str
+    params: tuple[str, ...]
+    free_dim: int
+    exact: bool
+    norm_kind: str
+    reason: str
+    _build: Callable[[FloatArray], dict[str, FloatArray]] = dataclasses.field(repr=False)
+    _shapes: Mapping[str, tuple[tuple[int, ...], Any]] = dataclasses.field(repr=False)
+    _default: FloatArray = dataclasses.field(repr=False)
+
+    def perturbation(self, u_or_w: Any = None, *, dtype: Any = None) -> dict[str, Any]:
+        """The perturbation δθ of this family for the free vector ``u_or_w`` (not normalised).
+
+        Args:
+            u_or_w: vector of length :attr:`free_dim` (numpy, sequence or tensor); None gives the
+                family's canonical choice (all ones; for an untied LM head w = γ⁻¹, c = 0, T7's
+                instance).
+            dtype: torch dtype of the tensors; None keeps each parameter's dtype. Fisher and
+                function-change measurements use float64 (a float32 δ would round the
+                cancellation between δW and δb, leaving a float32-sized residue).
+
+        Returns:
+            parameter name → torch tensor with that parameter's shape.
+
+        Raises:
+            InputShapeError: ``u_or_w`` is not a finite vector of length :attr:`free_dim`.
+        """
+        import torch
+
+        vec = self._default if u_or_w is None else as_vector(u_or_w, name="u_or_w")
+        if vec.size != self.free_dim or not np.all(np.isfinite(vec)):
+            raise InputShapeError(
+                f"u_or_w: expected a finite vector of length {self.free_dim} for {self.family} at {self.module}, "
+                f"got size {vec.size}"
+            )
+        out = {}
+        for name, array in self._build(vec).items():
+            shape, pdtype = self._shapes[name]
+            out[name] = torch.as_tensor(array, dtype=dtype or pdtype).reshape(shape)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description (without tensors)."""
+        return {
+            "family": self.family, "site": self.site, "module": self.module, "layer": self.layer,
+            "params": list(self.params), "free_dim": self.free_dim, "exact": self.exact,
+            "norm_kind": self.norm_kind, "reason": self.reason,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Read:
+    """Architecture table entry: module ``consumer`` reads the output of norm ``norm``."""
+
+    norm: str
+    consumer: str
+    role: Role = "linear"
+    rotary: bool = False  # keys: a position-dependent rotation is applied to them
+
+
+@dataclasses.dataclass(frozen=True)
+class Write:
+    """Architecture table entry: ``writer`` adds into a stream read only by the norms ``readers``."""
+
+    writer: str
+    readers: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Who reads which norm, and who writes into which stream, in one model."""
+
+    arch: str
+    reads: tuple[Read, ...]
+    writes: tuple[Write, ...]
+    note: str
+
+
+PlanBuilder = Callable[[Mapping[str, Any], Any], Plan]
+
+
+def _blocks(paths: Iterable[str], pattern: str) -> list[tuple[str, int]]:
+    """(prefix, block index) for every path matching ``(prefix)<pattern with {i}>``, sorted by index."""
+    rx = re.compile(r"^(?P<p>(?:.+\.)?)" + pattern.replace(".", r"\.").replace("{i}", r"(?P<i>\d+)") + "$")
+    found = []
+    for path in paths:
+        m = rx.match(path)
+        if m:
+            found.append((m.group("p"), int(m.group("i"))))
+    return sorted(found, key=lambda t: t[1])
+
+
+def _plan_gpt2(mods: Mapping[str, Any], config: Any) -> Plan:
+    blocks = _blocks(mods, "h.{i}.ln_1")
+    if not blocks:
+        raise UnsupportedArchitectureError("gpt2: no module named like 'h.<i>.ln_1'")
+    p = blocks[0][0]
+    neo = getattr(config, "model_type", "") == "gpt_neo"
+    reads: list[Read] = []
+    writes: list[Write] = []
+    readers = (*(f"{p}h.{i}.{ln}" for _, i in blocks for ln in ("ln_1", "ln_2")), f"{p}ln_f")
+    for _, i in blocks:
+        b = f"{p}h.{i}."
+        if neo:
+            reads += [Read(b + "ln_1", b + f"attn.attention.{x}_proj", "key" if x == "k" else "linear") for x in "qkv"]
+            writes.append(Write(b + "attn.attention.out_proj", readers))
+        else:
+            reads.append(Read(b + "ln_1", b + "attn.c_attn"))  # fused Q|K|V, Conv1D with bias
+            writes.append(Write(b + "attn.c_proj", readers))
+        reads.append(Read(b + "ln_2", b + "mlp.c_fc"))
+        writes.append(Write(b + "mlp.c_proj", readers))
+    if "lm_head" in mods:
+        reads.append(Read(f"{p}ln_f", "lm_head", "lm-head"))
+    writes += [Write(f"{p}wte", readers), Write(f"{p}wpe", readers)]
+    note = (
+        "pre-LN: the residual stream is read by ln_1/ln_2 of every block and ln_f only; "
+        "the logits come from ln_f (hidden_states outputs, if requested, are raw stream reads)"
+    )
+    return Plan(str(getattr(config, "model_type", "gpt2")), tuple(reads), tuple(writes), note)
+
+
+def _plan_bert(mods: Mapping[str, Any], config: Any) -> Plan:
+    blocks = _blocks(mods, "encoder.layer.{i}.output.LayerNorm")
+    if not blocks:
+        raise UnsupportedArchitectureError("bert: no module named like 'encoder.layer.<i>.output.LayerNorm'")
+    p = blocks[0][0]
+    reads: list[Read] = []
+    writes: list[Write] = []
+    emb = f"{p}embeddings."
+    writes += [Write(emb + e, (emb + "LayerNorm",)) for e in ("word_embeddings", "position_embeddings",
+                                                               "token_type_embeddings")]
+    prev = emb + "LayerNorm"
+    for _, i in blocks:
+        b = f"{p}encoder.layer.{i}."
+        reads += [Read(prev, b + f"attention.self.{x}", "key" if x == "key" else "linear")
+                  for x in ("query", "key", "value")]
+        reads.append(Read(b + "attention.output.LayerNorm", b + "intermediate.dense"))
+        writes.append(Write(b + "attention.output.dense", (b + "attention.output.LayerNorm",)))
+        writes.append(Write(b + "output.dense", (b + "output.LayerNorm",)))
+        prev = b + "output.LayerNorm"
+    if f"{p}pooler.dense" in mods:
+        reads.append(Read(prev, f"{p}pooler.dense"))  # the [CLS] row of the last LayerNorm's output
+    if "cls.predictions.transform.dense" in mods:
+        reads.append(Read(prev, "cls.predictions.transform.dense"))
+        reads.append(Read("cls.predictions.transform.LayerNorm", "cls.predictions.decoder", "lm-head"))
+    note = (
+        "post-LN: every residual sum (embeddings, attention output + input, MLP output + input) is "
+        "read by exactly one LayerNorm, so each writer into it is a write-residual direction"
+    )
+    return Plan("bert", tuple(reads), tuple(writes), note)
+
+
+def _plan_llama(mods: Mapping[str, Any], config: Any) -> Plan:
+    blocks = _blocks(mods, "layers.{i}.input_layernorm")
+    if not blocks:
+        raise UnsupportedArchitectureError("llama: no module named like 'layers.<i>.input_layernorm'")
+    p = blocks[0][0]
+    readers = tuple(f"{p}layers.{i}.{n}" for _, i in blocks for n in ("input_layernorm", "post_attention_layernorm"))
+    readers += (f"{p}norm",)
+    reads: list[Read] = []
+    writes: list[Write] = [Write(f"{p}embed_tokens", readers)]
+    for _, i in blocks:
+        b = f"{p}layers.{i}."
+        reads += [Read(b + "input_layernorm", b + f"self_attn.{x}_proj", "key" if x == "k" else "linear", True)
+                  for x in "qkv"]
+        reads += [Read(b + "post_attention_layernorm", b + f"mlp.{x}_proj") for x in ("gate", "up")]
+        writes += [Write(b + "self_attn.o_proj", readers), Write(b + "mlp.down_proj", readers)]
+    if "lm_head" in mods:
+        reads.append(Read(f"{p}norm", "lm_head", "lm-head"))
+    note = ("pre-norm decoder: the residual stream is read by input_layernorm/post_attention_layernorm "
+            "and the final norm")
+    return Plan(str(getattr(config, "model_type", "llama")), tuple(reads), tuple(writes), note)
+
+
+#: model_type → plan builder (the per-architecture consumer table).
+ARCHITECTURES: dict[str, PlanBuilder] = {
+    "gpt2": _plan_gpt2,
+    "gpt_neo": _plan_gpt2,
+    "bert": _plan_bert,
+    "llama": _plan_llama,
+    "mistral": _plan_llama,
+    "qwen2": _plan_llama,
+    "gemma": _plan_llama,
+}
+
+
+def plan_for(model: Any) -> Plan:
+    """The consumer/writer table of ``model`` (a transformers PreTrainedModel).
+
+    Raises:
+        UnsupportedArchitectureError: the model's ``config.model_type`` has no table.
+    """
+    config = getattr(model, "config", None)
+    arch = str(getattr(config, "model_type", type(model).__name__))
+    builder = ARCHITECTURES.get(arch)
+    if builder is None:
+        raise UnsupportedArchitectureError(
+            f"model: architecture {arch!r} has no consumer table; supported: {sorted(ARCHITECTURES)}"
+        )
+    return builder(dict(model.named_modules()), config)
+
+
+# --------------------------------------------------------------------------- enumeration
+
+
+def _norm_specs(model: Any) -> dict[str, NormSpec]:
+    """path → NormSpec of every norm module the library can read (models.find_norms when present)."""
+    try:
+        find_norms = getattr(importlib.import_module("deadir.models"), "find_norms", None)
+    except ImportError:  # deadir.models (find_norms) lands on another branch; until then read modules directly
+        find_norms = None
+    if find_norms is not None:
+        return {site.path: site.spec for site in find_norms(model)}
+    specs = {}
+    for path, module in model.named_modules():
+        try:
+            specs[path] = NormSpec.from_module(module)
+        except (UnknownNormError, InputShapeError):
+            continue
+    return specs
+
+
+def _is_conv1d(module: Any) -> bool:
+    # transformers.pytorch_utils.Conv1D: y = x W + b with W of shape (in, out)
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf")
+
+
+def _layer_of(path: str) -> str:
+    m = re.search(r"\.(?:h|layer|layers)\.(\d+)\.", "." + path + ".")
+    if m:
+        return m.group(1)
+    return "head" if ("lm_head" in path or path.startswith("cls.") or "pooler" in path) else "embeddings"
+
+
+class _Params:
+    """Parameter names and tying of one model."""
+
+    def __init__(self, model: Any) -> None:
+        self.name = {id(p): n for n, p in model.named_parameters()}
+        self.users: dict[int, list[str]] = {}
+        for path, module in model.named_modules():
+            for attr, p in module.named_parameters(recurse=False):
+                self.users.setdefault(id(p), []).append(f"{path}.{attr}" if path else attr)
+
+    def of(self, module: Any, attr: str) -> tuple[str, tuple[tuple[int, ...], Any]] | None:
+        p = getattr(module, attr, None)
+        if p is None or id(p) not in self.name:
+            return None
+        return self.name[id(p)], (tuple(p.shape), p.dtype)
+
+    def shared_with(self, module: Any, attr: str, own: str) -> list[str]:
+        p = getattr(module, attr, None)
+        if p is None:
+            return []
+        return [u for u in self.users.get(id(p), []) if u != f"{own}.{attr}"]
+
+
+def candidate_parameter_directions(model: Any) -> tuple[list[DeadDirection], list[str]]:
+    """Every direction the T7/T8 formulas build for ``model``, with an exactness verdict each.
+
+    On a LayerNorm model the candidates are the dead directions; on an RMSNorm model the same
+    formulas give the negative control (``exact=False`` with the reason). Also returns notes
+    (skipped sites, the plan's stream description).
+
+    Raises:
+        UnsupportedArchitectureError: no consumer table for the architecture.
+    """
+    plan = plan_for(model)
+    mods = dict(model.named_modules())
+    specs = _norm_specs(model)
+    params = _Params(model)
+    notes = [f"{plan.arch}: {plan.note}"]
+    out: list[DeadDirection] = []
+
+    def spec_of(path: str) -> NormSpec | None:
+        if path not in specs:
+            if path in mods:
+                notes.append(f"{path}: {type(mods[path]).__name__} is not a norm deadir can read; skipped")
+            return None
+        return specs[path]
+
+    tied_heads: dict[str, str] = {}  # embedding module path → head module path sharing its weight
+    for read in plan.reads:
+        if read.role == "lm-head" and read.consumer in mods:
+            for user in params.shared_with(mods[read.consumer], "weight", read.consumer):
+                tied_heads[user.rsplit(".", 1)[0]] = read.consumer
+
+    for read in plan.reads:
+        spec, consumer = spec_of(read.norm), mods.get(read.consumer)
+        if spec is None or consumer is None:
+            continue
+        try:
+            out.extend(_read_candidates(read, spec, consumer, params))
+        except DegenerateScaleError as err:
+            notes.append(f"{read.norm} → {read.consumer}: skipped, γ⁻¹ undefined ({err})")
+    for write in plan.writes:
+        writer = mods.get(write.writer)
+        if writer is None:
+            continue
+        reader_specs = [spec_of(r) for r in write.readers if r in mods]
+        if any(s is None for s in reader_specs) or not reader_specs:
+            notes.append(f"{write.writer}: a reader of its stream is not a readable norm; skipped")
+            continue
+        kinds = sorted({s.kind for s in reader_specs if s is not None})
+        if write.writer in tied_heads:
+            out.append(_tied_head_candidate(write, tied_heads[write.writer], kinds, writer, mods, params))
+        else:
+            cand = _write_candidate(write, kinds, writer, params)
+            if cand is not None:
+                out.append(cand)
+    if not any(s.kind == "layernorm" for s in specs.values()):
+        notes.append(
+            "no LayerNorm in this model: it has none of the read-side or write-side dead families "
+            "(the candidates built by the same formulas are a negative control, exact=False)"
+        )
+    return out, notes
+
+
+def dead_parameter_directions(model: Any) -> list[DeadDirection]:
+    """The exact function-preserving directions that LayerNorm induces in ``model`` (T7, T8).
+
+    Returns the candidates that are exact *and* hinge on a LayerNorm; an RMSNorm model returns
+    an empty list (softmax-shift directions of an untied LM head are dead in every model, a fact
+    about softmax rather than the norm, and are not returned there).
+
+    Raises:
+        UnsupportedArchitectureError: no consumer table for the architecture.
+    """
+    cands, _ = candidate_parameter_directions(model)
+    return [c for c in cands if c.exact and c.norm_kind == "layernorm"]
+
+
+def _inverse_gamma(spec: NormSpec, name: str) -> FloatArray:
+    from deadir.direction import effective_scale
+
+    return np.asarray(1.0 / effective_scale(spec.gamma, name=f"{name}.gamma"), dtype=np.float64)
+
+
+_NOT_LN = {
+    "rmsnorm": "RMSNorm has no mean-centring: ⟨γ⁻¹, y⟩ = Σ xᵢ/rms(x) varies with the input (T5)",
+}
+
+
+def _read_candidates(
+    read: Read,
+    spec: NormSpec,
+    consumer: Any,
+    params: _Params,
+) -> list[DeadDirection]:
+    ln = spec.kind == "layernorm"
+    not_ln = _NOT_LN.get(spec.kind, f"{spec.kind} is not a LayerNorm; T1 does not hold")
+    weight = params.of(consumer, "weight")
+    if weight is None:
+        return []
+    wname, wshape = weight
+    bias = params.of(consumer, "bias")
+    conv = _is_conv1d(consumer)
+    ginv = _inverse_gamma(spec, read.norm)
+    beta = spec.beta
+    c = float(ginv @ beta)
+    n_out = wshape[0][1] if conv else wshape[0][0]
+    d = ginv.size
+    layer = _layer_of(read.consumer)
+    out: list[DeadDirection] = []
+    shared = params.shared_with(consumer, "weight", read.consumer)
+
+    def outer_w(u: FloatArray) -> FloatArray:
+        return np.outer(ginv, u) if conv else np.outer(u, ginv)
+
+    base: dict[str, Any] = {"site": read.norm, "module": read.consumer, "layer": layer, "norm_kind": spec.kind}
+    tie_note = f"; but its weight is shared with {shared}, which the perturbation also moves" if shared else ""
+    if bias is not None:
+        bname, bshape = bias
+
+        def build_bias(u: FloatArray) -> dict[str, FloatArray]:
+            return {wname: outer_w(u), bname: -c * u}
+
+        exact = ln and not shared
+        why = ("T7: δ(Wy+b) = u⟨γ⁻¹, y − β⟩ = 0 for every input because 𝟙ᵀz = 0 (T1)"
+               if ln else f"not exact: {not_ln}")
+        out.append(DeadDirection(
+            "read-bias", params=(wname, bname), free_dim=n_out, exact=exact, reason=why + tie_note,
+            _build=build_bias, _shapes={wname: wshape, bname: bshape}, _default=np.ones(n_out), **base,
+        ))
+    elif not np.any(beta) or read.role == "key":
+        beta0 = not np.any(beta)
+        family: Family = "read-beta0" if beta0 else "keys-constant"
+        if beta0:
+            exact = ln and not shared
+            why = ("T7 with β = 0: δ(Wy) = u⟨γ⁻¹, y⟩ = u⟨γ⁻¹, β⟩ = 0 for every input"
+                   if ln else f"not exact: {not_ln}")
+        else:
+            exact = ln and not read.rotary and not shared
+            why = ("T7 keys: δk = u⟨γ⁻¹, y⟩ = u⟨γ⁻¹, β⟩ is the same vector for every position, so each "
+                   "query's scores shift by one constant, which softmax over keys ignores (no rotary)")
+            if read.rotary:
+                why = "not exact: rotary embeddings rotate the constant key shift differently at each position"
+            elif not ln:
+                why = f"not exact: {not_ln}"
+
+        def build_w(u: FloatArray) -> dict[str, FloatArray]:
+            return {wname: outer_w(u)}
+
+        if read.role != "lm-head" or not shared:  # a tied head is handled with its embedding
+            out.append(DeadDirection(
+                family, params=(wname,), free_dim=n_out, exact=exact, reason=why + tie_note,
+                _build=build_w, _shapes={wname: wshape}, _default=np.ones(n_out), **base,
+            ))
+    if read.role == "lm-head" and not shared:
+        names = (wname,) + ((bias[0],) if bias is not None else ())
+        shapes = {wname: wshape} | ({bias[0]: bias[1]} if bias is not None else {})
+        bname_opt = bias[0] if bias is not None else None
+
+        def build_head(wc: FloatArray) -> dict[str, FloatArray]:
+            # δlogits = 𝟙 (⟨w, y⟩ + c): the same shift for every vocabulary entry
+            res = {wname: np.outer(wc[:d], np.ones(n_out)) if conv else np.outer(np.ones(n_out), wc[:d])}
+            if bname_opt is not None:
+                res[bname_opt] = np.full(n_out, wc[d])
+            return res
+
+        free = d + (1 if bias is not None else 0)
+        default = np.concatenate([ginv, np.zeros(free - d)])
+        why = ("T7 softmax: δW = 𝟙wᵀ shifts every logit of a position by ⟨w, y⟩, which softmax ignores; "
+               "exact for any w and any norm (T7 names w = γ⁻¹)")
+        out.append(DeadDirection(
+            "lm-head-softmax", params=names, free_dim=free, exact=True, reason=why,
+            _build=build_head, _shapes=shapes, _default=default, **base,
+        ))
+    return out
+
+
+def _write_candidate(write: Write, kinds: Sequence[str], writer: Any, params: _Params) -> DeadDirection | None:
+    weight = params.of(writer, "weight")
+    if weight is None:
+        return None
+    wname, wshape = weight
+    bias = params.of(writer, "bias")
+    conv = _is_conv1d(writer)
+    embedding = type(writer).__name__.endswith("Embedding") or isinstance(getattr(writer, "num_embeddings", None), int)
+    shape = wshape[0]
+    if embedding:
+        n_free, d = shape[0], shape[1]
+    elif conv:
+        n_free, d = shape[0], shape[1]
+    else:
+        d, n_free = shape[0], shape[1]
+    free = n_free + (1 if bias is not None else 0)
+    shared = params.shared_with(writer, "weight", write.writer)
+    bname = bias[0] if bias is not None else None
+
+    def build(w: FloatArray) -> dict[str, FloatArray]:
+        ones = np.ones(d)
+        res = {wname: np.outer(w[:n_free], ones) if (embedding or conv) else np.outer(ones, w[:n_free])}
+        if bname is not None:
+            res[bname] = np.full(d, w[n_free])
+        return res
+
+    all_ln = list(kinds) == ["layernorm"]
+    exact = all_ln and not shared
+    if all_ln:
+        why = (f"T8: the write moves the stream by a multiple of 𝟙 and LN(x + t𝟙) = LN(x); the stream is read only "
+               f"by LayerNorms ({len(write.readers)} readers: {write.readers[0]} …)")
+    else:
+        why = f"not exact: the stream is read by {'/'.join(kinds)} norms, which see a shift along 𝟙 (T8 fails)"
+    if shared:
+        why += f"; but its weight is shared with {shared}"
+    shapes = {wname: wshape} | ({bias[0]: bias[1]} if bias is not None else {})
+    return DeadDirection(
+        "write-residual", site=write.readers[0], module=write.writer, layer=_layer_of(write.writer),
+        params=tuple(shapes), free_dim=free, exact=exact, norm_kind=kinds[0] if len(kinds) == 1 else "mixed",
+        reason=why, _build=build, _shapes=shapes, _default=np.ones(free),
+    )
+
+
+def _tied_head_candidate(
+    write: Write, head: str, kinds: Sequence[str], writer: Any, mods: Mapping[str, Any], params: _Params
+) -> DeadDirection:
+    weight = params.of(writer, "weight")
+    assert weight is not None  # the tie was found through this weight
+    wname, wshape = weight
+    head_mod = mods[head]
+    bias = params.of(head_mod, "bias")
+    bname = bias[0] if bias is not None else None
+    shapes = {wname: wshape} | ({bias[0]: bias[1]} if bias is not None else {})
+    n_vocab, d = wshape[0]
+
+    def build(c: FloatArray) -> dict[str, FloatArray]:
+        res: dict[str, FloatArray] = {wname: np.full((n_vocab, d), c[0])}
+        if bname is not None:
+            res[bname] = np.full(n_vocab, c[1])
+        return res
+
+    all_ln = list(kinds) == ["layernorm"]
+    if all_ln:
+        why = ("tied head: δE = c𝟙𝟙ᵀ shifts every embedding by c𝟙 (invisible: the stream is read only by LayerNorms, "
+               "T8) and every logit by c⟨𝟙, y⟩ (invisible to softmax, T7); other 𝟙wᵀ would move the embeddings")
+    else:
+        why = (f"not exact: the head is tied to {write.writer}, whose stream is read by {'/'.join(kinds)} norms; "
+               "the embedding shift c𝟙 changes their output (T8 fails)")
+    return DeadDirection(
+        "lm-head-softmax", site=write.readers[0], module=f"{head} (tied to {write.writer})", layer="head",
+        params=tuple(shapes), free_dim=1 + (1 if bias is not None else 0), exact=all_ln,
+        norm_kind=kinds[0] if len(kinds) == 1 else "mixed", reason=why, _build=build, _shapes=shapes,
+        _default=np.ones(1 + (1 if bias is not None else 0)),
+    )
+
+
+# --------------------------------------------------------------------------- Fisher information
+
+
+Direction = DeadDirection | Mapping[str, Any]
+
+
+def _prepare_inputs(inputs: Any) -> dict[str, Any]:
+    import torch
+
+    if isinstance(inputs, torch.Tensor):
+        if inputs.is_floating_point() or inputs.is_complex():
+            raise InputShapeError(f"inputs: a tensor must hold token ids (an integer dtype), got {inputs.dtype}")
+        return {"input_ids": inputs if inputs.ndim >= 2 else inputs.unsqueeze(0)}
+    if not isinstance(inputs, Mapping) or not inputs:
+        raise InputShapeError(
+            "inputs: expected a tensor of token ids or a non-empty dict of keyword arguments, "
+            f"got {type(inputs).__name__}"
+        )
+    out = {}
+    for key, value in inputs.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            value = value.to(torch.float64)  # measurements in float64 (pixel values, embeddings, ...)
+        out[str(key)] = value
+    return out
+
+
+def _logits_of(output: Any) -> Any:
+    import torch
+
+    logits = getattr(output, "logits", None)
+    if logits is None and isinstance(output, torch.Tensor):
+        logits = output
+    if logits is None:
+        raise InputShapeError(
+            f"model: its output ({type(output).__name__}) has no .logits; the Fisher information needs a predictive "
+            "distribution, so use a model with a head (…ForCausalLM, …ForMaskedLM, …ForSequenceClassification)"
+        )
+    return logits
+
+
+def _force_eager_attention(model: Any) -> None:
+    # forward-mode AD is not implemented for every fused attention kernel; the eager path is plain matmuls
+    setter = getattr(model, "set_attn_implementation", None)
+    if callable(setter):
+        try:
+            setter("eager")
+            return
+        except (ValueError, TypeError, AttributeError):
+            pass
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if config is not None and hasattr(config, "_attn_implementation"):
+            config._attn_implementation = "eager"
+
+
+class FisherProbe:
+    """A float64 copy of a model and fixed inputs, for many directional measurements.
+
+    The model is deep-copied, cast to float64, put in eval mode (no dropout) and switched to eager
+    attention; the original is not modified. The predictive distribution p = softmax(logits) of
+    the unperturbed copy is computed once.
+
+    Positions: every leading index of the logits (batch × sequence for a language model, batch for
+    a classifier) is one position; when ``inputs`` has an ``attention_mask`` of exactly those
+    leading dimensions, padded positions (mask 0) are left out of every average and maximum.
+
+    Raises:
+        InputShapeError: bad ``inputs``, or a model output without logits.
+    """
+
+    def __init__(self, model: Any, inputs: Any) -> None:
+        import torch
+
+        self.inputs = _prepare_inputs(inputs)
+        self.forward_dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+        self.model = copy.deepcopy(model).to(torch.float64).eval()
+        _force_eager_attention(self.model)
+        self.model.requires_grad_(False)  # forward-mode only: no autograd graph is needed
+        self.params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            self.logits = _logits_of(self.model(**self.inputs)).to(torch.float64)
+        self.vocab = int(self.logits.shape[-1])
+        lead = tuple(self.logits.shape[:-1])
+        mask = self.inputs.get("attention_mask")
+        if isinstance(mask, torch.Tensor) and tuple(mask.shape) == lead:
+            weights = mask.to(torch.float64).reshape(-1)
+        else:
+            weights = torch.ones(int(np.prod(lead)) if lead else 1, dtype=torch.float64)
+        if float(weights.sum()) <= 0:
+            raise InputShapeError("inputs.attention_mask: no position is unmasked")
+        self.weights = weights / weights.sum()
+        self.p = torch.softmax(self.logits.reshape(-1, self.vocab), dim=-1)
+
+    def unit(self, direction: Direction) -> dict[str, Any]:
+        """``direction`` as float64 tensors on this copy's parameter names, scaled to unit Frobenius norm.
+
+        Raises:
+            InputShapeError: unknown parameter names, wrong shapes, or a zero direction.
+        """
+        import torch
+
+        raw = direction.perturbation(dtype=torch.float64) if isinstance(direction, DeadDirection) else direction
+        if not isinstance(raw, Mapping) or not raw:
+            raise InputShapeError("direction: expected a DeadDirection or a non-empty dict parameter name → tensor")
+        out = {}
+        for name, value in raw.items():
+            if name not in self.params:
+                raise InputShapeError(f"direction: {name!r} is not a parameter name of the model")
+            t = torch.as_tensor(value).to(torch.float64)
+            if tuple(t.shape) != tuple(self.params[name].shape):
+                raise InputShapeError(
+                    f"direction[{name!r}]: shape {tuple(t.shape)} differs from the parameter's "
+                    f"{tuple(self.params[name].shape)}"
+                )
+            out[name] = t
+        norm = math.sqrt(sum(float((t * t).sum()) for t in out.values()))
+        if not (norm > 0 and math.isfinite(norm)):
+            raise InputShapeError(f"direction: its norm is {norm}; a direction must be non-zero and finite")
+        return {k: v / norm for k, v in out.items()}
+
+    def _call(self, overrides: Mapping[str, Any]) -> Any:
+        import torch
+
+        out = torch.func.functional_call(self.model, dict(overrides), args=(), kwargs=self.inputs)
+        return _logits_of(out)
+
+    def jvp(self, direction: Direction) -> Any:
+        """J_δ: the derivative of the logits along the unit direction (float64, shape of the logits)."""
+        import torch
+
+        delta = self.unit(direction)
+        names = list(delta)
+
+        def f(*values: Any) -> Any:
+            return self._call(dict(zip(names, values, strict=True)))
+
+        primals = tuple(self.params[n].detach() for n in names)
+        out = torch.func.jvp(f, primals, tuple(delta[n] for n in names))
+        return out[1]
+
+    def fisher(self, direction: Direction) -> float:
+        """F(δ) = mean over positions of J_δᵀ(diag p − ppᵀ)J_δ = Var_p(J_δ) for the unit direction δ."""
+        j = self.jvp(direction).reshape(-1, self.vocab)
+        # Var_p(j) as Σ p (j − E_p j)²: non-negative by construction, no cancellation of two large terms
+        centred = j - (self.p * j).sum(-1, keepdim=True)
+        per_position = (self.p * centred * centred).sum(-1)
+        return float((self.weights * per_position).sum())
+
+    def function_change(self, direction: Direction, t: float) -> float:
+        """max |logits(θ + t δ) − logits(θ)| over unmasked positions and classes, δ the unit direction."""
+        import torch
+
+        if not math.isfinite(t):
+            raise InputShapeError(f"t: must be finite, got {t!r}")
+        delta = self.unit(direction)
+        with torch.no_grad():
+            moved = self._call({n: self.params[n].detach() + t * d for n, d in delta.items()}).to(torch.float64)
+        diff = (moved - self.logits).abs().reshape(-1, self.vocab).amax(-1)
+        return float(diff[self.weights > 0].max())
+
+    def random_direction(self, names: Sequence[str], generator: Any) -> dict[str, Any]:
+        """A Gaussian direction over the parameter tensors ``names`` (same shapes), for baselines."""
+        import torch
+
+        return {
+            n: torch.randn(self.params[n].shape, generator=generator, dtype=torch.float64) for n in names
+        }
+
+    def rounding_depth(self) -> int:
+        """Over-estimate of the longest chain of float64 accumulations a logit depends on.
+
+        Σ fan-in of every Linear / Conv1D / head + Σ size of every norm + (sequence length) ×
+        (number of such layers): each matrix product, norm statistic and attention sum on the
+        way from the inputs to a logit is one recursive sum of at most that length.
+        """
+        import torch
+
+        total = 0
+        n_layers = 0
+        for module in self.model.modules():
+            weight = getattr(module, "weight", None)
+            if not isinstance(weight, torch.Tensor):
+                continue
+            if isinstance(module, torch.nn.Linear):
+                total += int(weight.shape[1])
+                n_layers += 1
+            elif _is_conv1d(module):
+                total += int(weight.shape[0])
+                n_layers += 1
+            elif weight.ndim == 1:
+                total += int(weight.shape[0])
+        seq = int(self.logits.shape[-2]) if self.logits.ndim >= 3 else 1
+        return total + seq * n_layers
+
+    def fisher_floor(self, scale: float) -> float:
+        """Rounding floor for the Fisher along an exactly dead unit direction: (n u)² · scale.
+
+        For an exactly dead direction J_δ = 0 and the computed tangent is pure rounding. With
+        recursive-summation error γ_n ≈ n·u (n = :meth:`rounding_depth`) relative to the size of
+        the tangent terms being summed, and those terms of the size of the tangents of unit random
+        directions of the same tensors (``scale`` = their median Fisher), the computed Fisher is at
+        most (n·u)²·scale. This is a first-order estimate, not a rigorous bound for the whole network;
+        it is pessimistic (rounding errors add like √n, not n, in practice).
+        """
+        return (self.rounding_depth() * UNIT_ROUNDOFF) ** 2 * scale
+
+    def change_floor(self, scale: float) -> float:
+        """Rounding floor for the logit change along an exactly dead direction: 2 n u (max|logits| + scale).
+
+        Both forwards round with relative error ≤ n·u (n = :meth:`rounding_depth`) against the size
+        of the terms summed: the logits, plus the perturbation's contributions, which are of the size
+        of the change along a random unit direction at the same t (``scale``).
+        """
+        return 2 * self.rounding_depth() * UNIT_ROUNDOFF * (float(self.logits.abs().max()) + scale)
+
+
+def directional_fisher(model: Any, inputs: Any, direction: Direction) -> float:
+    """Fisher information of the model's predictive distribution along a parameter direction.
+
+    F(δ) = E_x[J_δᵀ (diag p − p pᵀ) J_δ] for the unit direction δ (normalised to Frobenius norm 1
+    over all its tensors), p = softmax(logits) over the vocabulary / classes, J_δ the directional
+    derivative of the logits, computed exactly by one forward-mode JVP on a float64 copy of the
+    model; E_x is the mean over every (unmasked) position of the logits. Units: nats per unit²
+    of parameter distance.
+
+    Args:
+        model: a torch model whose output has ``.logits`` (or is the logits tensor).
+        inputs: keyword arguments for ``model(**inputs)``, or a tensor of token ids.
+        direction: a :class:`DeadDirection` (its default free vector) or parameter name → tensor.
+
+    Raises:
+        InputShapeError: bad inputs, unknown parameter names, wrong shapes, zero direction, no logits.
+    """
+    return FisherProbe(model, inputs).fisher(direction)
+
+
+def function_change(model: Any, inputs: Any, direction: Direction, t: float) -> float:
+    """max |Δ logits| (float64) when the parameters move by distance ``t`` along the unit ``direction``.
+
+    Same conventions and errors as :func:`directional_fisher`.
+    """
+    return FisherProbe(model, inputs).function_change(direction, t)
+
+
+def dense_fisher(model: Any, inputs: Any, direction: Direction) -> float:
+    """The same Fisher information from the dense float64 Jacobian (``torch.func.jacrev``).
+
+    Builds ∂logits/∂θ for every entry of the direction's tensors (N·V × P numbers), contracts it
+    with δ and forms Σ J_δᵀ(diag p − ppᵀ)J_δ: a cross-check for tiny models only.
+    """
+    import torch
+
+    probe = FisherProbe(model, inputs)
+    delta = probe.unit(direction)
+    names = list(delta)
+
+    def f(*values: Any) -> Any:
+        return probe._call(dict(zip(names, values, strict=True))).reshape(-1, probe.vocab)
+
+    jac = torch.func.jacrev(f, argnums=tuple(range(len(names))))(*(probe.params[n].detach() for n in names))
+    j = sum((jac[i].reshape(*jac[i].shape[:2], -1) * delta[n].reshape(-1)).sum(-1) for i, n in enumerate(names))
+    p = probe.p
+    fisher_per = (p * j * j).sum(-1) - (p * j).sum(-1) ** 2  # the textbook diag p − ppᵀ form
+    return float((probe.weights * fisher_per).sum())
+
+
+# --------------------------------------------------------------------------- report
+
+
+@dataclasses.dataclass(frozen=True)
+class FisherRow:
+    """One (family, layer) row of :func:`fisher_report`."""
+
+    family: str
+    layer: str
+    count: int
+    dim: int
+    exact: bool
+    max_fisher: float
+    median_random_fisher: float
+    ratio: float
+    floor: float
+    dead: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class FisherReport:
+    """Directional Fisher information of every candidate dead direction of a model."""
+
+    arch: str
+    forward_dtype: str
+    measure_dtype: str
+    rows: tuple[FisherRow, ...]
+    notes: tuple[str, ...]
+    n_random: int
+    rounding_depth: int
+
+    HEADERS = ("family", "layer", "count", "dim", "predicted", "max Fisher", "median random Fisher", "ratio",
+               "floor", "dead")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "arch": self.arch, "forward_dtype": self.forward_dtype, "measure_dtype": self.measure_dtype,
+            "n_random": self.n_random, "rounding_depth": self.rounding_depth,
+            "rows": [r.to_dict() for r in self.rows], "notes": list(self.notes),
+        }
+
+    def table_rows(self) -> list[tuple[Any, ...]]:
+        return [
+            (r.family, r.layer, r.count, r.dim, "dead" if r.exact else "live", r.max_fisher,
+             r.median_random_fisher, r.ratio, r.floor, r.dead)
+            for r in self.rows
+        ]
+
+    def render(self) -> str:
+        """A plain-text table followed by the notes."""
+        title = (f"Directional Fisher information ({self.arch}; model dtype {self.forward_dtype}, measured in "
+                 f"{self.measure_dtype}; one JVP per direction; baseline: {self.n_random} random unit directions "
+                 "of the same tensors)")
+        text = render_table(self.HEADERS, self.table_rows(), title=title)
+        return text + ("\n" + "\n".join(f"note: {n}" for n in self.notes) if self.notes else "")
+
+
+def fisher_report(
+    model: Any, inputs: Any, *, n_random: int = 8, seed: int = 0, include_negative: bool = True
+) -> FisherReport:
+    """Measure the Fisher information along every candidate direction, grouped by (family, layer).
+
+    For each group: the largest Fisher over its directions (each with a seeded random free vector,
+    normalised to a unit parameter direction), the median over ``n_random`` Gaussian unit directions
+    of the same parameter tensors, their ratio, the rounding floor (:meth:`FisherProbe.fisher_floor`)
+    and whether the group is dead (max Fisher ≤ floor). Candidates that the theorems predict are not
+    exact (``include_negative``; e.g. the same formulas in an RMSNorm model) are measured too.
+
+    Cost: (number of directions + ``n_random`` × groups) forward-mode JVPs of the float64 model.
+
+    Raises:
+        UnsupportedArchitectureError, InputShapeError: see :func:`candidate_parameter_directions`
+            and :class:`FisherProbe`.
+    """
+    import torch
+
+    if n_random < 1:
+        raise InputShapeError(f"n_random: must be ≥ 1, got {n_random}")
+    cands, notes = candidate_parameter_directions(model)
+    if not include_negative:
+        cands = [c for c in cands if c.exact]
+    probe = FisherProbe(model, inputs)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    groups: dict[tuple[str, str, bool], list[DeadDirection]] = {}
+    for c in cands:
+        groups.setdefault((c.family, c.layer, c.exact), []).append(c)
+    rows = []
+    for (family, layer, exact), items in groups.items():
+        values = [probe.fisher(c.perturbation(rng.standard_normal(c.free_dim), dtype=torch.float64)) for c in items]
+        names = sorted({n for c in items for n in c.params})
+        randoms = [probe.fisher(probe.random_direction(names, gen)) for _ in range(n_random)]
+        med = float(np.median(randoms))
+        worst = max(values)
+        floor = probe.fisher_floor(med)
+        rows.append(FisherRow(
+            family=family, layer=layer, count=len(items), dim=sum(c.free_dim for c in items), exact=exact,
+            max_fisher=worst, median_random_fisher=med, ratio=worst / med if med > 0 else math.inf,
+            floor=floor, dead=worst <= floor,
+        ))
+    arch = plan_for(model).arch
+    return FisherReport(arch, probe.forward_dtype, "float64", tuple(rows), tuple(notes), n_random,
+                        probe.rounding_depth())
