@@ -52,16 +52,18 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib
 import math
 import re
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, get_args
 
 import numpy as np
 
 from deadir.arrays import FloatArray, as_vector
-from deadir.errors import DeadirError, DegenerateScaleError, InputShapeError, UnknownNormError
+from deadir.direction import dead_channels, effective_scale, live_fraction
+from deadir.errors import DeadirError, DegenerateScaleError, InputShapeError
+from deadir.models import find_norms
 from deadir.norms import NormSpec
 from deadir.report import render_table
 
@@ -71,6 +73,8 @@ Role = Literal["linear", "key", "lm-head"]
 
 #: float64 unit roundoff u = 2⁻⁵³.
 UNIT_ROUNDOFF = 2.0**-53
+#: |γᵢ| ≤ this × median |γ| is reported as a dead channel in the notes.
+DEAD_CHANNEL_REL_TOL = 1e-6
 
 
 class UnsupportedArchitectureError(DeadirError, TypeError):
@@ -309,20 +313,8 @@ def plan_for(model: Any) -> Plan:
 
 
 def _norm_specs(model: Any) -> dict[str, NormSpec]:
-    """path → NormSpec of every norm module the library can read (models.find_norms when present)."""
-    try:
-        find_norms = getattr(importlib.import_module("deadir.models"), "find_norms", None)
-    except ImportError:  # deadir.models (find_norms) lands on another branch; until then read modules directly
-        find_norms = None
-    if find_norms is not None:
-        return {site.path: site.spec for site in find_norms(model)}
-    specs = {}
-    for path, module in model.named_modules():
-        try:
-            specs[path] = NormSpec.from_module(module)
-        except (UnknownNormError, InputShapeError):
-            continue
-    return specs
+    """path → NormSpec of every norm module the library can read (via :func:`deadir.models.find_norms`)."""
+    return {site.path: site.spec for site in find_norms(model, errors="skip")}
 
 
 def _is_conv1d(module: Any) -> bool:
@@ -416,8 +408,20 @@ def candidate_parameter_directions(model: Any) -> tuple[list[DeadDirection], lis
     if not any(s.kind == "layernorm" for s in specs.values()):
         notes.append(
             "no LayerNorm in this model: it has none of the read-side or write-side dead families "
-            "(the candidates built by the same formulas are a negative control, exact=False)"
+            "(the candidates built by the same formulas are a negative control, exact=False); "
+            "an untied LM head still has the softmax-shift directions 𝟙wᵀ, a fact about softmax, not the norm"
         )
+    for path in sorted({r.norm for r in plan.reads if r.norm in specs}):
+        spec = specs[path]
+        if spec.kind != "layernorm":
+            continue
+        dead = dead_channels(spec.gamma, rel_tol=DEAD_CHANNEL_REL_TOL)
+        if dead.size and dead.size < spec.size:
+            notes.append(
+                f"{path}: {dead.size} dead channel(s) (|γᵢ| ≤ {DEAD_CHANNEL_REL_TOL:g}·median) {dead[:8].tolist()}; "
+                f"γ⁻¹ has {live_fraction(spec.gamma, dead):.2e} of its norm on the live channels, so its read "
+                "directions are essentially 'move the weights of the dead channels' (still exact)"
+            )
     return out, notes
 
 
@@ -436,8 +440,6 @@ def dead_parameter_directions(model: Any) -> list[DeadDirection]:
 
 
 def _inverse_gamma(spec: NormSpec, name: str) -> FloatArray:
-    from deadir.direction import effective_scale
-
     return np.asarray(1.0 / effective_scale(spec.gamma, name=f"{name}.gamma"), dtype=np.float64)
 
 
@@ -747,7 +749,13 @@ class FisherProbe:
             return self._call(dict(zip(names, values, strict=True)))
 
         primals = tuple(self.params[n].detach() for n in names)
-        out = torch.func.jvp(f, primals, tuple(delta[n] for n in names))
+        with warnings.catch_warnings():
+            # torch's first forward-AD call loads its JVP decompositions through torch.jit.script, which
+            # itself warns that torch.jit.script is deprecated: a torch-internal notice, not about this call
+            warnings.filterwarnings(
+                "ignore", message=r"`torch\.jit\.script` is deprecated", category=DeprecationWarning
+            )
+            out = torch.func.jvp(f, primals, tuple(delta[n] for n in names))
         return out[1]
 
     def fisher(self, direction: Direction) -> float:
@@ -889,10 +897,16 @@ class FisherRow:
     dim: int
     exact: bool
     max_fisher: float
+    min_fisher: float
     median_random_fisher: float
     ratio: float
     floor: float
-    dead: bool
+    measured: Literal["dead", "live", "mixed"]
+
+    @property
+    def agrees(self) -> bool:
+        """Whether the measurement matches the prediction (dead ⇔ every direction at or below the floor)."""
+        return self.measured == ("dead" if self.exact else "live")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -910,20 +924,20 @@ class FisherReport:
     n_random: int
     rounding_depth: int
 
-    HEADERS = ("family", "layer", "count", "dim", "predicted", "max Fisher", "median random Fisher", "ratio",
-               "floor", "dead")
+    HEADERS = ("family", "layer", "count", "dim", "predicted", "max Fisher", "min Fisher", "median random Fisher",
+               "ratio", "floor", "measured")
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "arch": self.arch, "forward_dtype": self.forward_dtype, "measure_dtype": self.measure_dtype,
             "n_random": self.n_random, "rounding_depth": self.rounding_depth,
-            "rows": [r.to_dict() for r in self.rows], "notes": list(self.notes),
+            "rows": [{**r.to_dict(), "agrees": r.agrees} for r in self.rows], "notes": list(self.notes),
         }
 
     def table_rows(self) -> list[tuple[Any, ...]]:
         return [
-            (r.family, r.layer, r.count, r.dim, "dead" if r.exact else "live", r.max_fisher,
-             r.median_random_fisher, r.ratio, r.floor, r.dead)
+            (r.family, r.layer, r.count, r.dim, "dead" if r.exact else "live", r.max_fisher, r.min_fisher,
+             r.median_random_fisher, r.ratio, r.floor, r.measured)
             for r in self.rows
         ]
 
@@ -972,12 +986,15 @@ def fisher_report(
         names = sorted({n for c in items for n in c.params})
         randoms = [probe.fisher(probe.random_direction(names, gen)) for _ in range(n_random)]
         med = float(np.median(randoms))
-        worst = max(values)
+        worst, best = max(values), min(values)
         floor = probe.fisher_floor(med)
+        measured: Literal["dead", "live", "mixed"] = (
+            "dead" if worst <= floor else "live" if best > floor else "mixed"
+        )
         rows.append(FisherRow(
             family=family, layer=layer, count=len(items), dim=sum(c.free_dim for c in items), exact=exact,
-            max_fisher=worst, median_random_fisher=med, ratio=worst / med if med > 0 else math.inf,
-            floor=floor, dead=worst <= floor,
+            max_fisher=worst, min_fisher=best, median_random_fisher=med,
+            ratio=worst / med if med > 0 else math.inf, floor=floor, measured=measured,
         ))
     arch = plan_for(model).arch
     return FisherReport(arch, probe.forward_dtype, "float64", tuple(rows), tuple(notes), n_random,
