@@ -70,6 +70,7 @@ from deadir.report import render_table
 Family = Literal["read-bias", "read-beta0", "lm-head-softmax", "keys-constant", "write-residual"]
 FAMILIES: tuple[str, ...] = get_args(Family)
 Role = Literal["linear", "key", "lm-head"]
+ChangeOf = Literal["log-probs", "logits"]
 
 #: float64 unit roundoff u = 2⁻⁵³.
 UNIT_ROUNDOFF = 2.0**-53
@@ -652,6 +653,36 @@ def _logits_of(output: Any) -> Any:
     return logits
 
 
+_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
+
+
+def _low_precision_ops(model: Any, inputs: Mapping[str, Any]) -> tuple[Any, dict[str, str]]:
+    """Run ``model(**inputs)`` once, recording every op that returns a floating tensor narrower than float64.
+
+    transformers casts to float32 inside some float64 forwards on purpose (Llama/Gemma RMSNorm
+    upcast, softmax with dtype=float32, GPT-Neo's query/key): there the "float64" measurement
+    rounds at float32 and every floor must use float32's unit roundoff. Returns (output, op → dtype).
+    """
+    import torch
+    from torch.overrides import TorchFunctionMode
+    from torch.utils._pytree import tree_leaves
+
+    seen: dict[str, str] = {}
+
+    class Spy(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            out = func(*args, **(kwargs or {}))
+            for leaf in tree_leaves(out):
+                if isinstance(leaf, torch.Tensor) and leaf.is_floating_point() and leaf.dtype != torch.float64:
+                    name = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or str(func)
+                    seen.setdefault(str(name), str(leaf.dtype).removeprefix("torch."))
+            return out
+
+    with torch.no_grad(), Spy():
+        output = model(**inputs)
+    return output, seen
+
+
 def _force_eager_attention(model: Any) -> None:
     # forward-mode AD is not implemented for every fused attention kernel; the eager path is plain matmuls
     setter = getattr(model, "set_attn_implementation", None)
@@ -691,8 +722,15 @@ class FisherProbe:
         _force_eager_attention(self.model)
         self.model.requires_grad_(False)  # forward-mode only: no autograd graph is needed
         self.params = dict(self.model.named_parameters())
-        with torch.no_grad():
-            self.logits = _logits_of(self.model(**self.inputs)).to(torch.float64)
+        canonical = {id(p): n for n, p in self.params.items()}
+        self.aliases = {n: canonical[id(p)] for n, p in self.model.named_parameters(remove_duplicate=False)}
+        output, self.low_precision_ops = _low_precision_ops(self.model, self.inputs)
+        self.logits = _logits_of(output).to(torch.float64)
+        #: unit roundoff of the narrowest float the float64 copy actually computes in (see low_precision_ops)
+        self.unit_roundoff = max([UNIT_ROUNDOFF, *(_ROUNDOFF.get(d, 2.0**-8) for d in self.low_precision_ops.values())])
+        self.compute_dtype = min(
+            ["float64", *self.low_precision_ops.values()], key=lambda d: -_ROUNDOFF.get(d, 2.0**-8)
+        )
         self.vocab = int(self.logits.shape[-1])
         lead = tuple(self.logits.shape[:-1])
         mask = self.inputs.get("attention_mask")
@@ -716,17 +754,18 @@ class FisherProbe:
         raw = direction.perturbation(dtype=torch.float64) if isinstance(direction, DeadDirection) else direction
         if not isinstance(raw, Mapping) or not raw:
             raise InputShapeError("direction: expected a DeadDirection or a non-empty dict parameter name → tensor")
-        out = {}
-        for name, value in raw.items():
-            if name not in self.params:
-                raise InputShapeError(f"direction: {name!r} is not a parameter name of the model")
+        out: dict[str, Any] = {}
+        for given, value in raw.items():
+            if given not in self.aliases:
+                raise InputShapeError(f"direction: {given!r} is not a parameter name of the model")
+            name = self.aliases[given]  # a tied parameter may be named by any of its names
             t = torch.as_tensor(value).to(torch.float64)
             if tuple(t.shape) != tuple(self.params[name].shape):
                 raise InputShapeError(
                     f"direction[{name!r}]: shape {tuple(t.shape)} differs from the parameter's "
                     f"{tuple(self.params[name].shape)}"
                 )
-            out[name] = t
+            out[name] = out[name] + t if name in out else t
         norm = math.sqrt(sum(float((t * t).sum()) for t in out.values()))
         if not (norm > 0 and math.isfinite(norm)):
             raise InputShapeError(f"direction: its norm is {norm}; a direction must be non-zero and finite")
@@ -766,17 +805,28 @@ class FisherProbe:
         per_position = (self.p * centred * centred).sum(-1)
         return float((self.weights * per_position).sum())
 
-    def function_change(self, direction: Direction, t: float) -> float:
-        """max |logits(θ + t δ) − logits(θ)| over unmasked positions and classes, δ the unit direction."""
+    def function_change(self, direction: Direction, t: float, *, output: ChangeOf = "log-probs") -> float:
+        """max |Δ| over unmasked positions and classes when θ moves to θ + t δ, δ the unit direction.
+
+        ``output="log-probs"`` (default) compares log p = log_softmax(logits): the predictive
+        distribution, blind to the per-position constant that softmax ignores (the lm-head-softmax
+        family moves the logits by exactly such a constant). ``output="logits"`` compares raw logits.
+        """
         import torch
 
         if not math.isfinite(t):
             raise InputShapeError(f"t: must be finite, got {t!r}")
+        if output not in ("log-probs", "logits"):
+            raise InputShapeError(f"output: expected 'log-probs' or 'logits', got {output!r}")
         delta = self.unit(direction)
         with torch.no_grad():
             moved = self._call({n: self.params[n].detach() + t * d for n, d in delta.items()}).to(torch.float64)
-        diff = (moved - self.logits).abs().reshape(-1, self.vocab).amax(-1)
-        return float(diff[self.weights > 0].max())
+        if output == "log-probs":
+            diff = torch.log_softmax(moved, -1) - torch.log_softmax(self.logits, -1)
+        else:
+            diff = moved - self.logits
+        per_position = diff.abs().reshape(-1, self.vocab).amax(-1)
+        return float(per_position[self.weights > 0].max())
 
     def random_direction(self, names: Sequence[str], generator: Any) -> dict[str, Any]:
         """A Gaussian direction over the parameter tensors ``names`` (same shapes), for baselines."""
@@ -819,19 +869,24 @@ class FisherProbe:
         recursive-summation error γ_n ≈ n·u (n = :meth:`rounding_depth`) relative to the size of
         the tangent terms being summed, and those terms of the size of the tangents of unit random
         directions of the same tensors (``scale`` = their median Fisher), the computed Fisher is at
-        most (n·u)²·scale. This is a first-order estimate, not a rigorous bound for the whole network;
+        most (n·u)²·scale, u the unit roundoff of the narrowest float the copy computes in
+        (:attr:`unit_roundoff`: float32 where transformers casts inside, e.g. Llama's RMSNorm).
+        This is a first-order estimate, not a rigorous bound for the whole network;
         it is pessimistic (rounding errors add like √n, not n, in practice).
         """
-        return (self.rounding_depth() * UNIT_ROUNDOFF) ** 2 * scale
+        return (self.rounding_depth() * self.unit_roundoff) ** 2 * scale
 
     def change_floor(self, scale: float) -> float:
-        """Rounding floor for the logit change along an exactly dead direction: 2 n u (max|logits| + scale).
+        """Rounding floor for the output change along an exactly dead direction: 2 n u (max|output| + scale).
 
         Both forwards round with relative error ≤ n·u (n = :meth:`rounding_depth`) against the size
         of the terms summed: the logits, plus the perturbation's contributions, which are of the size
         of the change along a random unit direction at the same t (``scale``).
         """
-        return 2 * self.rounding_depth() * UNIT_ROUNDOFF * (float(self.logits.abs().max()) + scale)
+        import torch
+
+        size = max(float(self.logits.abs().max()), float(torch.log_softmax(self.logits, -1).abs().max()))
+        return 2 * self.rounding_depth() * self.unit_roundoff * (size + scale)
 
 
 def directional_fisher(model: Any, inputs: Any, direction: Direction) -> float:
@@ -854,12 +909,16 @@ def directional_fisher(model: Any, inputs: Any, direction: Direction) -> float:
     return FisherProbe(model, inputs).fisher(direction)
 
 
-def function_change(model: Any, inputs: Any, direction: Direction, t: float) -> float:
-    """max |Δ logits| (float64) when the parameters move by distance ``t`` along the unit ``direction``.
+def function_change(
+    model: Any, inputs: Any, direction: Direction, t: float, *, output: ChangeOf = "log-probs"
+) -> float:
+    """max |Δ output| (float64) when the parameters move by distance ``t`` along the unit ``direction``.
 
-    Same conventions and errors as :func:`directional_fisher`.
+    ``output``: "log-probs" (default; log_softmax of the logits, the predictive distribution) or
+    "logits" (raw; the lm-head-softmax family moves them by a per-position constant). Same
+    conventions and errors as :func:`directional_fisher`.
     """
-    return FisherProbe(model, inputs).function_change(direction, t)
+    return FisherProbe(model, inputs).function_change(direction, t, output=output)
 
 
 def dense_fisher(model: Any, inputs: Any, direction: Direction) -> float:
@@ -889,7 +948,11 @@ def dense_fisher(model: Any, inputs: Any, direction: Direction) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class FisherRow:
-    """One (family, layer) row of :func:`fisher_report`."""
+    """One (family, layer, predicted) group of :func:`fisher_report`.
+
+    Each direction i of the group gets its Fisher F_i and the median R_i of the Fisher of
+    ``n_random`` Gaussian unit directions of the *same* parameter tensors; ratios are F_i / R_i.
+    """
 
     family: str
     layer: str
@@ -899,13 +962,14 @@ class FisherRow:
     max_fisher: float
     min_fisher: float
     median_random_fisher: float
-    ratio: float
+    max_ratio: float
+    min_ratio: float
     floor: float
     measured: Literal["dead", "live", "mixed"]
 
     @property
     def agrees(self) -> bool:
-        """Whether the measurement matches the prediction (dead ⇔ every direction at or below the floor)."""
+        """Whether the measurement matches the prediction (dead ⇔ every direction at or below its floor)."""
         return self.measured == ("dead" if self.exact else "live")
 
     def to_dict(self) -> dict[str, Any]:
@@ -924,8 +988,8 @@ class FisherReport:
     n_random: int
     rounding_depth: int
 
-    HEADERS = ("family", "layer", "count", "dim", "predicted", "max Fisher", "min Fisher", "median random Fisher",
-               "ratio", "floor", "measured")
+    HEADERS = ("family", "layer", "count", "dim", "predicted", "max Fisher", "median random Fisher", "max ratio",
+               "min ratio", "floor", "measured")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -936,8 +1000,8 @@ class FisherReport:
 
     def table_rows(self) -> list[tuple[Any, ...]]:
         return [
-            (r.family, r.layer, r.count, r.dim, "dead" if r.exact else "live", r.max_fisher, r.min_fisher,
-             r.median_random_fisher, r.ratio, r.floor, r.measured)
+            (r.family, r.layer, r.count, r.dim, "dead" if r.exact else "live", r.max_fisher,
+             r.median_random_fisher, r.max_ratio, r.min_ratio, r.floor, r.measured)
             for r in self.rows
         ]
 
@@ -955,13 +1019,14 @@ def fisher_report(
 ) -> FisherReport:
     """Measure the Fisher information along every candidate direction, grouped by (family, layer).
 
-    For each group: the largest Fisher over its directions (each with a seeded random free vector,
-    normalised to a unit parameter direction), the median over ``n_random`` Gaussian unit directions
-    of the same parameter tensors, their ratio, the rounding floor (:meth:`FisherProbe.fisher_floor`)
-    and whether the group is dead (max Fisher ≤ floor). Candidates that the theorems predict are not
-    exact (``include_negative``; e.g. the same formulas in an RMSNorm model) are measured too.
+    For each direction (a seeded random free vector, normalised to a unit parameter direction): its
+    Fisher F, the median R over ``n_random`` Gaussian unit directions of the same parameter tensors,
+    the ratio F/R and the rounding floor (:meth:`FisherProbe.fisher_floor` of R); a group is measured
+    "dead" when every direction is at or below its floor, "live" when none is. Candidates that the
+    theorems predict are not exact (``include_negative``; e.g. the same formulas in an RMSNorm
+    model) are measured too.
 
-    Cost: (number of directions + ``n_random`` × groups) forward-mode JVPs of the float64 model.
+    Cost: (1 + ``n_random``) forward-mode JVPs of the float64 model per direction.
 
     Raises:
         UnsupportedArchitectureError, InputShapeError: see :func:`candidate_parameter_directions`
@@ -982,20 +1047,30 @@ def fisher_report(
         groups.setdefault((c.family, c.layer, c.exact), []).append(c)
     rows = []
     for (family, layer, exact), items in groups.items():
-        values = [probe.fisher(c.perturbation(rng.standard_normal(c.free_dim), dtype=torch.float64)) for c in items]
-        names = sorted({n for c in items for n in c.params})
-        randoms = [probe.fisher(probe.random_direction(names, gen)) for _ in range(n_random)]
-        med = float(np.median(randoms))
-        worst, best = max(values), min(values)
-        floor = probe.fisher_floor(med)
-        measured: Literal["dead", "live", "mixed"] = (
-            "dead" if worst <= floor else "live" if best > floor else "mixed"
-        )
+        values, randoms, floors = [], [], []
+        for c in items:
+            values.append(probe.fisher(c.perturbation(rng.standard_normal(c.free_dim), dtype=torch.float64)))
+            med = float(np.median([
+                probe.fisher(probe.random_direction(list(c.params), gen)) for _ in range(n_random)
+            ]))
+            randoms.append(med)
+            floors.append(probe.fisher_floor(med))
+        ratios = [v / r if r > 0 else math.inf for v, r in zip(values, randoms, strict=True)]
+        below = [v <= f for v, f in zip(values, floors, strict=True)]
+        measured: Literal["dead", "live", "mixed"] = "dead" if all(below) else "live" if not any(below) else "mixed"
         rows.append(FisherRow(
             family=family, layer=layer, count=len(items), dim=sum(c.free_dim for c in items), exact=exact,
-            max_fisher=worst, min_fisher=best, median_random_fisher=med,
-            ratio=worst / med if med > 0 else math.inf, floor=floor, measured=measured,
+            max_fisher=max(values), min_fisher=min(values), median_random_fisher=float(np.median(randoms)),
+            max_ratio=max(ratios), min_ratio=min(ratios), floor=max(floors), measured=measured,
         ))
     arch = plan_for(model).arch
-    return FisherReport(arch, probe.forward_dtype, "float64", tuple(rows), tuple(notes), n_random,
+    measure = "float64"
+    if probe.low_precision_ops:
+        measure = f"float64 with {probe.compute_dtype} inside"
+        ops = ", ".join(f"{op} → {dt}" for op, dt in sorted(probe.low_precision_ops.items())[:6])
+        notes.append(
+            f"the model's own code computes in {probe.compute_dtype} inside its float64 copy ({ops}); "
+            f"floors use that dtype's unit roundoff {probe.unit_roundoff:.3g}"
+        )
+    return FisherReport(arch, probe.forward_dtype, measure, tuple(rows), tuple(notes), n_random,
                         probe.rounding_depth())
