@@ -17,10 +17,12 @@ from deadir.errors import (
     InputShapeError,
     UnknownNormError,
 )
+from deadir.inputs import make_inputs
 from deadir.kernel import KernelReport, measure_kernel, projection_std
 from deadir.models import final_norm, find_norms, random_init_like
 from deadir.norms import NormSpec, known_norm_classes, register_norm_class
 from deadir.sites import Site
+from deadir.verify import VerifyReport, verify, verify_against_init
 
 __version__ = "0.1.0"
 
@@ -35,6 +37,7 @@ __all__ = [
     "NormSpec",
     "Site",
     "UnknownNormError",
+    "VerifyReport",
     "__version__",
     "classify_norm",
     "dead_channels",
@@ -44,8 +47,11 @@ __all__ = [
     "inverse_scale_direction",
     "known_norm_classes",
     "live_fraction",
+    "make_inputs",
     "measure_kernel",
     "projection_std",
     "random_init_like",
     "register_norm_class",
+    "verify",
+    "verify_against_init",
 ]
