@@ -103,9 +103,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         report, init = verify(model, inputs, **opts), None
     if args.plot:
         plot_spectrum(report, args.plot, init=init)
+    fisher = _fisher_section(model, inputs.tensors, args) if args.fisher else None
+    extra = {"fisher": fisher.to_dict()} if fisher is not None else {}
     if args.json:
         payload = comparison.to_dict() if init is not None else report.to_dict()
-        print(dumps({"source": loaded.source, **payload}))
+        print(dumps({"source": loaded.source, **payload, **extra}))
     else:
         print(f"deadir verify {loaded.source}")
         print(report.render())
@@ -114,9 +116,26 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             print(comparison.table())
         if args.plot:
             print(f"\nspectrum plot: {args.plot}")
+    if fisher is not None and not args.json:
+        print()
+        print(fisher.render())
     if args.output:
-        write_text_atomic(args.output, dumps(comparison.to_dict() if init is not None else report.to_dict()) + "\n")
+        payload = comparison.to_dict() if init is not None else report.to_dict()
+        write_text_atomic(args.output, dumps({**payload, **extra}) + "\n")
     return 0
+
+
+def _fisher_section(model: Any, tensors: dict[str, Any], args: argparse.Namespace) -> Any:
+    """The --fisher table: directional Fisher along every candidate dead direction (deadir.fisher)."""
+    import dataclasses
+
+    from deadir.fisher import fisher_report, with_lm_head
+
+    headed, note = with_lm_head(model, seed=args.seed)
+    n = max(1, args.fisher_samples)
+    small = {k: v[:n] if hasattr(v, "shape") and v.ndim >= 1 else v for k, v in tensors.items()}
+    report = fisher_report(headed, small, n_random=args.fisher_random, seed=args.seed)
+    return dataclasses.replace(report, notes=(*report.notes, note))
 
 
 Command = Callable[[argparse.Namespace], int]
@@ -153,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, help="also write the JSON report to this file (atomically)")
     p.add_argument("--plot", default=None, metavar="PNG", help="write the covariance spectrum plot here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--fisher", action="store_true",
+                   help="also measure the directional Fisher information along every parameter-space dead direction")
+    p.add_argument("--fisher-samples", type=int, default=2, help="samples used for --fisher (default 2)")
+    p.add_argument("--fisher-random", type=int, default=4, help="random directions per dead direction (default 4)")
     p.set_defaults(func=_cmd_verify)
     return parser
 

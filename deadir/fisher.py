@@ -1074,3 +1074,52 @@ def fisher_report(
         )
     return FisherReport(arch, probe.forward_dtype, measure, tuple(rows), tuple(notes), n_random,
                         probe.rounding_depth())
+
+
+def with_lm_head(model: Any, *, seed: int = 0) -> tuple[Any, str]:
+    """``model`` with a predictive head, for the Fisher information; returns (model, note).
+
+    A model that already has output embeddings (…ForCausalLM, …ForMaskedLM) is returned as is.
+    A base model (``AutoModel``, as ``deadir verify`` loads checkpoints) gets the masked-LM head of
+    its architecture when there is one, else the causal-LM head: the base weights are copied in,
+    a head tied to the input embeddings uses the real embeddings, and head weights the base model
+    does not have are random-init (``seed``), which the note says.
+
+    Raises:
+        UnsupportedArchitectureError: no masked-LM or causal-LM class for the architecture.
+    """
+    import torch
+
+    if callable(getattr(model, "get_output_embeddings", None)) and model.get_output_embeddings() is not None:
+        return model, f"{type(model).__name__}: the model's own head"
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    config = getattr(model, "config", None)
+    model_type = str(getattr(config, "model_type", ""))
+    if model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        auto: Any = AutoModelForMaskedLM
+    elif model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        auto = AutoModelForCausalLM
+    else:
+        raise UnsupportedArchitectureError(f"model: no masked-LM or causal-LM head class for {model_type!r}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        headed = auto.from_config(config)
+    p = next(model.parameters())
+    headed = headed.to(device=p.device, dtype=p.dtype).eval()
+    base = headed.base_model
+    result = base.load_state_dict(model.state_dict(), strict=False)
+    if result.missing_keys:
+        raise UnsupportedArchitectureError(
+            f"model: its weights do not fill {type(base).__name__}; missing {result.missing_keys[:5]}"
+        )
+    prefix = getattr(headed, "base_model_prefix", "")
+    new = sorted(n for n in dict(headed.named_parameters()) if not n.startswith(prefix + "."))
+    return headed, (
+        f"{type(headed).__name__} built around the given {type(model).__name__}; parameters outside the base "
+        f"model are random-init (seed {seed}) unless tied to it: {new[:6]}{' …' if len(new) > 6 else ''}"
+    )
