@@ -1,10 +1,13 @@
-"""Directional Fisher information on a real LayerNorm checkpoint (all-MiniLM-L6-v2, BERT post-LN).
+"""Directional Fisher information on real checkpoints: MiniLM (LayerNorm) and SmolLM2 (RMSNorm control).
 
 The checkpoint folder comes from ``$DEADIR_CHECKPOINTS`` or ``<repo>/.checkpoints`` (written by
 ``python -m integration.fetch_checkpoints``); its ``manifest.json`` names the MiniLM folder. The
 sentence-transformers checkpoint has no head, so a 5-class sequence-classification head is added
 (random-init, seed 0; the pooler is real): the dead directions all live in the real encoder and
 pooler. Floors: FisherProbe.fisher_floor / change_floor (see tests/test_fisher.py).
+
+Negative control on real weights: SmolLM2-135M (Llama, RMSNorm, GGUF Q4_1 dequantised by
+transformers): the same formulas built on its first and last blocks and its tied head are live.
 """
 
 from __future__ import annotations
@@ -25,17 +28,22 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _minilm_folder() -> Path | None:
+def _checkpoint(name: str) -> Path | None:
     env = os.environ.get("DEADIR_CHECKPOINTS")
     root = Path(env).expanduser() if env else REPO / ".checkpoints"
     manifest = root / "manifest.json"
     if not manifest.is_file():
         return None
-    entry = json.loads(manifest.read_text()).get("models", {}).get("minilm")
+    entry = json.loads(manifest.read_text()).get("models", {}).get(name)
     if not entry:
         return None
-    folder = root / entry["path"]
-    return folder if (folder / "model.safetensors").is_file() else None
+    path = root / entry["path"]
+    return path if path.exists() else None
+
+
+def _minilm_folder() -> Path | None:
+    folder = _checkpoint("minilm")
+    return folder if folder is not None and (folder / "model.safetensors").is_file() else None
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +105,38 @@ def test_minilm_dead_directions_keep_the_output(minilm: tuple[Any, dict[str, tor
               f"random {random_change:.2e}")
         assert change <= floor, (direction.module, change, floor)
         assert random_change > 1e3 * floor, (direction.module, random_change, floor)
+
+
+@pytest.mark.slow
+def test_smollm2_rmsnorm_formulas_are_live() -> None:
+    gguf = _checkpoint("smollm2-135m")
+    if gguf is None or not gguf.is_file():
+        pytest.skip("SmolLM2 GGUF absent: run `python -m integration.fetch_checkpoints` or set DEADIR_CHECKPOINTS")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import transformers as tf
+
+    from deadir.fisher import candidate_parameter_directions
+
+    tf.logging.set_verbosity_error()
+    model = tf.AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
+    model.eval()
+    assert dead_parameter_directions(model) == []
+    candidates, _ = candidate_parameter_directions(model)
+    last = str(model.config.num_hidden_layers - 1)
+    picked = [c for c in candidates if (c.layer in ("0", last) and c.module.rsplit(".", 1)[-1]
+                                        in ("q_proj", "v_proj", "up_proj", "o_proj", "down_proj"))
+              or c.family == "lm-head-softmax"]
+    assert len(picked) == 11 and not any(c.exact for c in picked)
+    ids = torch.tensor([[1, 504, 2365, 314, 260, 3581, 28, 2096, 1183, 30]])  # distinct tokens, one prompt
+    probe = FisherProbe(model, ids)
+    rng = np.random.default_rng(0)
+    gen = torch.Generator().manual_seed(0)
+    for c in picked:
+        value = probe.fisher(c.perturbation(rng.standard_normal(c.free_dim), dtype=torch.float64))
+        random = float(np.median([probe.fisher(probe.random_direction(list(c.params), gen)) for _ in range(2)]))
+        floor = probe.fisher_floor(random)
+        print(f"{c.family:15s} {c.module:45s} F {value:.2e} random {random:.2e} ratio {value / random:.2g} "
+              f"floor {floor:.1e}")
+        # live: above the (float32, since Llama's code computes in float32 inside) floor and within a few
+        # orders of random directions of the same tensors (measured 1e-3 .. 2)
+        assert value > floor and value > 1e-4 * random, (c.module, value, random, floor)
