@@ -44,8 +44,13 @@ with J_δ the directional derivative of the logits, computed exactly by one forw
 (``torch.func.jvp`` through ``torch.func.functional_call``) on a float64 copy of the model.
 Cost: one forward pass with tangents (≈ 2–3 forwards) per direction, whatever the number of
 parameters P; the dense alternative builds the Jacobian of all N·V logits with respect to the P
-parameters of the tensors involved (P reverse passes, or N·V of them for reverse mode, and
-N·V·P float64 numbers of memory) and then contracts it with δ.
+parameters of the tensors involved (P forward passes, or N·V reverse passes, and N·V·P float64
+numbers of memory) and then contracts it with δ (:func:`dense_fisher`, kept as a cross-check).
+
+Precision: the copy is float64, but some transformers code casts inside on purpose (Llama and
+Gemma RMSNorm upcast ``.to(float32)``, softmax with ``dtype=float32``, GPT-Neo's query/key). The
+probe records every op that returns a narrower float (``FisherProbe.low_precision_ops``) and its
+rounding floors use that dtype's unit roundoff; the report says so.
 """
 
 from __future__ import annotations
