@@ -550,11 +550,89 @@ __all__ = [
     "FINAL_NORMS",
     "TINY_CONFIGS",
     "FinalRule",
+    "LoadedModel",
     "final_norm",
     "find_norms",
+    "load_model",
     "random_init_like",
     "random_model",
     "sites_table",
     "spec_from_probe",
     "tiny_config",
 ]
+
+
+# --------------------------------------------------------------------------------------
+# loading a local checkpoint
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedModel:
+    """A model loaded by :func:`load_model`, its tokenizer (or None) and where it came from."""
+
+    model: Any
+    tokenizer: Any
+    source: str
+
+
+def load_model(path: str, *, dtype: Any = None, device: str = "cpu", seed: int = 0) -> LoadedModel:
+    """Load a model for verification, offline.
+
+    ``path`` is ``random:<model_type>`` (a tiny random-init model, :data:`TINY_CONFIGS`), a
+    local folder with config.json and safetensors (``AutoModel.from_pretrained(folder,
+    local_files_only=True)``), or a ``.gguf`` file (``AutoModelForCausalLM.from_pretrained(folder,
+    gguf_file=name)``, of which the base model is returned). The tokenizer is loaded from the
+    same place when it is there (else None). ``dtype`` is a torch dtype or its name.
+
+    Raises:
+        CheckpointError: the path does not exist, is not a checkpoint, or fails to load (named).
+        UnknownNormError: ``random:`` with a model type that has no tiny config.
+    """
+    import torch
+
+    from deadir.errors import CheckpointError
+
+    _offline()
+    tdtype = None
+    if dtype is not None:
+        tdtype = dtype if isinstance(dtype, torch.dtype) else getattr(torch, str(dtype), None)
+        if not isinstance(tdtype, torch.dtype):
+            raise CheckpointError(f"dtype: {dtype!r} is not a torch dtype")
+    if path.startswith("random:"):
+        model = random_model(path.removeprefix("random:"), seed=seed)
+        model = model.to(device=device, dtype=tdtype) if tdtype is not None else model.to(device)
+        return LoadedModel(model, None, f"{path} (tiny random-init config, seed {seed})")
+    from pathlib import Path
+
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"{path}: no such file or folder")
+    kwargs: dict[str, Any] = {"local_files_only": True}
+    if tdtype is not None:
+        kwargs["dtype"] = tdtype
+    try:
+        if p.is_file() and p.suffix == ".gguf":
+            full = AutoModelForCausalLM.from_pretrained(str(p.parent), gguf_file=p.name, **kwargs)
+            model = getattr(full, "base_model", full)
+            tok_kwargs: dict[str, Any] = {"gguf_file": p.name}
+            folder = p.parent
+        elif p.is_dir():
+            if not (p / "config.json").is_file():
+                raise CheckpointError(f"{path}: folder has no config.json")
+            model = AutoModel.from_pretrained(str(p), **kwargs)
+            tok_kwargs, folder = {}, p
+        else:
+            raise CheckpointError(f"{path}: expected a folder with config.json and safetensors, or a .gguf file")
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
+        raise CheckpointError(f"{path}: could not be loaded ({type(exc).__name__}: {exc})") from exc
+    tokenizer = None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, **tok_kwargs)
+    except (OSError, ValueError, KeyError, TypeError, ImportError):
+        tokenizer = None  # no offline tokenizer: make_inputs falls back to its synthetic distribution
+    return LoadedModel(model.to(device).eval(), tokenizer, str(p))
