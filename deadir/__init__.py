@@ -7,6 +7,7 @@ it off checkpoints from γ alone and verifies it with a forward pass.
 
 from __future__ import annotations
 
+from deadir.bound import KernelErrorBound, kernel_error_bound, unit_roundoff
 from deadir.classify import NormClass, classify_norm
 from deadir.covariance import CovarianceAccumulator
 from deadir.direction import dead_channels, effective_scale, inverse_scale_direction, live_fraction
@@ -17,10 +18,19 @@ from deadir.errors import (
     InputShapeError,
     UnknownNormError,
 )
+from deadir.fisher import (
+    DeadDirection,
+    FisherReport,
+    dead_parameter_directions,
+    directional_fisher,
+    fisher_report,
+    function_change,
+)
 from deadir.inputs import make_inputs
 from deadir.kernel import KernelReport, measure_kernel, projection_std
 from deadir.models import final_norm, find_norms, random_init_like
 from deadir.norms import NormSpec, known_norm_classes, register_norm_class
+from deadir.scan import ScanReport, ScanSite, scan
 from deadir.sites import Site
 from deadir.verify import VerifyReport, verify, verify_against_init
 
@@ -29,22 +39,32 @@ __version__ = "0.1.0"
 __all__ = [
     "CheckpointError",
     "CovarianceAccumulator",
+    "DeadDirection",
     "DeadirError",
     "DegenerateScaleError",
+    "FisherReport",
     "InputShapeError",
+    "KernelErrorBound",
     "KernelReport",
     "NormClass",
     "NormSpec",
+    "ScanReport",
+    "ScanSite",
     "Site",
     "UnknownNormError",
     "VerifyReport",
     "__version__",
     "classify_norm",
     "dead_channels",
+    "dead_parameter_directions",
+    "directional_fisher",
     "effective_scale",
     "final_norm",
     "find_norms",
+    "fisher_report",
+    "function_change",
     "inverse_scale_direction",
+    "kernel_error_bound",
     "known_norm_classes",
     "live_fraction",
     "make_inputs",
@@ -52,6 +72,8 @@ __all__ = [
     "projection_std",
     "random_init_like",
     "register_norm_class",
+    "scan",
+    "unit_roundoff",
     "verify",
     "verify_against_init",
 ]

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from deadir.arrays import FloatArray
-from deadir.classify import unit_roundoff_of
+from deadir.bound import unit_roundoff
 from deadir.covariance import CovarianceAccumulator
 from deadir.direction import dead_channels, inverse_scale_direction, live_fraction
 from deadir.errors import DeadirError, DegenerateScaleError, InputShapeError, UnknownNormError
@@ -295,8 +295,8 @@ def rounding_floor_rel(gamma: FloatArray, beta: FloatArray, lambda_max: float, *
         InputShapeError: unknown dtype names, or a zero γ (no direction).
     """
     d = int(gamma.size)
-    u = unit_roundoff_of(dtype)
-    u_c = unit_roundoff_of(compute_dtype or ("float32" if dtype in ("float16", "bfloat16") else dtype))
+    u = unit_roundoff(dtype)
+    u_c = unit_roundoff(compute_dtype or ("float32" if dtype in ("float16", "bfloat16") else dtype))
     if np.any(gamma == 0):
         raise InputShapeError("gamma: has zero entries; no inverse-scale direction")
     inv = 1.0 / gamma
