@@ -88,7 +88,9 @@ FINAL_NORMS: dict[str, tuple[FinalRule, ...]] = {
     # encoder-decoders: both stacks
     "whisper": (FinalRule(_OUTSIDE + r"encoder\.layer_norm$"), FinalRule(_OUTSIDE + r"decoder\.layer_norm$")),
     "t5": (FinalRule(_OUTSIDE + r"encoder\.final_layer_norm$"), FinalRule(_OUTSIDE + r"decoder\.final_layer_norm$")),
-    "gemma3": (FinalRule(_OUTSIDE + r"language_model\.norm$"), FinalRule(r"vision_model\.post_layernorm$")),
+    # transformers 5 names the SigLIP tower vision_tower(.vision_model)?; 4.x named it vision_model
+    "gemma3": (FinalRule(_OUTSIDE + r"language_model\.norm$"),
+               FinalRule(r"(vision_tower\.(vision_model\.)?|vision_model\.)post_layernorm$")),
 }
 """Final-norm rules per ``config.model_type``; other types use :data:`GENERIC_FINAL_NAMES`."""
 
