@@ -305,16 +305,22 @@ def _run(prep: PreparedNorm, x: FloatArray) -> tuple[FloatArray, str]:
 def _rows(x: Any, prep: PreparedNorm) -> FloatArray:
     """Input rows as float64, rounded to the norm's dtype, without rows whose output is undefined.
 
-    A constant row has σ² = 0; with ε = 0 (or ε unknown) the normalised value 0/0 is
+    A constant row has σ² = 0; with ε = 0 (or ε unknown, or ε rounding to 0 in the
+    compute dtype) the normalised value 0/0 is
     undefined, so such rows are left out rather than counted as failures.
     """
     rows = round_to_dtype(as_rows(x, name="x", d=prep.d), prep.dtype)
-    if not prep.eps:
+    if _eps_is_zero(prep):
         keep = np.ptp(rows, axis=1) > 0
         rows = rows[keep]
     if rows.shape[0] == 0:
         raise UndefinedOutputError("x: no row with a defined output (every row constant and ε = 0 or unknown)")
     return rows
+
+
+def _eps_is_zero(prep: PreparedNorm) -> bool:
+    """ε is 0, unknown, or below the compute dtype's smallest subnormal (so 0 in the computation)."""
+    return not (prep.eps and round_to_dtype(np.array([prep.eps]), prep.compute_dtype)[0] > 0)
 
 
 def _row_stats(x: FloatArray, eps: float | None) -> tuple[FloatArray, FloatArray]:
@@ -459,7 +465,7 @@ def check_shift(prep: PreparedNorm, x: Any, t: Any) -> Measurement:
         raise InputShapeError(f"t: expected a finite scalar or one shift per row ({rows.shape[0]}), got {np.shape(t)}")
     xg, tg = _exact_shift_grid(rows, np.array(ts), prep.dtype)
     xs = xg + tg
-    if not prep.eps:
+    if _eps_is_zero(prep):
         keep = np.ptp(xg, axis=1) > 0
         xg, xs = xg[keep], xs[keep]
         if xg.shape[0] == 0:
