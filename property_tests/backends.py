@@ -45,6 +45,9 @@ class Backend:
     dtypes: tuple[str, ...] = DTYPES
     weight_offset: float = 0.0
     fixed_eps: float | None = None  # ε of a module that does not expose it
+    # HF norms upcast to float32 whatever the input dtype (`.to(torch.float32)` / `.float()` in
+    # their forward), so in float64 they compute in float32: declared, not hidden
+    compute_dtype: str | None = None
 
     def reference(self, d: int) -> NormSpec:
         """The float64 spec of the algebra the backend implements (γ, β, ε are filled in by the checks)."""
@@ -71,18 +74,20 @@ MEAN_CENTRING = (
     Backend("F.layer_norm", FunctionalLayerNorm, "layernorm"),
     Backend("nn.LayerNorm", lambda d: torch.nn.LayerNorm(d), "layernorm"),
     Backend("nn.LayerNorm(bias=False)", lambda d: torch.nn.LayerNorm(d, bias=False), "layernorm"),
-    Backend("hf CohereLayerNorm", _hf("transformers.models.cohere.modeling_cohere", "CohereLayerNorm"), "layernorm"),
+    Backend("hf CohereLayerNorm", _hf("transformers.models.cohere.modeling_cohere", "CohereLayerNorm"), "layernorm",
+            compute_dtype="float32"),
     Backend("hf OlmoLayerNorm", _hf("transformers.models.olmo.modeling_olmo", "OlmoLayerNorm"), "layernorm",
-            fixed_eps=1e-5),
+            fixed_eps=1e-5, compute_dtype="float32"),
 )
 RMS = (
     Backend("nn.RMSNorm", lambda d: torch.nn.RMSNorm(d, eps=1e-6), "rmsnorm"),
-    Backend("hf LlamaRMSNorm", _hf("transformers.models.llama.modeling_llama", "LlamaRMSNorm"), "rmsnorm"),
+    Backend("hf LlamaRMSNorm", _hf("transformers.models.llama.modeling_llama", "LlamaRMSNorm"), "rmsnorm", compute_dtype="float32"),
     Backend("hf GemmaRMSNorm", _hf("transformers.models.gemma.modeling_gemma", "GemmaRMSNorm"), "rmsnorm",
-            weight_offset=1.0),
-    Backend("hf T5LayerNorm", _hf("transformers.models.t5.modeling_t5", "T5LayerNorm"), "rmsnorm"),
-    Backend("hf Qwen2RMSNorm", _hf("transformers.models.qwen2.modeling_qwen2", "Qwen2RMSNorm"), "rmsnorm"),
-    Backend("hf MistralRMSNorm", _hf("transformers.models.mistral.modeling_mistral", "MistralRMSNorm"), "rmsnorm"),
+            weight_offset=1.0, compute_dtype="float32"),
+    Backend("hf T5LayerNorm", _hf("transformers.models.t5.modeling_t5", "T5LayerNorm"), "rmsnorm", compute_dtype="float32"),
+    Backend("hf Qwen2RMSNorm", _hf("transformers.models.qwen2.modeling_qwen2", "Qwen2RMSNorm"), "rmsnorm", compute_dtype="float32"),
+    Backend("hf MistralRMSNorm", _hf("transformers.models.mistral.modeling_mistral", "MistralRMSNorm"), "rmsnorm",
+            compute_dtype="float32"),
 )
 
 

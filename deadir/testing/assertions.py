@@ -463,7 +463,8 @@ def check_shift(prep: PreparedNorm, x: Any, t: Any) -> Measurement:
                          if np.ndim(t) else np.full((rows.shape[0], 1), float(t)), (rows.shape[0], 1))
     if ts.shape[0] != rows.shape[0] or not np.all(np.isfinite(ts)):
         raise InputShapeError(f"t: expected a finite scalar or one shift per row ({rows.shape[0]}), got {np.shape(t)}")
-    xg, tg = _exact_shift_grid(rows, np.array(ts), prep.dtype)
+    coarse = prep.dtype if _SIGNIFICAND_BITS[prep.dtype] <= _SIGNIFICAND_BITS[prep.compute_dtype] else prep.compute_dtype
+    xg, tg = _exact_shift_grid(rows, np.array(ts), coarse)
     xs = xg + tg
     if _eps_is_zero(prep):
         keep = np.ptp(xg, axis=1) > 0
@@ -575,7 +576,10 @@ def check_reference(prep: PreparedNorm, spec: NormSpec, x: Any, *, factor: float
                                    weight_offset=0.0, eps=spec.eps if prep.eps is None else prep.eps)
     y, out = _run(prep, rows)
     y_ref = ref_spec.apply(rows)
-    y_pt = _torch_reference(ref_spec, rows, prep.dtype)
+    # PyTorch's error at the precision the norm computes in: the storage dtype, or a lower
+    # compute dtype (HF norms run float64 inputs in float32)
+    low = prep.compute_dtype if unit_roundoff(prep.compute_dtype) > unit_roundoff(prep.dtype) else prep.dtype
+    y_pt = _torch_reference(ref_spec, rows, low)
     err = np.abs(y - y_ref)
     err_pt = float(np.max(np.abs(y_pt - y_ref)))
     budget = factor * err_pt + 8.0 * unit_roundoff(out) * float(np.max(np.abs(y_ref)))
