@@ -81,11 +81,14 @@ MEAN_CENTRING = (
 )
 RMS = (
     Backend("nn.RMSNorm", lambda d: torch.nn.RMSNorm(d, eps=1e-6), "rmsnorm"),
-    Backend("hf LlamaRMSNorm", _hf("transformers.models.llama.modeling_llama", "LlamaRMSNorm"), "rmsnorm", compute_dtype="float32"),
+    Backend("hf LlamaRMSNorm", _hf("transformers.models.llama.modeling_llama", "LlamaRMSNorm"), "rmsnorm",
+            compute_dtype="float32"),
     Backend("hf GemmaRMSNorm", _hf("transformers.models.gemma.modeling_gemma", "GemmaRMSNorm"), "rmsnorm",
             weight_offset=1.0, compute_dtype="float32"),
-    Backend("hf T5LayerNorm", _hf("transformers.models.t5.modeling_t5", "T5LayerNorm"), "rmsnorm", compute_dtype="float32"),
-    Backend("hf Qwen2RMSNorm", _hf("transformers.models.qwen2.modeling_qwen2", "Qwen2RMSNorm"), "rmsnorm", compute_dtype="float32"),
+    Backend("hf T5LayerNorm", _hf("transformers.models.t5.modeling_t5", "T5LayerNorm"), "rmsnorm",
+            compute_dtype="float32"),
+    Backend("hf Qwen2RMSNorm", _hf("transformers.models.qwen2.modeling_qwen2", "Qwen2RMSNorm"), "rmsnorm",
+            compute_dtype="float32"),
     Backend("hf MistralRMSNorm", _hf("transformers.models.mistral.modeling_mistral", "MistralRMSNorm"), "rmsnorm",
             compute_dtype="float32"),
 )

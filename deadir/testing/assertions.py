@@ -463,7 +463,7 @@ def check_shift(prep: PreparedNorm, x: Any, t: Any) -> Measurement:
                          if np.ndim(t) else np.full((rows.shape[0], 1), float(t)), (rows.shape[0], 1))
     if ts.shape[0] != rows.shape[0] or not np.all(np.isfinite(ts)):
         raise InputShapeError(f"t: expected a finite scalar or one shift per row ({rows.shape[0]}), got {np.shape(t)}")
-    coarse = prep.dtype if _SIGNIFICAND_BITS[prep.dtype] <= _SIGNIFICAND_BITS[prep.compute_dtype] else prep.compute_dtype
+    coarse = min(prep.dtype, prep.compute_dtype, key=_SIGNIFICAND_BITS.__getitem__)
     xg, tg = _exact_shift_grid(rows, np.array(ts), coarse)
     xs = xg + tg
     if _eps_is_zero(prep):
