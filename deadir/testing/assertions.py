@@ -372,6 +372,12 @@ def check_hyperplane(prep: PreparedNorm, x: Any) -> Measurement:
     return m
 
 
+def _rms(p: FloatArray) -> float:
+    """√(mean p²) without underflow or overflow (p scaled by max|p| first)."""
+    m = float(np.max(np.abs(p))) if p.size else 0.0
+    return 0.0 if m == 0.0 else m * float(np.sqrt(np.mean((p / m) ** 2)))
+
+
 def _lambda_max(yc: FloatArray) -> float:
     """Largest eigenvalue of the population covariance of the centred rows yc (via the smaller Gram matrix)."""
     n, d = yc.shape
@@ -398,14 +404,16 @@ def check_kernel(prep: PreparedNorm, x: Any) -> Measurement:
     lam = _lambda_max(yc / s) if rows.shape[0] >= 2 and s > 0 else 0.0
     if lam <= 0.0:
         return Measurement("T2 kernel", 0.0, math.inf, 0.0, prep.d, rows.shape[0], out)
-    q = float(np.mean((yc @ v / s) ** 2)) / lam
-    limit = (bound.residual / s) ** 2 / lam  # = bound.rayleigh_rel(λmax), computed without underflow
-    if not q <= limit:
+    # compare √(vᵀĈv) with the residual bound (vᵀĈv ≤ residual², see deadir.bound): the
+    # squares alone underflow for a v along a near-dead channel
+    std, res = _rms(yc @ v / s), bound.residual / s
+    q, limit = std**2 / lam, res**2 / lam  # Rayleigh form for the report (= bound.rayleigh_rel(λmax))
+    if not std <= res:
         raise NormPropertyError("T2 kernel", measured=q, bound=limit, gamma=prep.gamma, beta=prep.beta,
                                 x=rows[:4], eps=prep.eps, dtype=out, d=prep.d,
                                 detail=f"Rayleigh quotient v^T C v / lambda_max over {rows.shape[0]} rows "
                                        f"(lambda_max = {lam:.4g})")
-    return Measurement("T2 kernel", q, limit, q / limit if limit > 0 else 0.0, prep.d, rows.shape[0], out)
+    return Measurement("T2 kernel", q, limit, (std / res) ** 2 if res > 0 else 0.0, prep.d, rows.shape[0], out)
 
 
 def forward_error_bound(z: FloatArray, gamma: FloatArray, beta: FloatArray, rho: FloatArray, *, dtype: Any,
@@ -529,27 +537,31 @@ def check_no_kernel(prep: PreparedNorm, x: Any = None, *, seed: int = 0) -> Meas
         raise InconclusiveError("the outputs do not vary: no covariance to look for a kernel in")
     yc = yc / s  # scale free, and no underflow for tiny γ
     lam = _lambda_max(yc)
-    worst: tuple[float, float, str] | None = None
+    worst: tuple[float, float, float] | None = None
     for label, vec in (("gamma^-1", inverse_scale_direction(prep.gamma)), ("ones", np.ones(prep.d))):
         v = vec / np.linalg.norm(vec)
         gamma = prep.gamma if label == "gamma^-1" else np.ones(prep.d)
         res = kernel_error_bound(gamma, out, beta=prep.beta, compute_dtype=prep.compute_dtype,
                                  mean_ratio=float(rho.max())).residual / s
+        std = _rms(yc @ v)
         limit = NO_KERNEL_MARGIN * res**2 / lam
-        q = float(np.mean((yc @ v) ** 2)) / lam
-        if limit / NO_KERNEL_MARGIN < q <= limit and limit >= RESOLUTION_LIMIT:
-            # above the LayerNorm bound, but the dtype cannot resolve a kernel this wide apart
-            raise InconclusiveError(f"the {label} direction: Rayleigh quotient {q:.3g} lies between the "
-                                    f"LayerNorm bound and {NO_KERNEL_MARGIN:g}x it ({limit:.3g}) in {out}")
-        if not q > limit:
+        q = std**2 / lam
+        above = std > np.sqrt(NO_KERNEL_MARGIN) * res  # q > limit, without squaring tiny numbers
+        if not above and limit >= RESOLUTION_LIMIT:
+            # the LayerNorm bound of this dtype is too loose to tell a kernel from no kernel
+            raise InconclusiveError(f"the {label} direction: Rayleigh quotient {q:.3g} is not above "
+                                    f"{NO_KERNEL_MARGIN:g}x the LayerNorm bound ({limit:.3g}) in {out}, "
+                                    f"which is ≥ {RESOLUTION_LIMIT:g}: unresolvable")
+        if not above:
             raise NormPropertyError("T5 no kernel", measured=limit, bound=q, gamma=prep.gamma, beta=prep.beta,
                                     x=rows[:4], eps=prep.eps, dtype=out, d=prep.d,
                                     detail=f"the {label} direction is a kernel: Rayleigh quotient {q:.4g} is not above "
                                            f"{NO_KERNEL_MARGIN:g}x the LayerNorm rounding bound ({limit:.4g})")
-        if worst is None or limit / q > worst[0] / worst[1]:
-            worst = (limit, q, label)
+        r = (np.sqrt(NO_KERNEL_MARGIN) * res / std) ** 2
+        if worst is None or r > worst[2]:
+            worst = (limit, q, r)
     assert worst is not None
-    return Measurement("T5 no kernel", worst[1], worst[0], worst[0] / worst[1], prep.d, rows.shape[0], out)
+    return Measurement("T5 no kernel", worst[1], worst[0], worst[2], prep.d, rows.shape[0], out)
 
 
 def _torch_reference(spec: NormSpec, x: FloatArray, dtype: str) -> FloatArray:
