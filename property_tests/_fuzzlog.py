@@ -19,11 +19,14 @@ def current_nodeid() -> str:
     return os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" ", 1)[0]
 
 
-def record(prop: str, backend: str, dtype: str, ratio: float | None = None) -> None:
-    """Count one example of (prop, backend, dtype); ``ratio`` = measured/bound when the property has one."""
+def record(prop: str, backend: str, dtype: str, ratio: float | None = None, *, examples: int = 1) -> None:
+    """Count ``examples`` example(s) of (prop, backend, dtype) and fold in ``ratio`` (measured/bound) if given.
+
+    Call it with ``examples=0`` to add only the ratio of an example already counted.
+    """
     row = RESULTS.setdefault((prop, backend, dtype), {"examples": 0, "failures": 0, "max_ratio": None,
                                                       "nodeids": set()})
-    row["examples"] += 1
+    row["examples"] += examples
     row["nodeids"].add(current_nodeid())
     if ratio is not None and math.isfinite(ratio):
         row["max_ratio"] = ratio if row["max_ratio"] is None else max(row["max_ratio"], ratio)

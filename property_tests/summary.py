@@ -41,7 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     if not path.is_file():
         print(f"no fuzz results at {path}", file=sys.stderr)
         return 1
-    print(render(path))
+    try:
+        print(render(path))
+    except BrokenPipeError:  # piped into head
+        return 0
     return 0
 
 

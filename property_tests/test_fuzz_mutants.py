@@ -29,7 +29,7 @@ PACK: dict[str, Any] = {"expect": "mean-centring", "dtype": "float32", "max_d": 
 def test_mutant_is_caught(name: str) -> None:
     report = run_pack(MUTANTS[name], **PACK)
     for o in report.outcomes:
-        record(f"kill: {o.name}", f"mutant {name}", "float32")
+        record(f"kill: {o.name}", f"mutant {name}", "float32", examples=o.examples)
     KILLS.append({"mutant": name, "caught_by": report.caught_by,
                   "examples": {o.name: o.examples for o in report.outcomes},
                   "first_counterexample": next((o.counterexample for o in report.outcomes if o.failures), None)})
@@ -40,7 +40,7 @@ def test_mutant_is_caught(name: str) -> None:
 def test_correct_implementation_passes(name: str) -> None:
     report = run_pack(CORRECT[name], **PACK)
     for o in report.outcomes:
-        record(o.name, f"correct {name}", "float32", o.max_ratio)
+        record(o.name, f"correct {name}", "float32", o.max_ratio, examples=o.examples)
     assert report.passed, report.render()
 
 
