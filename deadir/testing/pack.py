@@ -252,6 +252,8 @@ def _run_property(prop: str, fn: Factory, expect: str, dt: str, max_d: int, base
     except NormPropertyError as exc:
         outcome.failures = 1
         outcome.counterexample = exc.render()
+        if exc.bound > 0 and math.isfinite(exc.measured / exc.bound):
+            outcome.max_ratio = max(outcome.max_ratio, exc.measured / exc.bound)
     except Exception as exc:  # the norm crashed: that is a failure too, reported as such
         outcome.failures = 1
         outcome.counterexample = f"{type(exc).__name__}: {exc}"
