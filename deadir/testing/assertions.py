@@ -504,7 +504,8 @@ def check_shift(prep: PreparedNorm, x: Any, t: Any) -> Measurement:
     if not worst <= 1.0:
         raise NormPropertyError("T8 shift invariance", measured=diff[k], bound=bound[k], gamma=prep.gamma,
                                 beta=prep.beta, x=xg[k[0] : k[0] + 1], eps=prep.eps, dtype=out, d=prep.d,
-                                detail=f"|y(x + t) - y(x)| at row {k[0]}, channel {k[1]}, shift t = {float(xs[k] - xg[k]):.6g}")
+                                detail=f"|y(x + t) - y(x)| at row {k[0]}, channel {k[1]}, "
+                                       f"shift t = {float(xs[k] - xg[k]):.6g}")
     return Measurement("T8 shift invariance", float(diff[k]), float(bound[k]), worst, prep.d, xg.shape[0], out)
 
 
