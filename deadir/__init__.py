@@ -18,7 +18,10 @@ from deadir.errors import (
     UnknownNormError,
 )
 from deadir.kernel import KernelReport, measure_kernel, projection_std
+from deadir.models import final_norm, find_norms, random_init_like
 from deadir.norms import NormSpec, known_norm_classes, register_norm_class
+from deadir.scan import ScanReport, ScanSite, scan
+from deadir.sites import Site
 
 __version__ = "0.1.0"
 
@@ -31,15 +34,22 @@ __all__ = [
     "KernelReport",
     "NormClass",
     "NormSpec",
+    "ScanReport",
+    "ScanSite",
+    "Site",
     "UnknownNormError",
     "__version__",
     "classify_norm",
     "dead_channels",
     "effective_scale",
+    "final_norm",
+    "find_norms",
     "inverse_scale_direction",
     "known_norm_classes",
     "live_fraction",
     "measure_kernel",
     "projection_std",
+    "random_init_like",
     "register_norm_class",
+    "scan",
 ]
