@@ -57,3 +57,14 @@ def ci(session: nox.Session) -> None:
     install(session, "test,lint")
     run_lint(session)
     run_tests(session)
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks (ratios measured in one run): writes build/bench/results.{json,md} and prints the table.
+
+    Real checkpoints come from $DEADIR_CHECKPOINTS (default .checkpoints/); pass options after
+    `--`, e.g. `nox -s bench -- --only 2,3`. CUDA rows run where a device is present.
+    """
+    install(session)
+    session.run("python", "-m", "benchmarks", *session.posargs)

@@ -113,6 +113,7 @@ def forward_eigensolve_route(subject: Subject) -> Callable[[], dict[str, Any]]:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
     n = n_tokens(subject.d)
     ids = torch.randint(subject.vocab_low, subject.vocab_high, (n // TOKENS_PER_SEQUENCE, TOKENS_PER_SEQUENCE),
                         generator=torch.Generator().manual_seed(0))
@@ -225,7 +226,9 @@ def run(repo: Path, out_dir: Path, *, slow_repeats: int = 2, scan_budget_s: floa
     scans: dict[str, Timing] = {}
     floors: dict[str, Timing] = {}
     for subject in subjects:
-        file, header_bytes, spans = floor_plan(subject.path)
+        # the floor reads exactly the tensors scan reads (scan reports them), else the name heuristic
+        read_names = list(scan(subject.path).tensors_read) if scan is not None else None
+        file, header_bytes, spans = floor_plan(subject.path, read_names)
         floor_bytes = floor_read(file, header_bytes, spans)
         floors[subject.key] = time_repeats(lambda f=file, h=header_bytes, s=spans: floor_read(f, h, s), "floor",
                                            min_repeats=5, max_repeats=500, budget_s=1.0, warmup=2)
@@ -259,7 +262,7 @@ def run(repo: Path, out_dir: Path, *, slow_repeats: int = 2, scan_budget_s: floa
         ))  # fmt: skip
 
     if scan is not None:
-        file4, header4, spans4 = floor_plan(folder_4x)
+        file4, header4, spans4 = floor_plan(folder_4x, list(scan(folder_4x).tensors_read))
         floor_4x = time_repeats(lambda: floor_read(file4, header4, spans4), "floor 4×", min_repeats=5,
                                 max_repeats=500, budget_s=1.0, warmup=2)
         scan_4x = _scan_timing(scan, folder_4x, "scan 4×", scan_budget_s)

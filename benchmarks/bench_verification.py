@@ -1,0 +1,135 @@
+"""Item 4: fuzzing throughput (examples/s per property family) and proof times (s per theorem).
+
+Both run in this process with a small budget, so a regression in either shows up here:
+
+* fuzz — the Hypothesis suites under ``property_tests/`` run through ``pytest.main`` with a
+  bench profile (``max_examples`` small, no deadline); Hypothesis's observability callback
+  counts every test case, pytest's reports give each test's call time. A family is a test
+  module; examples/s = passing test cases / call seconds of that module's tests (the
+  observability hook adds a little per-example overhead to every family alike).
+* proofs — ``proofs.runner.run_theorem`` for each theorem in order (proof and negative
+  controls, SymPy), until the time budget is spent; theorems not reached are listed as
+  skipped, not guessed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import RateRow, Row, SkippedRow
+
+FUZZ_PROFILE = "deadir-bench"
+
+
+def proof_rows(budget_s: float = 90.0, *, log: Callable[[str], None] = print) -> list[Row]:
+    """One row per theorem: seconds to prove it (controls in ``extra``)."""
+    try:
+        from proofs.registry import theorem_modules
+        from proofs.runner import run_theorem
+    except ImportError as exc:
+        return [SkippedRow(id="rate:proofs", item=4, title="proof seconds per theorem",
+                           reason=f"proofs package not importable ({exc})")]
+    rows: list[Row] = []
+    start = time.perf_counter()
+    for module in theorem_modules():
+        name = str(getattr(module, "THEOREM", module.__name__))
+        if time.perf_counter() - start > budget_s:
+            rows.append(SkippedRow(id=f"rate:proof:{name}", item=4, title=f"proof {name}",
+                                   reason=f"proof budget of {budget_s:.0f} s spent; run `python -m proofs`"))
+            continue
+        result, controls = run_theorem(module)
+        total = result.seconds + sum(c.seconds for c in controls)
+        log(f"  proof {name}: {result.verdict} in {result.seconds:.2f} s (+{total - result.seconds:.2f} s controls)")
+        rows.append(RateRow(
+            id=f"proof:{name}", item=4, title=f"proof {name}: {result.title[:50]}", unit="s (proof)",
+            values=(result.seconds,),
+            extra={"verdict": result.verdict, "controls": {str(c.control): c.seconds for c in controls},
+                   "proof_and_controls_s": total},
+            notes="" if result.ok and all(c.ok for c in controls) else "NOT PROVED or a control was accepted",
+        ))  # fmt: skip
+    return rows
+
+
+class _FuzzCollector:
+    """pytest plugin + Hypothesis observability callback: test cases and call time per test."""
+
+    def __init__(self) -> None:
+        self.cases: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.outcomes: dict[str, str] = {}
+
+    def observe(self, observation: Any) -> None:
+        if getattr(observation, "type", None) == "test_case":
+            self.cases[observation.property][observation.status] += 1
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        if report.when == "call":
+            self.seconds[report.nodeid] += report.duration
+            self.outcomes[report.nodeid] = report.outcome
+
+
+def _family(nodeid: str) -> str:
+    return Path(nodeid.split("::", 1)[0]).stem
+
+
+def _property(nodeid: str) -> str:
+    """Hypothesis names a property by the test function (no parametrisation, no class)."""
+    return nodeid.split("::")[-1].split("[", 1)[0]
+
+
+def fuzz_rows(repo: Path, *, max_examples: int = 30, log: Callable[[str], None] = print) -> list[Row]:
+    """One row per property family (test module under property_tests/)."""
+    suite = repo / "property_tests"
+    if not suite.is_dir() or not any(suite.glob("test_*.py")):
+        return [SkippedRow(id="rate:fuzz", item=4, title="fuzz examples/s per property family",
+                           reason="no property_tests/test_*.py on this branch (branch `fuzz` not merged yet)")]
+    import pytest
+    from hypothesis import HealthCheck, settings
+    from hypothesis.internal.observability import add_observability_callback, remove_observability_callback
+
+    settings.register_profile(FUZZ_PROFILE, max_examples=max_examples, deadline=None,
+                              suppress_health_check=list(HealthCheck))
+    collector = _FuzzCollector()
+    add_observability_callback(collector.observe)
+    t0 = time.perf_counter()
+    try:
+        code = pytest.main([str(suite), "-q", "-p", "no:cacheprovider", f"--hypothesis-profile={FUZZ_PROFILE}",
+                            "-m", "not slow and not gpu"], plugins=[collector])
+    finally:
+        remove_observability_callback(collector.observe)
+    log(f"  fuzz suite: pytest exit {int(code)} in {time.perf_counter() - t0:.1f} s")
+    per_family: dict[str, list[str]] = defaultdict(list)
+    for nodeid in collector.seconds:
+        per_family[_family(nodeid)].append(nodeid)
+    rows: list[Row] = []
+    for family, nodeids in sorted(per_family.items()):
+        props = {_property(n) for n in nodeids}
+        passed = sum(collector.cases[p]["passed"] for p in props)
+        gave_up = sum(collector.cases[p]["gave_up"] for p in props)
+        seconds = sum(collector.seconds[n] for n in nodeids)
+        failed = [n for n in nodeids if collector.outcomes[n] == "failed"]
+        if passed == 0 or seconds <= 0:
+            rows.append(SkippedRow(id=f"rate:fuzz:{family}", item=4, title=f"fuzz {family}",
+                                   reason="no Hypothesis test cases observed (not a Hypothesis module?)"))
+            continue
+        # one value per test: examples/s of each property, so min/median/max spread over the family
+        per_test = [sum(collector.cases[_property(n)].values()) / collector.seconds[n] for n in nodeids
+                    if collector.seconds[n] > 0 and collector.cases[_property(n)]["passed"]]
+        rows.append(RateRow(
+            id=f"fuzz:{family}", item=4, title=f"fuzz {family} ({len(nodeids)} tests)", unit="examples/s",
+            values=tuple(per_test) or (passed / seconds,),
+            extra={"examples_passed": passed, "gave_up": gave_up, "call_seconds": seconds,
+                   "family_examples_per_s": passed / seconds, "max_examples": max_examples, "failed": failed},
+            notes=f"{len(failed)} FAILED: {failed[:3]}" if failed else "",
+        ))  # fmt: skip
+    return rows
+
+
+def run(repo: Path, *, quick: bool = False, log: Callable[[str], None] = print) -> list[Row]:
+    rows = fuzz_rows(repo, max_examples=10 if quick else 30, log=log)
+    rows += proof_rows(20.0 if quick else 60.0, log=log)
+    return rows
