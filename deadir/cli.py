@@ -102,6 +102,17 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check_norm(args: argparse.Namespace) -> int:
+    from deadir.testing.pack import run_pack
+
+    report = run_pack(
+        args.factory, expect=args.expect, dtype=args.dtype, max_examples=args.max_examples, max_d=args.max_d,
+        seed=args.seed, weight_offset=args.weight_offset,
+    )
+    print(dumps(report.to_dict()) if args.json else report.render())
+    return 0 if report.passed else 1
+
+
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -133,6 +144,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dead-rel-tol", type=float, default=1e-5,
                    help="dead channel: |gamma_i| <= this * median |gamma| (default 1e-5)")
     p.set_defaults(func=_cmd_scan)
+
+    p = sub.add_parser("check-norm", help="fuzz a norm factory against the deadir algebra (exit 1 on a counterexample)")
+    p.add_argument("factory", help="package.module:factory, a callable d -> torch module or callable")
+    p.add_argument("--expect", choices=("mean-centring", "rms"), default="mean-centring",
+                   help="the algebra the norm must obey (default mean-centring)")
+    p.add_argument("--dtype", default="float32", choices=("float16", "bfloat16", "float32", "float64"))
+    p.add_argument("--max-examples", type=int, default=100, help="Hypothesis examples per property (default 100)")
+    p.add_argument("--max-d", type=int, default=64, help="largest hidden size drawn (default 64)")
+    p.add_argument("--seed", type=int, default=None, help="Hypothesis seed (default: derandomized, reproducible)")
+    p.add_argument("--weight-offset", type=float, default=None,
+                   help="effective scale = weight + offset (1 for Gemma-style (1 + w)); default from the class")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_cmd_check_norm)
     return parser
 
 
