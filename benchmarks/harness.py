@@ -414,6 +414,31 @@ def render_markdown(header: dict[str, Any], rows: Sequence[Row], total_s: float)
     return "\n".join(parts)
 
 
+def render_readme_section(header: dict[str, Any], rows: Sequence[Row], total_s: float) -> str:
+    """A compact "Performance" section for the README: ratio, target and status of every row."""
+    m = header["machine"]
+    parts = [
+        "## Performance",
+        "",
+        f"Measured {header['date_utc']} on {m['cpu']} ({m['cores_usable']} cores, shared, load average "
+        f"{m['load_average_1_5_15']}), one thread per library, CPU only; `nox -s bench` took {total_s:.0f} s. "
+        "Each ratio is slow side / fast side, both timed in the same run: median over repeats, and in brackets "
+        "the least and most favourable pairing of samples. Full table: `build/bench/results.md`.",
+        "",
+    ]
+    table = []
+    for r in rows:
+        if isinstance(r, RatioRow):
+            table.append([r.item, r.title, f"{_seconds(r.fast.stats.median)} vs {_seconds(r.slow.stats.median)}",
+                          _ratio_text(r.ratio), r.target.describe() if r.target else "-", r.status])
+        elif isinstance(r, RateRow):
+            table.append([r.item, r.title, f"{num(r.stats.median)} {r.unit}", "-", "-", "reported"])
+        else:
+            table.append([r.item, r.title, "-", "-", "-", f"skipped: {r.reason}"])
+    parts += [render_markdown_table(("#", "benchmark", "median", "ratio", "target", "status"), table), ""]
+    return "\n".join(parts)
+
+
 def render_text(header: dict[str, Any], rows: Sequence[Row], total_s: float) -> str:
     """The results as fixed-width text for the terminal."""
     parts = [_header_line(header), f"whole run {total_s:.0f} s", ""]
@@ -436,4 +461,5 @@ def write_results(out_dir: str | os.PathLike[str], header: dict[str, Any], rows:
     out = Path(out_dir)
     js = write_json_atomic(out / "results.json", results_dict(header, rows, total_s))
     md = write_text_atomic(out / "results.md", render_markdown(header, rows, total_s))
+    write_text_atomic(out / "README-performance.md", render_readme_section(header, rows, total_s))
     return js, md

@@ -153,6 +153,8 @@ def test_write_results_json_and_markdown(tmp_path: Path) -> None:
     assert any(ln.startswith("| 4 | fuzz x | 200 | 100 | 300 | 3 | examples/s |") for ln in lines)
     assert any("skipped: no property_tests" in ln for ln in lines)
     assert "- **check | vs eigh**: a note" in text
+    readme = (tmp_path / "out" / "README-performance.md").read_text(encoding="utf-8")
+    assert readme.startswith("## Performance") and "750× [333–2,000]" in readme and "MISSED by 10×" in readme
     # every Markdown table row has as many cells as its header
     for block in text.split("\n\n"):
         rows = [ln for ln in block.splitlines() if ln.startswith("|")]
