@@ -1,7 +1,9 @@
 """Item 4: fuzzing throughput (examples/s per property family) and proof times (s per theorem).
 
-Both run in this process with a small budget, so a regression in either shows up here:
+All run in this process with a small budget, so a regression shows up here:
 
+* fuzz pack — each property of ``deadir.testing``'s pack (T1, T2, T8, reference on
+  torch LayerNorm; T5, reference on torch RMSNorm) as its own Hypothesis search;
 * fuzz — the Hypothesis suites under ``property_tests/`` run through ``pytest.main`` with a
   bench profile (``max_examples`` small, no deadline); Hypothesis's observability callback
   counts every test case, pytest's reports give each test's call time. A family is a test
@@ -20,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import RateRow, Row, SkippedRow
+from benchmarks.harness import RateRow, Row, SkippedRow, time_repeats
 
 FUZZ_PROFILE = "deadir-bench"
 
@@ -129,7 +131,42 @@ def fuzz_rows(repo: Path, *, max_examples: int = 30, log: Callable[[str], None] 
     return rows
 
 
+def pack_rows(*, max_examples: int = 30, log: Callable[[str], None] = print) -> list[Row]:
+    """Examples/s of each property of ``deadir.testing``'s fuzz pack, on torch LayerNorm and RMSNorm.
+
+    Each property is its own (derandomized, so identical on every repeat) Hypothesis search of
+    ``max_examples`` examples; one untimed warm-up run absorbs first-call costs.
+    """
+    try:
+        from deadir.testing import examples
+        from deadir.testing.pack import PROPERTIES, run_pack
+    except ImportError as exc:
+        return [SkippedRow(id="rate:fuzz-pack", item=4, title="fuzz pack examples/s",
+                           reason=f"deadir.testing not on this branch ({exc})")]
+    rows: list[Row] = []
+    for factory, expect in ((examples.layernorm, "mean-centring"), (examples.rmsnorm, "rms")):
+        for prop in PROPERTIES[expect]:
+            counts: list[int] = []
+
+            def search(f: Any = factory, e: str = expect, p: str = prop, out: list[int] = counts) -> None:
+                report = run_pack(f, expect=e, max_examples=max_examples, properties=[p])
+                out.append(report.outcomes[0].examples)
+                if not report.passed:
+                    raise RuntimeError(f"fuzz pack: {p} failed on {f.__name__}: {report.outcomes[0].counterexample}")
+
+            timing = time_repeats(search, prop, min_repeats=2, max_repeats=5, budget_s=2.0, warmup=1)
+            rates = tuple(c / t for c, t in zip(counts[1:], timing.samples, strict=True))
+            log(f"  fuzz {factory.__name__} {prop}: {rates[0]:.0f} examples/s")
+            rows.append(RateRow(
+                id=f"fuzz-pack:{factory.__name__}:{prop}", item=4,
+                title=f"fuzz {prop} ({factory.__name__}, {max_examples} examples)", unit="examples/s",
+                values=rates, extra={"examples": counts[1:], "seconds": list(timing.samples)},
+            ))  # fmt: skip
+    return rows
+
+
 def run(repo: Path, *, quick: bool = False, log: Callable[[str], None] = print) -> list[Row]:
-    rows = fuzz_rows(repo, max_examples=10 if quick else 30, log=log)
+    rows = pack_rows(max_examples=10 if quick else 30, log=log)
+    rows += fuzz_rows(repo, max_examples=10 if quick else 30, log=log)
     rows += proof_rows(20.0 if quick else 60.0, log=log)
     return rows

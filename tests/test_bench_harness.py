@@ -252,3 +252,13 @@ def test_fuzz_rows_skip_without_a_suite_and_name_families(tmp_path: Path) -> Non
     nodeid = "property_tests/test_layernorm.py::TestX::test_kernel[float32]"
     assert bench_verification._family(nodeid) == "test_layernorm"
     assert bench_verification._property(nodeid) == "test_kernel"
+
+
+def test_fuzz_pack_rows_count_examples() -> None:
+    from benchmarks import bench_verification
+
+    rows = bench_verification.pack_rows(max_examples=3, log=lambda _m: None)
+    assert len(rows) == 6 and all(isinstance(r, RateRow) for r in rows)
+    for r in rows:
+        assert isinstance(r, RateRow) and r.unit == "examples/s"
+        assert all(n >= 1 for n in r.extra["examples"]) and all(v > 0 for v in r.values)
