@@ -16,6 +16,7 @@ All files are read warm (from the page cache): the first, untimed call of each s
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -112,8 +113,8 @@ def forward_eigensolve_route(subject: Subject) -> Callable[[], dict[str, Any]]:
     from deadir import CovarianceAccumulator
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    transformers.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     n = n_tokens(subject.d)
     ids = torch.randint(subject.vocab_low, subject.vocab_high, (n // TOKENS_PER_SEQUENCE, TOKENS_PER_SEQUENCE),
                         generator=torch.Generator().manual_seed(0))
@@ -126,7 +127,7 @@ def forward_eigensolve_route(subject: Subject) -> Callable[[], dict[str, Any]]:
         else:
             model = transformers.AutoModel.from_pretrained(str(subject.path), dtype=torch.float32)
             body = model
-        model.eval()
+        model.eval()  # type: ignore[no-untyped-call]
         acc = CovarianceAccumulator(subject.d)
 
         def hook(_module: Any, _inputs: Any, out: Any) -> None:  # returns None: the output is left as it is
@@ -230,7 +231,7 @@ def run(repo: Path, out_dir: Path, *, slow_repeats: int = 2, scan_budget_s: floa
         read_names = list(scan(subject.path).tensors_read) if scan is not None else None
         file, header_bytes, spans = floor_plan(subject.path, read_names)
         floor_bytes = floor_read(file, header_bytes, spans)
-        floors[subject.key] = time_repeats(lambda f=file, h=header_bytes, s=spans: floor_read(f, h, s), "floor",
+        floors[subject.key] = time_repeats(functools.partial(floor_read, file, header_bytes, spans), "floor",
                                            min_repeats=5, max_repeats=500, budget_s=1.0, warmup=2)
         extra: dict[str, Any] = {
             "file_bytes": file.stat().st_size, "floor_bytes": floor_bytes, "norm_tensors": len(spans),
@@ -244,9 +245,12 @@ def run(repo: Path, out_dir: Path, *, slow_repeats: int = 2, scan_budget_s: floa
         log(f"  {subject.key}: scan {scans[subject.key].stats.median * 1e3:.2f} ms, forward route ...")
         route = forward_eigensolve_route(subject)
         results: list[dict[str, Any]] = []
-        slow = time_repeats(lambda r=route, out=results: out.append(r()), "load+forward+cov+eigh",
-                            min_repeats=slow_repeats,
-                            max_repeats=slow_repeats, budget_s=0.0, warmup=0)
+
+        def run_route(route: Callable[[], dict[str, Any]] = route, out: list[dict[str, Any]] = results) -> None:
+            out.append(route())
+
+        slow = time_repeats(run_route, "load+forward+cov+eigh", min_repeats=slow_repeats, max_repeats=slow_repeats,
+                            budget_s=0.0, warmup=0)
         extra["agreement"] = _sanity(subject, results[-1])
         log(f"  {subject.key}: forward route {slow.stats.median:.1f} s")
         rows.append(RatioRow(

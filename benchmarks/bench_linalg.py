@@ -16,6 +16,7 @@ moments computes) is the negative control: it loses every digit.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -157,7 +158,7 @@ def covariance_rows(widths: tuple[int, ...] = (1024, 4096), n: int = 4096, *,
                                 "budget_s": 2.0, "warmup": 0 if heavy else 1}
         timings: dict[str, Timing] = {}
         for name in (ACC_ONCE, ACC_STREAM, "numpy.cov", "torch.cov"):
-            timings[name] = time_repeats(lambda f=METHODS[name], y=y: f(y), name, **reps)
+            timings[name] = time_repeats(functools.partial(METHODS[name], y), name, **reps)
         errors = {name: relative_error(f(shifted), reference) for name, f in METHODS.items()}
         log(f"  d={d}: " + ", ".join(f"{k} {v.stats.median:.3f} s" for k, v in timings.items()))
         pairs = ((ACC_ONCE, "numpy.cov", THROUGHPUT_TARGET), (ACC_ONCE, "torch.cov", THROUGHPUT_TARGET),

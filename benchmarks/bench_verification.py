@@ -88,7 +88,7 @@ def fuzz_rows(repo: Path, *, max_examples: int = 30, log: Callable[[str], None] 
     suite = repo / "property_tests"
     if not suite.is_dir() or not any(suite.glob("test_*.py")):
         return [SkippedRow(id="rate:fuzz", item=4, title="fuzz examples/s per property family",
-                           reason="no property_tests/test_*.py on this branch (branch `fuzz` not merged yet)")]
+                           reason="no property_tests/test_*.py here yet (the Hypothesis suites of branch `fuzz`)")]
     import pytest
     from hypothesis import HealthCheck, settings
     from hypothesis.internal.observability import add_observability_callback, remove_observability_callback
