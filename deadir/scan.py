@@ -19,7 +19,8 @@ model_type                kind     scale     sites
 ========================  =======  ========  ==========================================================
 gpt2                      LN       γ         h.N.ln_1, h.N.ln_2, h.N.ln_cross_attn (bi); ln_f (fin)
 opt                       LN       γ         layers.N.self_attn_layer_norm, layers.N.final_layer_norm (bi;
-                                             bo when do_layer_norm_before is false); decoder.final_layer_norm (fin)
+                                             bo when do_layer_norm_before is false); decoder.final_layer_norm (fin;
+                                             without it, the last block's final_layer_norm)
 gpt_neox                  LN       γ         layers.N.input_layernorm, layers.N.post_attention_layernorm (bi);
                                              final_layer_norm (fin)
 bloom                     LN       γ         word_embeddings_layernorm (emb); h.N.input_layernorm,
@@ -29,11 +30,12 @@ falcon                    LN       γ         h.N.input_layernorm, h.N.post_atte
 phi                       LN       γ         layers.N.input_layernorm (bi); layers.N.self_attn.{q,k}_layernorm
                                              (qk); final_layernorm (fin)
 bert, roberta             LN       γ         embeddings.LayerNorm (emb); encoder.layer.N.attention.output.LayerNorm,
-                                             encoder.layer.N.output.LayerNorm (bo); cls.predictions.transform
-                                             .LayerNorm, lm_head.layer_norm (other)
+                                             encoder.layer.N.output.LayerNorm (bo; the last block's is fin);
+                                             cls.predictions.transform.LayerNorm, lm_head.layer_norm (other)
 mpnet                     LN       γ         embeddings.LayerNorm (emb); encoder.layer.N.attention.LayerNorm,
-                                             encoder.layer.N.output.LayerNorm (bo); lm_head.layer_norm (other)
-vit                       LN       γ         encoder.layer.N.layernorm_before, .layernorm_after (bi); layernorm (fin)
+                                             encoder.layer.N.output.LayerNorm (bo; the last block's is fin);
+                                             lm_head.layer_norm (other)
+vit                       LN       γ         {encoder.layer,layers}.N.layernorm_{before,after} (bi); layernorm (fin)
 clip                      LN       γ         {text,vision}_model.encoder.layers.N.layer_norm{1,2} (bi);
                                              text_model.final_layer_norm, vision_model.post_layernorm (fin);
                                              vision_model.pre_layrnorm (emb)
@@ -48,7 +50,8 @@ gemma2                    RMS      1 + w     layers.N.input_layernorm, .pre_feed
                                              norm (fin)
 gemma3_text               RMS      1 + w     as gemma2 + layers.N.self_attn.{q,k}_norm (qk)
 gemma3                    RMS/LN   1 + w/γ   gemma3_text for the language model; SigLIP vision tower
-                                             (LN: layers.N.layer_norm{1,2} bi, post_layernorm fin);
+                                             vision_tower[.vision_model] (LN: encoder.layers.N.layer_norm{1,2} bi,
+                                             post_layernorm fin, head.layernorm other);
                                              multi_modal_projector.mm_soft_emb_norm (RMS 1 + w, other)
 t5 (mt5, umt5)            RMS      γ         {encoder,decoder}.block.N.layer.M.layer_norm (bi);
                                              {encoder,decoder}.final_layer_norm (fin)
@@ -59,7 +62,8 @@ olmo2                     RMS      γ         layers.N.post_attention_layernorm,
 GGUF (llama.cpp naming; kind from ``general.architecture``): ``token_embd_norm`` (emb),
 ``output_norm`` (fin), ``blk.N.attn_norm``, ``blk.N.attn_norm_2``, ``blk.N.ffn_norm`` (bi),
 ``blk.N.post_attention_norm``, ``blk.N.post_ffw_norm``, ``blk.N.attn_output_norm``,
-``blk.N.layer_output_norm`` (bo), ``blk.N.attn_{q,k}_norm`` (qk), ``enc.blk.N.{attn,ffn}_norm``,
+``blk.N.layer_output_norm`` (bo; the last block's is fin when there is no ``output_norm``),
+``blk.N.attn_{q,k}_norm`` (qk), ``enc.blk.N.{attn,ffn}_norm``,
 ``dec.blk.N.{attn,cross_attn,ffn}_norm`` (bi), ``enc.output_norm``, ``dec.output_norm`` (fin).
 GGUF files of the Gemma family store the *effective* scale 1 + w (llama.cpp's converter
 adds 1 to every ``*norm.weight``), while Hugging Face safetensors store w. Sites read from
@@ -70,6 +74,11 @@ CTranslate2 Whisper (``model.bin``): ``{encoder,decoder}/layer_N/self_attention/
 ``decoder/layer_N/attention/layer_norm``, ``{encoder,decoder}/layer_N/ffn/layer_norm`` (bi),
 ``{encoder,decoder}/layer_norm`` (fin); scale ``gamma``, shift ``beta``; ε is not stored
 (Whisper's 1e-5).
+
+Roles and stacks agree with :func:`deadir.models.find_norms` on the same model (tested for
+every Hugging Face family above on a saved random-init checkpoint). Stacks: "decoder" for
+decoder-only models, "encoder" for BERT-likes, "encoder"/"decoder" by path for Whisper and
+T5, "text"/"vision" for CLIP, "vision" for ViT and Gemma 3's SigLIP tower.
 
 Anything else that looks like a norm (a name component containing "norm" or starting
 with "ln", a 1-D scale of the hidden size, or any size for q/k norms) and is not in the
@@ -161,6 +170,9 @@ class _Arch:
     rules: tuple[_Rule, ...]
     stack: Stack = "decoder"
     pre_ln_flag: str | None = None  # config flag that, when false, makes block norms post-LN
+    # post-LN stacks end in a block: the highest block's site matching this is "final" when
+    # the stack has no final norm of its own (as deadir.models.FINAL_NORMS does)
+    last_block_final: str | None = None
 
 
 _ANY = r"(?:.*\.)?"
@@ -192,6 +204,8 @@ _BERT_RULES = (
     _r(r"lm_head\.layer_norm", "other"),
 )
 _SIGLIP_EPS = ("vision_config.layer_norm_eps",)
+_BERT_LAST = r"(?:.*\.)?encoder\.layer\.\d+\.output\.LayerNorm"
+_GGUF_LAST = r"blk\.\d+\.layer_output_norm"
 
 HF_ARCHS: dict[str, _Arch] = {
     "gpt2": _Arch("layernorm", 0.0, ("layer_norm_epsilon",), 1e-5, (
@@ -202,7 +216,7 @@ HF_ARCHS: dict[str, _Arch] = {
         _r(rf"layers\.{_N}\.self_attn_layer_norm", "block-input"),
         _r(rf"layers\.{_N}\.final_layer_norm", "block-input"),
         _r(r"decoder\.final_layer_norm", "final"),
-    ), pre_ln_flag="do_layer_norm_before"),
+    ), pre_ln_flag="do_layer_norm_before", last_block_final=r"(?:.*\.)?layers\.\d+\.final_layer_norm"),
     "gpt_neox": _Arch("layernorm", 0.0, ("layer_norm_eps",), 1e-5, (
         _r(rf"layers\.{_N}\.input_layernorm", "block-input"),
         _r(rf"layers\.{_N}\.post_attention_layernorm", "block-input"),
@@ -222,16 +236,18 @@ HF_ARCHS: dict[str, _Arch] = {
         _r(rf"layers\.{_N}\.self_attn\.(?:q|k)_layernorm", "attention-qk"),
         _r(r"final_layernorm", "final"),
     )),
-    "bert": _Arch("layernorm", 0.0, ("layer_norm_eps",), 1e-12, _BERT_RULES, stack="encoder"),
-    "roberta": _Arch("layernorm", 0.0, ("layer_norm_eps",), 1e-12, _BERT_RULES, stack="encoder"),
+    "bert": _Arch("layernorm", 0.0, ("layer_norm_eps",), 1e-12, _BERT_RULES, stack="encoder",
+                  last_block_final=_BERT_LAST),
+    "roberta": _Arch("layernorm", 0.0, ("layer_norm_eps",), 1e-12, _BERT_RULES, stack="encoder",
+                     last_block_final=_BERT_LAST),
     "mpnet": _Arch("layernorm", 0.0, ("layer_norm_eps",), 1e-12, (
         _r(r"embeddings\.LayerNorm", "embedding"),
         _r(rf"encoder\.layer\.{_N}\.attention\.LayerNorm", "block-output"),
         _r(rf"encoder\.layer\.{_N}\.output\.LayerNorm", "block-output"),
         _r(r"lm_head\.layer_norm", "other"),
-    ), stack="encoder"),
+    ), stack="encoder", last_block_final=_BERT_LAST),
     "vit": _Arch("layernorm", 0.0, ("layer_norm_eps",), 1e-12, (
-        _r(rf"encoder\.layer\.{_N}\.layernorm_(?:before|after)", "block-input"),
+        _r(rf"(?:encoder\.layer|layers)\.{_N}\.layernorm_(?:before|after)", "block-input"),
         _r(r"layernorm", "final"),
     ), stack="vision"),
     "clip": _Arch("layernorm", 0.0, ("layer_norm_eps",), 1e-5, (
@@ -256,11 +272,13 @@ HF_ARCHS: dict[str, _Arch] = {
     "gemma2": _Arch("rmsnorm", 1.0, ("rms_norm_eps",), 1e-6, _GEMMA2_RULES),
     "gemma3_text": _Arch("rmsnorm", 1.0, ("rms_norm_eps",), 1e-6, _GEMMA2_RULES + _QK_RULES),
     "gemma3": _Arch("rmsnorm", 1.0, ("text_config.rms_norm_eps", "rms_norm_eps"), 1e-6, (
-        _r(rf"vision_tower\.vision_model\.encoder\.layers\.{_N}\.layer_norm[12]", "block-input", "vision",
+        _r(rf"vision_tower\.(?:vision_model\.)?encoder\.layers\.{_N}\.layer_norm[12]", "block-input", "vision",
            kind="layernorm", weight_offset=0.0, eps_keys=_SIGLIP_EPS),
-        _r(r"vision_tower\.vision_model\.post_layernorm", "final", "vision", kind="layernorm", weight_offset=0.0,
-           eps_keys=_SIGLIP_EPS),
-        _r(r"multi_modal_projector\.mm_soft_emb_norm", "other", "vision", eps_keys=_SIGLIP_EPS),
+        _r(r"vision_tower\.(?:vision_model\.)?post_layernorm", "final", "vision", kind="layernorm",
+           weight_offset=0.0, eps_keys=_SIGLIP_EPS),
+        _r(r"vision_tower\.(?:vision_model\.)?head\.layernorm", "other", "vision", kind="layernorm",
+           weight_offset=0.0, eps_keys=_SIGLIP_EPS),
+        _r(r"multi_modal_projector\.mm_soft_emb_norm", "other", eps_keys=_SIGLIP_EPS),
         *_GEMMA2_RULES, *_QK_RULES,
     )),
     "t5": _Arch("rmsnorm", 0.0, ("layer_norm_epsilon",), 1e-6, (
@@ -554,11 +572,13 @@ def _candidates(
     default_stack: Stack = "decoder"
     pre_ln = True
     gguf_stores_effective = False
+    last_block_final: str | None = None
     eps_keys: tuple[str, ...]
     kind: NormKind
     if fmt == "gguf":
         rules = _GGUF_RULES
         default_stack = "encoder" if arch in _GGUF_ENCODERS else "decoder"
+        last_block_final = _GGUF_LAST
         if arch in _GGUF_GEMMA:
             kind, offset, known, gguf_stores_effective = "rmsnorm", 1.0, True, True
         elif arch in _GGUF_RMS:
@@ -580,6 +600,7 @@ def _candidates(
         if table is not None:
             rules, kind, offset = table.rules, table.kind, table.weight_offset
             eps_keys, eps_default, default_stack = table.eps_keys, table.eps_default, table.stack
+            last_block_final = table.last_block_final
             if table.pre_ln_flag is not None and config.get(table.pre_ln_flag) is False:
                 pre_ln = False
         else:
@@ -611,6 +632,8 @@ def _candidates(
             ))  # fmt: skip
             claimed.add(name)
             break
+    if last_block_final is not None:
+        _mark_last_block_final(out, re.compile(last_block_final))
     for c in out:
         if gguf_stores_effective:
             c.kind_source = "table (GGUF stores 1 + w)"
@@ -655,6 +678,20 @@ def _candidates(
 
 def _natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
     return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name) if p)
+
+
+def _mark_last_block_final(cands: list[_Candidate], pattern: re.Pattern[str]) -> None:
+    """In each stack without a final norm, the highest block's site matching ``pattern`` becomes final."""
+    for stack in dict.fromkeys(c.stack for c in cands):
+        in_stack = [c for c in cands if c.stack == stack]
+        if any(c.role == "final" for c in in_stack):
+            continue
+        hits = [c for c in in_stack if c.block is not None and pattern.fullmatch(c.prefix)]
+        if hits:
+            top = max(c.block for c in hits if c.block is not None)
+            for c in hits:
+                if c.block == top:
+                    c.role = "final"
 
 
 def _generic_eps_keys(fmt: str, arch: str, kind: str) -> tuple[str, ...]:
@@ -840,7 +877,7 @@ def scan(
         path_or_model: a folder (config.json + model.safetensors or a sharded
             model.safetensors.index.json), a single .safetensors file, a .gguf file, a
             CTranslate2 Whisper model.bin (or its folder) — or an instantiated torch
-            model, whose parameters are read instead (nothing is run).
+            model, whose norm parameters are read instead (through deadir.find_norms).
         arch: override the architecture (a model_type / GGUF architecture name), e.g.
             for a bare .safetensors file without config.json.
         dead_rel_tol: dead channels are |γᵢ| ≤ dead_rel_tol · median |γ| (see
@@ -893,11 +930,12 @@ def scan(
 
 
 def _scan_model(model: Any, *, arch: str | None, dead_rel_tol: float, t0: float) -> ScanReport:
-    """scan() of an instantiated model: nothing is run, the norm modules' parameters are read.
+    """scan() of an instantiated model: the norm modules' parameters are read, no forward pass.
 
     With ``deadir.models.find_norms`` available (and no ``arch`` override) its sites are used,
-    so scan and verify agree on an instantiated model; otherwise the parameter names go
-    through the same naming tables as a checkpoint, and ε is taken from the module
+    so scan and verify agree on an instantiated model (find_norms reads known norm classes
+    from their parameters and only probes unknown norm-like modules); otherwise the parameter
+    names go through the same naming tables as a checkpoint, and ε is taken from the module
     (``variance_epsilon`` / ``eps``) when it has one.
     """
     where = type(model).__name__

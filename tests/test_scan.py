@@ -134,14 +134,18 @@ def write_ct2_whisper(path: Path, rng: np.random.Generator, d: int = 8) -> dict[
         variables[f"{n}/gamma"] = gammas(rng, d).astype(np.float16)
         variables[f"{n}/beta"] = rng.standard_normal(d).astype(np.float16)
     variables["decoder/embeddings/weight"] = rng.standard_normal((16, d)).astype(np.float16)
-    out = bytearray(struct.pack("<I", 6) + _ct2_string("WhisperSpec") + struct.pack("<I", 1))
+    write_ct2(path, variables, "WhisperSpec")
+    return variables
+
+
+def write_ct2(path: Path, variables: Mapping[str, np.ndarray], spec: str) -> None:
+    out = bytearray(struct.pack("<I", 6) + _ct2_string(spec) + struct.pack("<I", 1))
     out += struct.pack("<I", len(variables))
     for name, value in variables.items():
         out += _ct2_string(name) + struct.pack("<B", value.ndim) + struct.pack(f"<{value.ndim}I", *value.shape)
         out += struct.pack("<B", 4) + struct.pack("<I", value.nbytes) + value.tobytes()
     out += struct.pack("<I", 0)
     path.write_bytes(bytes(out))
-    return variables
 
 
 # ----------------------------------------------------------------------------- per architecture
@@ -227,7 +231,8 @@ def test_bert_like_post_ln_with_bias_dead_and_zero_channels(tmp_path: Path, rng:
     t["encoder.layer.0.output.LayerNorm.weight"][5] = 0.0  # exactly zero: γ⁻¹ undefined
     report = scan(write_hf(tmp_path / "bert", BERT_CONFIG, t))
     assert report.site("embeddings.LayerNorm").site.role == "embedding"
-    assert {s.site.role for s in report.sites[1:]} == {"block-output"}
+    assert report.site("encoder.layer.1.output.LayerNorm").site.role == "final"  # post-LN: the last block's
+    assert {s.site.role for s in report.sites[1:-1]} == {"block-output"}
     assert all(s.site.stack == "encoder" and s.bias_name is not None and s.site.spec.eps == 1e-12
                for s in report.sites)
     dead = report.site("encoder.layer.1.output.LayerNorm")
@@ -299,6 +304,24 @@ def test_ctranslate2_whisper(tmp_path: Path, rng: np.random.Generator) -> None:
     assert report.site("decoder/layer_0/attention/layer_norm").site.block == 0
 
 
+def test_ctranslate2_other_spec_guesses_kind_from_beta(tmp_path: Path, rng: np.random.Generator) -> None:
+    d = 8
+    variables = {
+        "decoder/layer_0/self_attention/layer_norm/gamma": gammas(rng, d).astype(np.float16),
+        "decoder/layer_0/self_attention/layer_norm/beta": gammas(rng, d).astype(np.float16),
+        "decoder/layer_norm/gamma": gammas(rng, d).astype(np.float16),  # RMSNorm in CTranslate2: no beta
+        "decoder/layer_0/ffn/linear_0/weight": rng.standard_normal((2 * d, d)).astype(np.float16),
+    }
+    write_ct2(tmp_path / "model.bin", variables, "TransformerDecoderModelSpec")
+    report = scan(tmp_path / "model.bin")
+    assert report.arch == "ctranslate2" and not report.arch_known
+    got = {s.site.path: (s.site.spec.kind, s.kind_source, s.guessed) for s in report.sites}
+    assert got == {
+        "decoder/layer_0/self_attention/layer_norm": ("layernorm", "CTranslate2: beta present", True),
+        "decoder/layer_norm": ("rmsnorm", "CTranslate2: no beta", True),
+    }
+
+
 def test_unknown_architecture_guesses_and_never_drops(tmp_path: Path, rng: np.random.Generator) -> None:
     d = 16
     t = {
@@ -344,9 +367,16 @@ def test_opt_post_ln_flag_turns_block_norms_into_block_output(tmp_path: Path, rn
     d = 8
     t = {f"model.decoder.layers.0.{n}.{p}": gammas(rng, d) for n in ("self_attn_layer_norm", "final_layer_norm")
          for p in ("weight", "bias")}
-    pre = scan(write_hf(tmp_path / "pre", {"model_type": "opt", "hidden_size": d, "do_layer_norm_before": True}, t))
+    with_final = {**t, "model.decoder.final_layer_norm.weight": gammas(rng, d),
+                  "model.decoder.final_layer_norm.bias": gammas(rng, d)}
+    pre = scan(write_hf(tmp_path / "pre", {"model_type": "opt", "hidden_size": d, "do_layer_norm_before": True},
+                        with_final))
     post = scan(write_hf(tmp_path / "post", {"model_type": "opt", "hidden_size": d, "do_layer_norm_before": False}, t))
-    assert {s.site.role for s in pre.sites} == {"block-input"} and {s.site.role for s in post.sites} == {"block-output"}
+    assert [s.site.role for s in pre.sites] == ["final", "block-input", "block-input"]
+    # post-LN: block norms are block-output, and the last block's final_layer_norm ends the stack
+    assert {s.site.path: s.site.role for s in post.sites} == {
+        "model.decoder.layers.0.self_attn_layer_norm": "block-output",
+        "model.decoder.layers.0.final_layer_norm": "final"}
 
 
 # ----------------------------------------------------------------------------- bytes read
@@ -396,7 +426,7 @@ def test_bytes_read_do_not_grow_with_matmul_weights(
 # ----------------------------------------------------------------------------- instantiated model
 
 
-def test_scan_of_an_instantiated_model_matches_its_checkpoint(tmp_path: Path) -> None:
+def test_scan_of_an_instantiated_model_matches_its_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("transformers")
     import torch
     from transformers import GPT2Config, GPT2Model
@@ -414,6 +444,13 @@ def test_scan_of_an_instantiated_model_matches_its_checkpoint(tmp_path: Path) ->
     from_file = scan(write_hf(tmp_path / "gpt2", cfg, state))
     assert not compare_to_baseline(from_model, from_file.to_dict())
     assert all(s.eps_source == "module" for s in from_model.sites)
+    assert {s.kind_source for s in from_model.sites} == {"find_norms"}
+    # without deadir.models the parameters go through the naming tables: same sites
+    monkeypatch.setattr(scan_module, "_find_norms", lambda: None)
+    from_table = scan(model)
+    assert {s.kind_source for s in from_table.sites} == {"table"} and not from_table.warnings
+    assert not compare_to_baseline(from_table, from_file.to_dict())
+    assert [s.site.to_dict() for s in from_table.sites] == [s.site.to_dict() for s in from_file.sites]
 
 
 def test_scan_of_a_model_uses_find_norms_when_available(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -663,3 +700,81 @@ def test_error_bad_arguments(tmp_path: Path, rng: np.random.Generator) -> None:
             scan(ckpt, dead_rel_tol=bad)
     with pytest.raises(CheckpointError, match="expected a checkpoint path or a torch model"):
         scan(42)
+
+
+# ----------------------------------------------------------------------------- agreement with find_norms
+
+AGREEMENT_TYPES = ("gpt2", "opt", "gpt_neox", "bloom", "falcon", "phi", "bert", "roberta", "mpnet", "vit", "clip",
+                   "whisper", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "t5", "olmo2")
+
+
+@pytest.mark.parametrize("model_type", AGREEMENT_TYPES)
+def test_scan_of_a_saved_checkpoint_agrees_with_find_norms(tmp_path: Path, model_type: str) -> None:
+    """The naming tables and deadir.find_norms (module classes) name the same sites the same way."""
+    import torch
+    from transformers import AutoModel
+
+    from deadir.models import find_norms, tiny_config
+
+    torch.manual_seed(0)
+    model = AutoModel.from_config(tiny_config(model_type))
+    with torch.no_grad():  # distinct, non-unit gains so that directions are informative
+        for name, p in model.named_parameters():
+            if p.ndim == 1 and ("norm" in name.lower() or ".ln" in name or name.startswith("ln")):
+                p.uniform_(0.5, 2.0)
+    state = {k: v.detach().to(torch.float32).numpy().copy() for k, v in model.state_dict().items()}
+    ckpt = write_hf(tmp_path / model_type, model.config.to_dict(), state)
+    report = scan(ckpt)
+    assert report.arch_known and not any(s.guessed for s in report.sites), report.warnings
+    found = {s.path: s for s in find_norms(model)}
+    scanned = {s.site.path: s for s in report.sites}
+    assert set(scanned) == set(found)
+    for path, s in scanned.items():
+        f = found[path]
+        got = (s.site.role, s.site.stack, s.site.block, s.site.spec.kind, s.site.spec.weight_offset)
+        assert got == (f.role, f.stack, f.block, f.spec.kind, f.spec.weight_offset), path
+        assert s.site.spec.eps == pytest.approx(f.spec.eps, rel=1e-6), path
+        np.testing.assert_array_equal(s.site.spec.weight, f.spec.weight)  # both the stored float32 values
+        np.testing.assert_array_equal(s.gamma, f.spec.gamma)
+    # and scanning the model itself (through find_norms) gives no baseline change against the file
+    assert not compare_to_baseline(scan(model), report.to_dict())
+
+
+def test_gemma3_multimodal_checkpoint_mixes_siglip_layernorm_and_gemma_rmsnorm(tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModel, Gemma3Config
+
+    from deadir.models import find_norms
+
+    text = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "head_dim": 8, "vocab_size": 300, "sliding_window": 16, "rms_norm_eps": 3e-6,
+            "layer_types": ["sliding_attention", "full_attention"]}
+    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "image_size": 28, "patch_size": 14, "layer_norm_eps": 2e-6}
+    config = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4, image_token_index=299,
+                          boi_token_index=297, eoi_token_index=298)
+    torch.manual_seed(0)
+    model = AutoModel.from_config(config)
+    state = {k: v.detach().to(torch.float32).numpy().copy() for k, v in model.state_dict().items()}
+    report = scan(write_hf(tmp_path / "g3", model.config.to_dict(), state))
+    assert report.arch == "gemma3" and not any(s.guessed for s in report.sites)
+    vision_sites = [s for s in report.sites if s.site.stack == "vision"]
+    assert len(vision_sites) == 6 and all(
+        s.site.spec.kind == "layernorm" and s.site.spec.weight_offset == 0.0 and s.site.spec.eps == 2e-6
+        and s.kernel == "inverse-scale" for s in vision_sites)
+    text_sites = [s for s in report.sites if s.site.stack == "decoder"]
+    assert len(text_sites) == 14 and all(s.site.spec.kind == "rmsnorm" and s.site.spec.weight_offset == 1.0
+                                         for s in text_sites)
+    assert report.site("multi_modal_projector.mm_soft_emb_norm").site.spec.eps == 2e-6
+    assert all(s.site.spec.eps == 3e-6 for s in text_sites if "multi_modal" not in s.site.path)
+    assert {s.site.path for s in report.sites if s.site.role == "final"} == {
+        "language_model.norm", "vision_tower.post_layernorm"}
+    found = {s.path: s for s in find_norms(model)}
+    assert set(found) == {s.site.path for s in report.sites}
+    for s in report.sites:
+        f = found[s.site.path]
+        assert (s.site.spec.kind, s.site.spec.weight_offset, s.site.stack, s.site.block) == (
+            f.spec.kind, f.spec.weight_offset, f.stack, f.block)
+        # find_norms' FINAL_NORMS["gemma3"] expects vision_model.post_layernorm (transformers 4 naming)
+        if s.site.path != "vision_tower.post_layernorm":
+            assert s.site.role == f.role, s.site.path
