@@ -6,6 +6,8 @@ torch resolves to the pinned CPU build.
 
 from __future__ import annotations
 
+import os
+
 import nox
 
 nox.needs_version = ">=2024.3.2"
@@ -30,6 +32,26 @@ def run_lint(session: nox.Session) -> None:
     session.run("mypy")
 
 
+FUZZ_PROFILES = ("ci", "nightly", "dev")
+
+
+def run_fuzz(session: nox.Session) -> None:
+    """Property-based fuzzing (property_tests/) with a Hypothesis profile, then the summary table.
+
+    The profile is the first posarg when it names one (`nox -s fuzz -- nightly`), else
+    $DEADIR_HYPOTHESIS_PROFILE, else "ci"; remaining posargs go to pytest.
+    """
+    args = list(session.posargs)
+    profile = os.environ.get("DEADIR_HYPOTHESIS_PROFILE", "ci")
+    if args and args[0] in FUZZ_PROFILES:
+        profile = args.pop(0)
+    env = {"DEADIR_HYPOTHESIS_PROFILE": profile, "HF_HUB_OFFLINE": "1"}
+    try:
+        session.run(*PYTEST, "property_tests", "--durations=10", *args, env=env)
+    finally:
+        session.run("python", "-m", "property_tests.summary", env=env, success_codes=[0, 1])
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """Fast unit tests of the library and CLI (slow ones included; deselect with -- -m 'not slow')."""
@@ -42,6 +64,13 @@ def lint(session: nox.Session) -> None:
     """ruff on the tree, strict mypy on the package."""
     install(session, "test,lint")
     run_lint(session)
+
+
+@nox.session(default=False)
+def fuzz(session: nox.Session) -> None:
+    """Hypothesis suites over every norm backend and dtype, mutant kill rate, summary table."""
+    install(session)
+    run_fuzz(session)
 
 
 @nox.session

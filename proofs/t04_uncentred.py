@@ -31,8 +31,10 @@ def _moment_times_inverse(d: int, m: int, *, orthogonal_beta: bool) -> tuple[sp.
     g, b = S.vec("gamma", d), S.vec("beta", d)
     if orthogonal_beta:  # impose ⟨γ⁻¹, β⟩ = 0 by solving for β_d
         b[-1] = -g[-1] * sp.Add(*[bi / gi for bi, gi in zip(b[:-1], g[:-1], strict=True)])
-    ys = [S.layer_norm(S.vec(f"x{k + 1}", d), g, b, sp.Integer(0), sp.Symbol(f"s_{k + 1}", positive=True))
-          for k in range(m)]
+    ys = [
+        S.layer_norm(S.vec(f"x{k + 1}", d), g, b, sp.Integer(0), sp.Symbol(f"s_{k + 1}", positive=True))
+        for k in range(m)
+    ]
     mom = sp.zeros(d, d)
     for y in ys:
         mom += sp.Matrix(y) * sp.Matrix(y).T / m
@@ -41,7 +43,11 @@ def _moment_times_inverse(d: int, m: int, *, orthogonal_beta: bool) -> tuple[sp.
 
 def _derive(claim: str) -> ProofResult:
     der = Derivation(
-        THEOREM, TITLE, STATEMENT, HYPOTHESES, "symbolic d; d = 2..5 × m = 2..3 (entries symbolic)",
+        THEOREM,
+        TITLE,
+        STATEMENT,
+        HYPOTHESES,
+        "symbolic d; d = 2..5 × m = 2..3 (entries symbolic)",
         control=None if claim == "identity" else "uncentred kernel claim M γ⁻¹ = 0 with ⟨γ⁻¹,β⟩ ≠ 0",
     )
     d = sp.Symbol("d", integer=True, positive=True)
@@ -62,9 +68,12 @@ def _derive(claim: str) -> ProofResult:
 
     der.family(
         "moment identity, concrete d" if claim == "identity" else "uncentred kernel, concrete d",
-        "M γ⁻¹ − ⟨γ⁻¹, β⟩ ȳ = 0 for every listed (d, m)." if claim == "identity"
+        "M γ⁻¹ − ⟨γ⁻¹, β⟩ ȳ = 0 for every listed (d, m)."
+        if claim == "identity"
         else "Claim under test: M γ⁻¹ = 0 with β unconstrained.",
-        r"M\gamma^{-1} - \langle\gamma^{-1},\beta\rangle\,\bar y = 0" if claim == "identity" else r"M\gamma^{-1} = 0",
+        r"M\gamma^{-1} - \langle\gamma^{-1},\beta\rangle\,\bar y = 0"
+        if claim == "identity"
+        else r"M\gamma^{-1} = 0",
         [(f"d={dd}, m={mm}", lambda dd=dd, mm=mm: identity(dd, mm)) for dd, mm in SIZES],
     )
     if claim == "identity":
@@ -72,8 +81,13 @@ def _derive(claim: str) -> ProofResult:
             "vanishing when ⟨γ⁻¹,β⟩ = 0",
             "With β_d := −γ_d Σ_{i<d} βᵢ/γᵢ (so ⟨γ⁻¹, β⟩ = 0), M γ⁻¹ = 0.",
             r"\langle\gamma^{-1},\beta\rangle = 0 \Rightarrow M\gamma^{-1} = 0",
-            [(f"d={dd}, m={mm}", lambda dd=dd, mm=mm: _moment_times_inverse(dd, mm, orthogonal_beta=True)[0])
-             for dd, mm in SIZES[:6]],
+            [
+                (
+                    f"d={dd}, m={mm}",
+                    lambda dd=dd, mm=mm: _moment_times_inverse(dd, mm, orthogonal_beta=True)[0],
+                )
+                for dd, mm in SIZES[:6]
+            ],
         )
         der.note("c·ȳ = 0 for a scalar c and vector ȳ iff c = 0 or ȳ = 0: the 'only when' clause.")
     return der.result()

@@ -54,7 +54,11 @@ def _two_point_quadratic(d: int, norm: str) -> tuple[sp.Expr, sp.Expr]:
 
 def _derive(norm: str) -> ProofResult:
     der = Derivation(
-        THEOREM, TITLE, STATEMENT, HYPOTHESES, "two-point value: symbolic d + d = 2..6; closed form d = 2..12",
+        THEOREM,
+        TITLE,
+        STATEMENT,
+        HYPOTHESES,
+        "two-point value: symbolic d + d = 2..6; closed form d = 2..12",
         control=None if norm == "rms" else "LayerNorm along γ⁻¹ claimed to have vᵀCv > 0",
     )
     if norm == "rms":
@@ -68,7 +72,8 @@ def _derive(norm: str) -> ProofResult:
             "With x₁ = γ⊙v: ⟨v, y(x₁)⟩ = Σᵢ vᵢγᵢ(γᵢvᵢ)/r = S/r, r = √(mean(x₁²) + ε) = √(S/d + ε); "
             "y(−x₁) = −y(x₁), so ⟨v, y₁ − y₂⟩ = 2S/r and vᵀCv = ¼⟨v, y₁ − y₂⟩² = S²/r².",
             sp.Sum(v[i] * g[i] * (g[i] * v[i]) / r, (i, 1, d)) - sp.Sum(g[i] ** 2 * v[i] ** 2, (i, 1, d)) / r,
-            latex=r"\sum_{i=1}^d v_i\frac{\gamma_i(\gamma_i v_i)}{r} - \frac{1}{r}\sum_{i=1}^d\gamma_i^2v_i^2 = 0",
+            latex=r"\sum_{i=1}^d v_i\frac{\gamma_i(\gamma_i v_i)}{r} - "
+            r"\frac{1}{r}\sum_{i=1}^d\gamma_i^2v_i^2 = 0",
         )
 
         def two_point(dd: int) -> sp.Expr:
@@ -93,8 +98,12 @@ def _derive(norm: str) -> ProofResult:
             e = sp.Symbol("epsilon", nonnegative=True)
             return sp.Matrix(S.rms_norm(x, g2, e)) + sp.Matrix(S.rms_norm([-a for a in x], g2, e))
 
-        der.family("RMSNorm is odd", "y(−x) = −y(x), so E y = 0 for symmetric input.", r"y(-x) + y(x) = 0",
-                   [(f"d={dd}", lambda dd=dd: odd(dd)) for dd in range(2, 7)])
+        der.family(
+            "RMSNorm is odd",
+            "y(−x) = −y(x), so E y = 0 for symmetric input.",
+            r"y(-x) + y(x) = 0",
+            [(f"d={dd}", lambda dd=dd: odd(dd)) for dd in range(2, 7)],
+        )
         der.cite(
             "symmetry lemma",
             "For x ~ N(0, I) the law of x is invariant under every orthogonal Q and y/γ = x/‖x‖·√d is "
@@ -103,16 +112,24 @@ def _derive(norm: str) -> ProofResult:
         )
         a = sp.Symbol("a")
         sol = sp.solve(sp.Eq(a * d, d), a)
-        der.fact("constant", "Trace: ‖x‖²/(‖x‖²/d) = d = a·d, so a = 1 and C = diag(γ)·I·diag(γ) = diag(γ)².",
-                 r"a\,d = d \Rightarrow a = 1", sol == [1], "solve (unique solution)")
+        der.fact(
+            "constant",
+            "Trace: ‖x‖²/(‖x‖²/d) = d = a·d, so a = 1 and C = diag(γ)·I·diag(γ) = diag(γ)².",
+            r"a\,d = d \Rightarrow a = 1",
+            sol == [1],
+            "solve (unique solution)",
+        )
 
         def full_rank(dd: int) -> sp.Expr:
             g2 = S.vec("gamma", dd)
             return S.det(sp.diag(*[gi**2 for gi in g2])) - sp.prod([gi**2 for gi in g2])
 
-        der.family("full rank", "det diag(γ)² = Πγᵢ² ≠ 0 for d = 2..12: no kernel at all.",
-                   r"\det\mathrm{diag}(\gamma)^2 = \prod_i\gamma_i^2",
-                   [(f"d={dd}", lambda dd=dd: full_rank(dd)) for dd in range(2, 13)])
+        der.family(
+            "full rank",
+            "det diag(γ)² = Πγᵢ² ≠ 0 for d = 2..12: no kernel at all.",
+            r"\det\mathrm{diag}(\gamma)^2 = \prod_i\gamma_i^2",
+            [(f"d={dd}", lambda dd=dd: full_rank(dd)) for dd in range(2, 13)],
+        )
     else:
         q, _ = _two_point_quadratic(3, "layer")
         der.positive("two-point value", "The same two-point quadratic form for LayerNorm along v = γ⁻¹.", q)
@@ -145,7 +162,9 @@ class RmsCounterexample:
     closed_form: float
 
 
-def numeric_counterexample(d: int, seed: int = 0, *, v: np.ndarray | None = None, eps: float = 0.0) -> RmsCounterexample:
+def numeric_counterexample(
+    d: int, seed: int = 0, *, v: np.ndarray | None = None, eps: float = 0.0
+) -> RmsCounterexample:
     """A float64 counterexample to "v is dead for RMSNorm" (default v = γ⁻¹/‖γ⁻¹‖, the LayerNorm direction).
 
     γ is drawn from N(1, 0.25) (redrawn entries with |γᵢ| < 0.05) by ``numpy.random.default_rng(seed)``.

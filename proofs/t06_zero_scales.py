@@ -36,13 +36,19 @@ def _samples(d: int, m: int, norm: str, zeros: int) -> tuple[list[list[sp.Expr]]
     ys = []
     for k in range(m):
         x, s = S.vec(f"x{k + 1}", d), sp.Symbol(f"s_{k + 1}", positive=True)
-        ys.append(S.layer_norm(x, g, b, sp.Integer(0), s) if norm == "layer" else S.rms_norm(x, g, sp.Integer(0), s))
+        ys.append(
+            S.layer_norm(x, g, b, sp.Integer(0), s) if norm == "layer" else S.rms_norm(x, g, sp.Integer(0), s)
+        )
     return ys, g
 
 
 def _derive(direction: str) -> ProofResult:
     der = Derivation(
-        THEOREM, TITLE, STATEMENT, HYPOTHESES, "d = 2..6 × m = 2..3 samples; closed form d = 3..8, |Z| = 1, 2",
+        THEOREM,
+        TITLE,
+        STATEMENT,
+        HYPOTHESES,
+        "d = 2..6 × m = 2..3 samples; closed form d = 3..8, |Z| = 1, 2",
         control=None if direction == "unit" else "pseudo-inverse γ⁺ (0 on Z) claimed as a kernel vector",
     )
 
@@ -59,18 +65,28 @@ def _derive(direction: str) -> ProofResult:
         label = "LayerNorm" if norm == "layer" else "RMSNorm"
         der.family(
             f"kernel vector, {label}",
-            f"{label} with γ₁ = 0: C w = 0 for w = " + ("e₁" if direction == "unit" else "γ⁺") + ", d = 2..6, m = 2..3.",
+            f"{label} with γ₁ = 0: C w = 0 for w = "
+            + ("e₁" if direction == "unit" else "γ⁺")
+            + ", d = 2..6, m = 2..3.",
             r"C\,w = 0,\quad w = " + (r"e_1" if direction == "unit" else r"\gamma^{+}"),
-            [(f"d={d}, m={m}", lambda d=d, m=m, norm=norm: kernel(d, m, norm))
-             for d in range(2 if direction == "unit" else 3, 7) for m in (2, 3)],
+            [
+                (f"d={d}, m={m}", lambda d=d, m=m, norm=norm: kernel(d, m, norm))
+                for d in range(2 if direction == "unit" else 3, 7)
+                for m in (2, 3)
+            ],
         )
         if direction != "unit":
             break
     if direction == "unit":
         gsym = sp.Symbol("gamma_1", real=True)
         inv = (1 / gsym).subs(gsym, 0)
-        der.fact("γ⁻¹ undefined", "Substituting γ₁ = 0 into 1/γ₁ gives SymPy's complex infinity: no direction γ⁻¹.",
-                 r"\left.\gamma_1^{-1}\right|_{\gamma_1=0} = \tilde\infty", inv is sp.zoo, "subs")
+        der.fact(
+            "γ⁻¹ undefined",
+            "Substituting γ₁ = 0 into 1/γ₁ gives SymPy's complex infinity: no direction γ⁻¹.",
+            r"\left.\gamma_1^{-1}\right|_{\gamma_1=0} = \tilde\infty",
+            inv is sp.zoo,
+            "subs",
+        )
 
         def closed(d: int, nz: int) -> sp.Matrix:
             g = S.vec("gamma", d)
@@ -83,9 +99,11 @@ def _derive(direction: str) -> ProofResult:
 
         der.family(
             "rank d − |Z| of the closed form",
-            "Closed form with γᵢ = 0 on Z: the columns eᵢ, i ∈ Z, vanish and the minor on the other n coordinates "
+            "Closed form with γᵢ = 0 on Z: the columns eᵢ, i ∈ "
+            "Z, vanish and the minor on the other n coordinates "
             "is (d/(d−1))ⁿ Πγᵢ² (1 − n/d) ≠ 0; so ker C = span{eᵢ : i ∈ Z}.",
-            r"\det C_{\bar Z\bar Z} = \Big(\tfrac{d}{d-1}\Big)^n\Big(1-\tfrac nd\Big)\prod_{i\notin Z}\gamma_i^2",
+            r"\det C_{\bar Z\bar Z} = \Big(\tfrac{d}{d-1}\Big)^n\Big(1-\tfrac "
+            r"nd\Big)\prod_{i\notin Z}\gamma_i^2",
             [(f"d={d}, |Z|={nz}", lambda d=d, nz=nz: closed(d, nz)) for d in range(3, 9) for nz in (1, 2)],
         )
     return der.result()

@@ -29,7 +29,11 @@ STATEMENT = (
     "bias-free LM head direction 𝟙γ⁻¹ᵀ is dead with zero directional Fisher information; constant "
     "key offsets leave attention unchanged (not so with rotary positions)."
 )
-HYPOTHESES = ["hypotheses of T1 (γᵢ ≠ 0)", "p = softmax(ℓ)", "keys without position-dependent rotation for (d)"]
+HYPOTHESES = [
+    "hypotheses of T1 (γᵢ ≠ 0)",
+    "p = softmax(ℓ)",
+    "keys without position-dependent rotation for (d)",
+]
 
 
 def softmax(logits: list[sp.Expr]) -> list[sp.Expr]:
@@ -81,9 +85,12 @@ def _softmax_steps(der: Derivation, direction: str) -> None:
         ell = S.vec("l", n)
         return sp.Matrix(softmax([v + c for v in ell])) - sp.Matrix(softmax(ell))
 
-    der.family("softmax shift invariance", "softmax(ℓ + c𝟙) = softmax(ℓ) for V = 2..6 logits, c symbolic.",
-               r"\mathrm{softmax}(\ell + c\mathbb 1) = \mathrm{softmax}(\ell)",
-               [(f"V={n}", lambda n=n: shift(n)) for n in range(2, 7)])
+    der.family(
+        "softmax shift invariance",
+        "softmax(ℓ + c𝟙) = softmax(ℓ) for V = 2..6 logits, c symbolic.",
+        r"\mathrm{softmax}(\ell + c\mathbb 1) = \mathrm{softmax}(\ell)",
+        [(f"V={n}", lambda n=n: shift(n)) for n in range(2, 7)],
+    )
 
     def lm_head(dd: int, vocab: int) -> tuple[sp.Matrix, sp.Matrix]:
         y, g, b = _ln(dd)
@@ -98,7 +105,8 @@ def _softmax_steps(der: Derivation, direction: str) -> None:
         "logit Jacobian along δW = uγ⁻¹ᵀ",
         "d/dt of (W + t·uγ⁻¹ᵀ)y is u⟨γ⁻¹, y⟩ = ⟨γ⁻¹, β⟩u for d = 2..5, V = 3 (exact normaliser): "
         "for u = 𝟙 a constant shift of every logit.",
-        r"J_\delta = \tfrac{\partial}{\partial t}(W + t\,u\gamma^{-1\top})y = \langle\gamma^{-1},\beta\rangle\,u",
+        r"J_\delta = \tfrac{\partial}{\partial t}(W + "
+        r"t\,u\gamma^{-1\top})y = \langle\gamma^{-1},\beta\rangle\,u",
         [(f"d={dd}", lambda dd=dd: (lambda jr: jr[0] - jr[1])(lm_head(dd, 3))) for dd in range(2, 6)],
     )
 
@@ -131,6 +139,7 @@ def _attention_steps(der: Derivation, rotary: bool) -> None:
             return sp.Matrix([[sp.cos(a), -sp.sin(a)], [sp.sin(a), sp.cos(a)]]) if rotary else sp.eye(2)
 
         qpos = n_keys  # the query sits after the keys
+
         def scores(offset: sp.Matrix) -> list[sp.Expr]:
             return [((rot(qpos) * q).T * (rot(j) * (keys[j] + offset)))[0, 0] for j in range(n_keys)]
 
@@ -141,8 +150,10 @@ def _attention_steps(der: Derivation, rotary: bool) -> None:
         "softmax_j(qᵀ(k_j + c)) = softmax_j(qᵀk_j): the offset adds qᵀc to every score "
         + ("(here keys and query are rotated by position-dependent angles)" if rotary else "")
         + "; n = 2..4 keys, head dimension 2.",
-        r"\mathrm{softmax}_j\big(q^\top R_{m}^\top R_j (k_j + c)\big) = \mathrm{softmax}_j\big(q^\top R_m^\top R_j k_j\big)"
-        if rotary else r"\mathrm{softmax}_j\big(q^\top(k_j + c)\big) = \mathrm{softmax}_j\big(q^\top k_j\big)",
+        r"\mathrm{softmax}_j\big(q^\top R_{m}^\top R_j (k_j + c)\big) "
+        r"= \mathrm{softmax}_j\big(q^\top R_m^\top R_j k_j\big)"
+        if rotary
+        else r"\mathrm{softmax}_j\big(q^\top(k_j + c)\big) = \mathrm{softmax}_j\big(q^\top k_j\big)",
         [(f"n={n}", lambda n=n: attention_change(n)) for n in range(2, 5)],
     )
 
@@ -154,9 +165,14 @@ def _derive(variant: str) -> ProofResult:
         "lm-head-e1": "LM-head direction u = e₁ (not ∝ 𝟙) with ⟨γ⁻¹,β⟩ ≠ 0",
         "no-bias-correction": "linear consumer without δb = −⟨γ⁻¹,β⟩u",
     }
-    der = Derivation(THEOREM, TITLE, STATEMENT, HYPOTHESES,
-                     "symbolic d (linear); d = 2..8, V = 2..6, n = 2..4 keys (concrete)",
-                     control=controls[variant])
+    der = Derivation(
+        THEOREM,
+        TITLE,
+        STATEMENT,
+        HYPOTHESES,
+        "symbolic d (linear); d = 2..8, V = 2..6, n = 2..4 keys (concrete)",
+        control=controls[variant],
+    )
     if variant in ("theorem", "no-bias-correction"):
         _linear_steps(der, with_bias=variant == "theorem")
     if variant in ("theorem", "lm-head-e1"):
@@ -166,7 +182,8 @@ def _derive(variant: str) -> ProofResult:
     if variant == "theorem":
         der.note(
             "Attention link: keys K = W_K y + b_K; along δW_K = uγ⁻¹ᵀ every key gains u⟨γ⁻¹, y⟩ = u⟨γ⁻¹, β⟩ "
-            "(the linear-consumer step with δb = 0), one vector c for all positions, so the constant-offset step "
+            "(the linear-consumer step with δb = 0), one vector "
+            "c for all positions, so the constant-offset step "
             "applies."
         )
     return der.result()

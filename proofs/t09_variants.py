@@ -32,12 +32,23 @@ STATEMENT = (
     "GroupNorm: ker C ⊇ span{γ⁻¹|_g}, dimension G (exactly, for isotropic input); scale-then-centre: "
     "kernel 𝟙; (1 + w) scaling: kernel (1 + w)⁻¹."
 )
-HYPOTHESES = ["every effective scale entry non-zero", "ε ≥ 0", "groups are contiguous blocks of equal size n ≥ 2"]
+HYPOTHESES = [
+    "every effective scale entry non-zero",
+    "ε ≥ 0",
+    "groups are contiguous blocks of equal size n ≥ 2",
+]
 GROUPS = [(2, 2), (2, 3), (3, 2), (2, 4), (4, 2), (3, 3)]
 
 
-def group_norm(x: list[sp.Expr], gamma: list[sp.Expr], beta: list[sp.Expr], groups: int,
-               scales: list[sp.Expr] | None = None, *, global_centring: bool = False) -> list[sp.Expr]:
+def group_norm(
+    x: list[sp.Expr],
+    gamma: list[sp.Expr],
+    beta: list[sp.Expr],
+    groups: int,
+    scales: list[sp.Expr] | None = None,
+    *,
+    global_centring: bool = False,
+) -> list[sp.Expr]:
     """GroupNorm (per-group centring; ``global_centring`` gives LayerNorm, for the control)."""
     n = len(x) // groups
     out: list[sp.Expr] = []
@@ -67,7 +78,8 @@ def _group_steps(der: Derivation, global_centring: bool) -> None:
     der.family(
         "per-group kernel vectors",
         "⟨γ⁻¹|_g, y_k − ȳ⟩ = 0 for every group g and sample k (m = 2, per-group normalisers symbolic)"
-        + (" — here with LayerNorm's global centring" if global_centring else "") + ".",
+        + (" — here with LayerNorm's global centring" if global_centring else "")
+        + ".",
         r"\langle \gamma^{-1}|_g,\, y_k - \bar y\rangle = 0",
         [(f"G={G}, n={n}", lambda G=G, n=n: projections(G, n)) for G, n in GROUPS],
     )
@@ -81,25 +93,36 @@ def _group_steps(der: Derivation, global_centring: bool) -> None:
         minor = basis[:, [h * n for h in range(groups)]]
         return S.det(minor) - sp.prod([1 / g[h * n] for h in range(groups)])
 
-    der.family("independence", "The G×G minor on each group's first coordinate is Π 1/γ ≠ 0: dimension G.",
-               r"\det\big[\gamma^{-1}|_g\big]_{g, \text{first}(h)} = \prod_h \gamma_{\text{first}(h)}^{-1}",
-               [(f"G={G}, n={n}", lambda G=G, n=n: independence(G, n)) for G, n in GROUPS])
+    der.family(
+        "independence",
+        "The G×G minor on each group's first coordinate is Π 1/γ ≠ 0: dimension G.",
+        r"\det\big[\gamma^{-1}|_g\big]_{g, \text{first}(h)} = \prod_h \gamma_{\text{first}(h)}^{-1}",
+        [(f"G={G}, n={n}", lambda G=G, n=n: independence(G, n)) for G, n in GROUPS],
+    )
 
     def closed_rank(groups: int, n: int) -> sp.Matrix:
         d = groups * n
         g = S.vec("gamma", d)
-        blocks = [closed_form(n, g[h * n:(h + 1) * n]) for h in range(groups)]
+        blocks = [closed_form(n, g[h * n : (h + 1) * n]) for h in range(groups)]
         c = sp.diag(*blocks)
         keep = [i for i in range(d) if (i + 1) % n != 0]  # drop each group's last coordinate
-        target = sp.Mul(*[sp.Rational(n, n - 1) ** (n - 1) * sp.prod([g[i] ** 2 for i in range(h * n, (h + 1) * n - 1)])
-                          / n for h in range(groups)])
+        target = sp.Mul(
+            *[
+                sp.Rational(n, n - 1) ** (n - 1)
+                * sp.prod([g[i] ** 2 for i in range(h * n, (h + 1) * n - 1)])
+                / n
+                for h in range(groups)
+            ]
+        )
         return sp.Matrix([sp.expand(S.det(c.extract(keep, keep)) - target)])
 
     der.family(
         "exact dimension for isotropic input",
-        "The closed form is block diagonal with blocks n/(n−1)·diag(γ_g)P_n diag(γ_g) (T3 per group); the minor "
+        "The closed form is block diagonal with blocks "
+        "n/(n−1)·diag(γ_g)P_n diag(γ_g) (T3 per group); the minor "
         "dropping each group's last coordinate is Π_g (n/(n−1))^{n−1}Πγᵢ²/n ≠ 0, so rank C = d − G.",
-        r"\det C_{\text{keep}} = \prod_g \Big(\tfrac{n}{n-1}\Big)^{n-1}\frac1n\prod_{i\in g,\, i\neq\text{last}}\gamma_i^2",
+        r"\det C_{\text{keep}} = \prod_g "
+        r"\Big(\tfrac{n}{n-1}\Big)^{n-1}\frac1n\prod_{i\in g,\, i\neq\text{last}}\gamma_i^2",
         [(f"G={G}, n={n}", lambda G=G, n=n: closed_rank(G, n)) for G, n in GROUPS],
     )
 
@@ -111,11 +134,13 @@ def _scale_then_centre_steps(der: Derivation, direction: str) -> None:
     a = sp.Symbol("a", positive=True)
     y = (g[i] * x[i] - sp.Sum(g[j] * x[j], (j, 1, d)) / d) * a + b[i]
     w = sp.Integer(1) if direction == "ones" else 1 / g[i]
-    der.zero("scale-then-centre, symbolic d",
-             "Σᵢ wᵢ(yᵢ − βᵢ) = a(Σγᵢxᵢ − d·mean(γ⊙x)) = 0 for w = " + ("𝟙." if direction == "ones" else "γ⁻¹."),
-             sp.Sum(w * (y - b[i]), (i, 1, d)),
-             latex=r"\sum_{i=1}^d w_i\,a\Big(\gamma_i x_i - \tfrac1d\sum_j\gamma_jx_j\Big) = 0,\quad w = "
-             + (r"\mathbb 1" if direction == "ones" else r"\gamma^{-1}"))
+    der.zero(
+        "scale-then-centre, symbolic d",
+        "Σᵢ wᵢ(yᵢ − βᵢ) = a(Σγᵢxᵢ − d·mean(γ⊙x)) = 0 for w = " + ("𝟙." if direction == "ones" else "γ⁻¹."),
+        sp.Sum(w * (y - b[i]), (i, 1, d)),
+        latex=r"\sum_{i=1}^d w_i\,a\Big(\gamma_i x_i - \tfrac1d\sum_j\gamma_jx_j\Big) = 0,\quad w = "
+        + (r"\mathbb 1" if direction == "ones" else r"\gamma^{-1}"),
+    )
 
     def concrete(dd: int) -> sp.Expr:
         xs, gs, bs = S.vec("x", dd), S.vec("gamma", dd), S.vec("beta", dd)
@@ -125,8 +150,12 @@ def _scale_then_centre_steps(der: Derivation, direction: str) -> None:
         ws = [sp.Integer(1)] * dd if direction == "ones" else S.inverse(gs)
         return S.dot(ws, S.sub(y, bs))
 
-    der.family("scale-then-centre, concrete d", "Same pairing with the exact normaliser √(var(γ⊙x) + ε), d = 2..8.",
-               r"\langle w, y - \beta\rangle = 0", [(f"d={dd}", lambda dd=dd: concrete(dd)) for dd in range(2, 9)])
+    der.family(
+        "scale-then-centre, concrete d",
+        "Same pairing with the exact normaliser √(var(γ⊙x) + ε), d = 2..8.",
+        r"\langle w, y - \beta\rangle = 0",
+        [(f"d={dd}", lambda dd=dd: concrete(dd)) for dd in range(2, 9)],
+    )
 
 
 def _gemma_steps(der: Derivation, offset_forgotten: bool) -> None:
@@ -137,10 +166,16 @@ def _gemma_steps(der: Derivation, offset_forgotten: bool) -> None:
         direction = [1 / wi for wi in w] if offset_forgotten else [1 / (1 + wi) for wi in w]
         return S.dot(direction, S.sub(y, b))
 
-    der.family("(1 + w) scaling", "⟨v, y − β⟩ = 0 with v = " + ("w⁻¹" if offset_forgotten else "(1 + w)⁻¹")
-               + " for a mean-centring norm scaled by 1 + w, d = 2..8.",
-               r"\langle (1+w)^{-1}, y - \beta\rangle = 0" if not offset_forgotten else r"\langle w^{-1}, y-\beta\rangle = 0",
-               [(f"d={dd}", lambda dd=dd: pairing(dd)) for dd in range(2, 9)])
+    der.family(
+        "(1 + w) scaling",
+        "⟨v, y − β⟩ = 0 with v = "
+        + ("w⁻¹" if offset_forgotten else "(1 + w)⁻¹")
+        + " for a mean-centring norm scaled by 1 + w, d = 2..8.",
+        r"\langle (1+w)^{-1}, y - \beta\rangle = 0"
+        if not offset_forgotten
+        else r"\langle w^{-1}, y-\beta\rangle = 0",
+        [(f"d={dd}", lambda dd=dd: pairing(dd)) for dd in range(2, 9)],
+    )
 
 
 def _derive(variant: str) -> ProofResult:
@@ -150,9 +185,14 @@ def _derive(variant: str) -> ProofResult:
         "stc-inverse": "γ⁻¹ claimed for scale-then-centre",
         "gemma-raw": "raw weight w⁻¹ for (1 + w) scaling (offset forgotten)",
     }
-    der = Derivation(THEOREM, TITLE, STATEMENT, HYPOTHESES,
-                     "GroupNorm (G, n) up to d = 9; scale-then-centre symbolic d + d = 2..8; (1+w) d = 2..8",
-                     control=controls[variant])
+    der = Derivation(
+        THEOREM,
+        TITLE,
+        STATEMENT,
+        HYPOTHESES,
+        "GroupNorm (G, n) up to d = 9; scale-then-centre symbolic d + d = 2..8; (1+w) d = 2..8",
+        control=controls[variant],
+    )
     if variant in ("theorem", "global"):
         _group_steps(der, global_centring=variant == "global")
     if variant in ("theorem", "stc-inverse"):

@@ -35,6 +35,7 @@ from deadir.norms import NormKind, NormSpec
 from deadir.testing.strategies import dtype_name, round_to_dtype
 
 __all__ = [
+    "InconclusiveError",
     "Measurement",
     "NormPropertyError",
     "PreparedNorm",
@@ -57,10 +58,17 @@ _SIGNIFICAND_BITS = {"float16": 11, "bfloat16": 8, "float32": 24, "float64": 53}
 # LayerNorm bound. The bound is an upper bound on rounding, so any factor ≥ 1 is sound; 64
 # keeps an implementation that merely *nearly* centres (a kernel at 10× the floor) out.
 NO_KERNEL_MARGIN = 64.0
+# When 64x the LayerNorm bound reaches 1 % of λmax (float16/bfloat16 at large d or large β/γ)
+# a quotient between the bound and the margin cannot be called either way: inconclusive.
+RESOLUTION_LIMIT = 1e-2
 
 
 class UndefinedOutputError(InputShapeError):
     """No input row has a defined output (all constant with ε = 0): nothing to check."""
+
+
+class InconclusiveError(UndefinedOutputError):
+    """The measurement cannot decide at the dtype's resolution (the example is skipped, not failed)."""
 
 
 class NormPropertyError(AssertionError):
@@ -305,16 +313,22 @@ def _run(prep: PreparedNorm, x: FloatArray) -> tuple[FloatArray, str]:
 def _rows(x: Any, prep: PreparedNorm) -> FloatArray:
     """Input rows as float64, rounded to the norm's dtype, without rows whose output is undefined.
 
-    A constant row has σ² = 0; with ε = 0 (or ε unknown) the normalised value 0/0 is
+    A constant row has σ² = 0; with ε = 0 (or ε unknown, or ε rounding to 0 in the
+    compute dtype) the normalised value 0/0 is
     undefined, so such rows are left out rather than counted as failures.
     """
     rows = round_to_dtype(as_rows(x, name="x", d=prep.d), prep.dtype)
-    if not prep.eps:
+    if _eps_is_zero(prep):
         keep = np.ptp(rows, axis=1) > 0
         rows = rows[keep]
     if rows.shape[0] == 0:
         raise UndefinedOutputError("x: no row with a defined output (every row constant and ε = 0 or unknown)")
     return rows
+
+
+def _eps_is_zero(prep: PreparedNorm) -> bool:
+    """ε is 0, unknown, or below the compute dtype's smallest subnormal (so 0 in the computation)."""
+    return not (prep.eps and round_to_dtype(np.array([prep.eps]), prep.compute_dtype)[0] > 0)
 
 
 def _row_stats(x: FloatArray, eps: float | None) -> tuple[FloatArray, FloatArray]:
@@ -377,18 +391,21 @@ def check_kernel(prep: PreparedNorm, x: Any) -> Measurement:
     y, out = _run(prep, rows)
     _, rho = _row_stats(rows, prep.eps)
     bound = _bound(prep, out, float(rho.max()))
+    # in units of s = max|y − ȳ|: the quotient is scale free, and tiny γ (outputs ~1e-300)
+    # would otherwise underflow λmax and residual² to 0
     yc = y - y.mean(axis=0)
-    lam = _lambda_max(yc) if rows.shape[0] >= 2 else 0.0
+    s = float(np.max(np.abs(yc))) if yc.size else 0.0
+    lam = _lambda_max(yc / s) if rows.shape[0] >= 2 and s > 0 else 0.0
     if lam <= 0.0:
         return Measurement("T2 kernel", 0.0, math.inf, 0.0, prep.d, rows.shape[0], out)
-    q = float(np.mean((yc @ v) ** 2)) / lam
-    limit = bound.rayleigh_rel(lam)
+    q = float(np.mean((yc @ v / s) ** 2)) / lam
+    limit = (bound.residual / s) ** 2 / lam  # = bound.rayleigh_rel(λmax), computed without underflow
     if not q <= limit:
         raise NormPropertyError("T2 kernel", measured=q, bound=limit, gamma=prep.gamma, beta=prep.beta,
                                 x=rows[:4], eps=prep.eps, dtype=out, d=prep.d,
                                 detail=f"Rayleigh quotient v^T C v / lambda_max over {rows.shape[0]} rows "
                                        f"(lambda_max = {lam:.4g})")
-    return Measurement("T2 kernel", q, limit, q / limit, prep.d, rows.shape[0], out)
+    return Measurement("T2 kernel", q, limit, q / limit if limit > 0 else 0.0, prep.d, rows.shape[0], out)
 
 
 def forward_error_bound(z: FloatArray, gamma: FloatArray, beta: FloatArray, rho: FloatArray, *, dtype: Any,
@@ -453,13 +470,13 @@ def check_shift(prep: PreparedNorm, x: Any, t: Any) -> Measurement:
         NormPropertyError: the difference exceeds the bound.
     """
     rows = _rows(x, prep)
-    ts = np.broadcast_to(np.asarray(t, dtype=np.float64).reshape(-1, 1)
-                         if np.ndim(t) else np.full((rows.shape[0], 1), float(t)), (rows.shape[0], 1))
+    ts = np.asarray(t, dtype=np.float64).reshape(-1, 1) if np.ndim(t) else np.full((rows.shape[0], 1), float(t))
     if ts.shape[0] != rows.shape[0] or not np.all(np.isfinite(ts)):
         raise InputShapeError(f"t: expected a finite scalar or one shift per row ({rows.shape[0]}), got {np.shape(t)}")
-    xg, tg = _exact_shift_grid(rows, np.array(ts), prep.dtype)
+    coarse = min(prep.dtype, prep.compute_dtype, key=_SIGNIFICAND_BITS.__getitem__)
+    xg, tg = _exact_shift_grid(rows, np.array(ts), coarse)
     xs = xg + tg
-    if not prep.eps:
+    if _eps_is_zero(prep):
         keep = np.ptp(xg, axis=1) > 0
         xg, xs = xg[keep], xs[keep]
         if xg.shape[0] == 0:
@@ -507,14 +524,23 @@ def check_no_kernel(prep: PreparedNorm, x: Any = None, *, seed: int = 0) -> Meas
     y, out = _run(prep, rows)
     _, rho = _row_stats(rows, prep.eps)
     yc = y - y.mean(axis=0)
+    s = float(np.max(np.abs(yc)))
+    if s == 0.0:
+        raise InconclusiveError("the outputs do not vary: no covariance to look for a kernel in")
+    yc = yc / s  # scale free, and no underflow for tiny γ
     lam = _lambda_max(yc)
     worst: tuple[float, float, str] | None = None
     for label, vec in (("gamma^-1", inverse_scale_direction(prep.gamma)), ("ones", np.ones(prep.d))):
         v = vec / np.linalg.norm(vec)
         gamma = prep.gamma if label == "gamma^-1" else np.ones(prep.d)
-        limit = NO_KERNEL_MARGIN * kernel_error_bound(gamma, out, beta=prep.beta, compute_dtype=prep.compute_dtype,
-                                                      mean_ratio=float(rho.max())).rayleigh_rel(lam) if lam > 0 else 0
-        q = float(np.mean((yc @ v) ** 2)) / lam if lam > 0 else 0.0
+        res = kernel_error_bound(gamma, out, beta=prep.beta, compute_dtype=prep.compute_dtype,
+                                 mean_ratio=float(rho.max())).residual / s
+        limit = NO_KERNEL_MARGIN * res**2 / lam
+        q = float(np.mean((yc @ v) ** 2)) / lam
+        if limit / NO_KERNEL_MARGIN < q <= limit and limit >= RESOLUTION_LIMIT:
+            # above the LayerNorm bound, but the dtype cannot resolve a kernel this wide apart
+            raise InconclusiveError(f"the {label} direction: Rayleigh quotient {q:.3g} lies between the "
+                                    f"LayerNorm bound and {NO_KERNEL_MARGIN:g}x it ({limit:.3g}) in {out}")
         if not q > limit:
             raise NormPropertyError("T5 no kernel", measured=limit, bound=q, gamma=prep.gamma, beta=prep.beta,
                                     x=rows[:4], eps=prep.eps, dtype=out, d=prep.d,
@@ -551,10 +577,12 @@ def _torch_reference(spec: NormSpec, x: FloatArray, dtype: str) -> FloatArray:
 def check_reference(prep: PreparedNorm, spec: NormSpec, x: Any, *, factor: float = 2.0) -> Measurement:
     """Output against ``spec``'s float64 forward, within factor·(PyTorch's own error) + 8u·max|y|.
 
-    ``spec`` supplies the kind, groups and (when ``prep.eps`` is unknown) ε; γ, β and the
-    weight offset are taken from ``prep``. PyTorch's error is that of its functional op
-    (layer_norm / rms_norm / group_norm) run in the same dtype on the same input; the
-    additive 8u·max|y_ref| (u of the output dtype) absorbs a few extra output roundings.
+    ``spec`` supplies the kind, groups and ε (the intended one: a module that ignores its
+    own ε is caught here); γ, β and the weight offset are taken from ``prep``. PyTorch's
+    error is that of its functional op (layer_norm / rms_norm / group_norm) run in the same
+    dtype on the same input; the additive 8u·max|y_ref| (u of the output dtype) absorbs a
+    few extra output roundings. Each entry may instead use its :func:`forward_error_bound`
+    (layernorm and rmsnorm kinds) when that is larger.
 
     Raises:
         InputShapeError: bad x or a spec of another size.
@@ -566,15 +594,34 @@ def check_reference(prep: PreparedNorm, spec: NormSpec, x: Any, *, factor: float
         raise InputShapeError(f"factor: must be ≥ 1, got {factor!r}")
     rows = _rows(x, prep)
     ref_spec = dataclasses.replace(spec, weight=prep.gamma, bias=prep.beta if np.any(prep.beta) else None,
-                                   weight_offset=0.0, eps=spec.eps if prep.eps is None else prep.eps)
+                                   weight_offset=0.0)
     y, out = _run(prep, rows)
     y_ref = ref_spec.apply(rows)
-    y_pt = _torch_reference(ref_spec, rows, prep.dtype)
+    # PyTorch's error at the precision the norm computes in: the storage dtype, or a lower
+    # compute dtype (HF norms run float64 inputs in float32)
+    low = prep.compute_dtype if unit_roundoff(prep.compute_dtype) > unit_roundoff(prep.dtype) else prep.dtype
+    y_pt = _torch_reference(ref_spec, rows, low)
     err = np.abs(y - y_ref)
     err_pt = float(np.max(np.abs(y_pt - y_ref)))
     budget = factor * err_pt + 8.0 * unit_roundoff(out) * float(np.max(np.abs(y_ref)))
-    k = np.unravel_index(int(np.argmax(err)), err.shape)
-    measured = float(err[k])
+    # an entry may also use its a-priori forward error bound: ill-conditioned rows (|μ| ≫ σ,
+    # σ² ≪ ε = 0) can put any correct implementation beyond 2x PyTorch's own error there
+    if spec.kind in ("layernorm", "rmsnorm"):
+        centred = spec.kind == "layernorm"
+        xc = rows - rows.mean(axis=1, keepdims=True) if centred else rows
+        scale = np.sqrt((xc * xc).mean(axis=1, keepdims=True) + ref_spec.eps)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(scale > 0, xc / scale, 0.0)
+            rho = np.where(scale[:, 0] > 0, np.abs(rows.mean(axis=1)) / scale[:, 0], 0.0)
+        rho = rho if centred else np.zeros_like(rho)  # RMS: no mean, no cancellation
+        entry_budget = np.maximum(budget, forward_error_bound(z, prep.gamma, prep.beta, rho, dtype=out,
+                                                              compute_dtype=prep.compute_dtype))
+    else:
+        entry_budget = np.full(err.shape, budget)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(entry_budget > 0, err / entry_budget, np.where(err > 0, np.inf, 0.0))
+    k = np.unravel_index(int(np.argmax(rel)), err.shape)
+    measured, budget = float(err[k]), float(entry_budget[k])
     if not measured <= budget:
         raise NormPropertyError("reference", measured=measured, bound=budget, gamma=prep.gamma, beta=prep.beta,
                                 x=rows[k[0] : k[0] + 1], eps=ref_spec.eps, dtype=out, d=prep.d,

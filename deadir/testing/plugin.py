@@ -57,9 +57,8 @@ def deadir_pack(request: pytest.FixtureRequest) -> Callable[..., Any]:
         options = {**defaults, **overrides}
         factory = options.pop("factory", None)
         if factory is None:
-            raise pytest.UsageError(
-                f"deadir_pack: no factory; use @pytest.mark.{_MARKER}(factory=...) or deadir_pack(factory=...)"
-            )
+            pytest.fail(f"deadir_pack: no factory; use @pytest.mark.{_MARKER}(factory=...) or deadir_pack(factory=...)",
+                        pytrace=False)
         report = run_pack(factory, **options)
         if not report.passed:
             pytest.fail(report.render(), pytrace=False)
