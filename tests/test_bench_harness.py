@@ -244,11 +244,15 @@ def test_cuda_rows_run_on_any_device_and_skip_without_cuda(monkeypatch: pytest.M
     assert all("no CUDA device" in r.reason for r in skipped if isinstance(r, SkippedRow))
 
 
-def test_fuzz_rows_skip_without_a_suite_and_name_families(tmp_path: Path) -> None:
+def test_fuzz_rows_skip_without_a_suite_and_name_families(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from benchmarks import bench_verification
 
+    monkeypatch.setenv("DEADIR_BENCH_FUZZ_SUITE", "1")
     (row,) = bench_verification.fuzz_rows(tmp_path, log=lambda _m: None)
     assert isinstance(row, SkippedRow) and "property_tests" in row.reason
+    monkeypatch.delenv("DEADIR_BENCH_FUZZ_SUITE")
+    (row,) = bench_verification.fuzz_rows(tmp_path, log=lambda _m: None)
+    assert isinstance(row, SkippedRow) and "opt-in" in row.reason
     nodeid = "property_tests/test_layernorm.py::TestX::test_kernel[float32]"
     assert bench_verification._family(nodeid) == "test_layernorm"
     assert bench_verification._property(nodeid) == "test_kernel"
