@@ -251,6 +251,8 @@ def test_fuzz_rows_skip_without_a_suite_and_name_families(tmp_path: Path, monkey
     (row,) = bench_verification.fuzz_rows(tmp_path, log=lambda _m: None)
     assert isinstance(row, SkippedRow) and "property_tests" in row.reason
     monkeypatch.delenv("DEADIR_BENCH_FUZZ_SUITE")
+    (tmp_path / "property_tests").mkdir()
+    (tmp_path / "property_tests" / "test_x.py").write_text("def test_x() -> None:\n    pass\n", encoding="utf-8")
     (row,) = bench_verification.fuzz_rows(tmp_path, log=lambda _m: None)
     assert isinstance(row, SkippedRow) and "opt-in" in row.reason
     nodeid = "property_tests/test_layernorm.py::TestX::test_kernel[float32]"
