@@ -102,3 +102,14 @@ def ci(session: nox.Session) -> None:
     run_tests(session)
     run_proofs(session)
     run_fuzz(session)
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks (ratios measured in one run): writes build/bench/results.{json,md} and prints the table.
+
+    Real checkpoints come from $DEADIR_CHECKPOINTS (default .checkpoints/); pass options after
+    `--`, e.g. `nox -s bench -- --only 2,3`. CUDA rows run where a device is present.
+    """
+    install(session)
+    session.run("python", "-m", "benchmarks", *session.posargs)
