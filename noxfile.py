@@ -33,6 +33,11 @@ def run_proofs(session: nox.Session) -> None:
     session.run("python", "-m", "proofs", "--out", "build/proofs")
 
 
+def run_fetch(session: nox.Session) -> None:
+    """Install the real offline checkpoints of shared/CHECKPOINTS.md (idempotent, checksummed)."""
+    session.run("python", "-m", "integration.fetch_checkpoints")
+
+
 def run_lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("mypy")
@@ -99,6 +104,7 @@ def ci(session: nox.Session) -> None:
     """Everything CI runs, in one environment."""
     install(session, "test,lint")
     run_lint(session)
+    run_fetch(session)
     run_tests(session)
     run_proofs(session)
     run_fuzz(session)
