@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from deadir.arrays import FloatArray, as_rows, is_torch_tensor
+from deadir.arrays import FloatArray, as_float64, is_torch_tensor
 from deadir.errors import InputShapeError
 
 
@@ -67,13 +67,26 @@ class CovarianceAccumulator:
         if is_torch_tensor(batch):
             self._update_torch(batch)
         else:
-            rows = as_rows(batch, name="batch", d=self.d)
+            arr = as_float64(batch, name="batch")
+            if arr.ndim == 0:
+                raise InputShapeError("batch: expected shape (..., d), got a scalar")
+            if arr.shape[-1] != self.d:
+                raise InputShapeError(f"batch: expected last axis of size {self.d}, got shape {tuple(arr.shape)}")
+            rows = arr.reshape(-1, self.d)
             if self._torch:  # a device state stays on its device
                 import torch
 
                 self._update_torch(torch.from_numpy(rows))
             elif rows.shape[0]:
-                rows = rows - self._shift_for(rows.mean(axis=0))
+                col_mean = rows.mean(axis=0)
+                # A NaN or inf anywhere makes its column mean non-finite: an O(d) check instead of O(n·d).
+                if not np.all(np.isfinite(col_mean)):
+                    bad = np.argwhere(~np.isfinite(rows))[:5].tolist()
+                    raise InputShapeError(
+                        f"batch: contains NaN or infinite entries (first at (row, column) {bad}), "
+                        "or values whose sum overflows float64"
+                    )
+                rows = rows - self._shift_for(col_mean)
                 mean_b = rows.mean(axis=0)
                 rows -= mean_b  # in place: ``rows`` is already our own shifted copy
                 self._combine(rows.shape[0], mean_b, rows.T @ rows)
