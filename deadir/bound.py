@@ -1,0 +1,246 @@
+"""A-priori floating-point bound on how far computed LayerNorm outputs leave the hyperplane (T10).
+
+Exact arithmetic puts every LayerNorm output on ⟨γ⁻¹, y − β⟩ = 0 (T1). A LayerNorm computed
+in a format with unit roundoff u does not; this module bounds, before any measurement, the
+residual |⟨v, ŷ − β⟩| of one computed output row ŷ (v = γ⁻¹/‖γ⁻¹‖) and the relative Rayleigh
+quotient vᵀĈv/λmax of the empirical covariance Ĉ of computed outputs. Property tests use it
+as their tolerance instead of a magic number.
+
+Derivation (first order; proved step by step with SymPy in ``proofs.t10_float``).
+Standard model: every floating-point operation returns fl(a∘b) = (a∘b)(1+δ), |δ| ≤ u, and
+γ_k = k·u/(1 − k·u). Let u_c be the unit roundoff of the format the statistics and affine map
+are computed in (``compute_dtype``) and u that of the output format (``dtype``). Write
+μ̂ = μ + e for the computed mean, ρ for a bound on |μ|/σ of the input rows (``mean_ratio``)
+and S_β = Σᵢ|βᵢ/γᵢ|. Modelling the computed standardised value ẑᵢ = (xᵢ − μ̂)(1+αᵢ)·r̂·(1+τᵢ)
+and ŷᵢ = (γᵢẑᵢ(1+δ₁ᵢ) + βᵢ)(1+δ₂ᵢ)(1+δ₃ᵢ) (δ₃ the final cast, absent when the two formats
+agree), to first order in the δ's
+
+    ⟨γ⁻¹, ŷ − β⟩ = −d·e·r̂ + Σᵢ ẑᵢ(αᵢ + τᵢ + δ₁ᵢ + δ₂ᵢ + δ₃ᵢ) + Σᵢ (βᵢ/γᵢ)(δ₂ᵢ + δ₃ᵢ).
+
+The first term is the rounding of the centring; the last brings in |βᵢ/γᵢ|, huge exactly
+where γᵢ is tiny. With |e| ≤ γ_{d+1}(|μ| + σ) (any summation order, then the division),
+r̂ ≤ 1/σ, Σᵢ|ẑᵢ| ≤ √d‖ẑ‖ ≤ d (‖z‖² ≤ d; each |zᵢ| ≤ √(d−1)), and allowing every elementwise
+standardisation rounding the magnitude |zᵢ| + ρ (this also covers the fused form
+ẑᵢ = xᵢ·r̂ − μ̂·r̂ used by PyTorch's CPU kernel, whose three roundings per element have
+magnitudes ≤ |zᵢ| + ρ, ρ and |ẑᵢ|):
+
+    |⟨γ⁻¹, ŷ − β⟩| ≤ d·γ_{d+1}(u_c)·(1 + ρ) + 3·u_c·d·(1 + ρ) + u_c·(2d + S_β) + [u·(d + S_β)]
+
+and |⟨v, ŷ − β⟩| is that divided by ‖γ⁻¹‖ (``residual``, in the units of y). For N rows,
+vᵀĈv = (1/N)Σ_k(⟨v, ŷ_k − β⟩ − mean)² ≤ max_k⟨v, ŷ_k − β⟩² ≤ residual², hence
+vᵀĈv/λmax ≤ residual²/λmax (``rayleigh_rel``; multiply by N/(N−1) for the unbiased Ĉ).
+
+Limits. The bound is first order (terms O(u²) dropped) and void (``valid`` False,
+``residual`` = inf) when (d+1)·u_c ≥ 1. No x-free bound exists without ρ: when |μ| ≫ σ the
+computed mean's rounding is amplified by 1/σ (catastrophic cancellation), so ρ must bound
+|mean(x)|/std(x) of the rows the bound is applied to.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from deadir.errors import DegenerateScaleError, InputShapeError
+
+__all__ = ["KernelErrorBound", "gamma_k", "kernel_error_bound", "unit_roundoff"]
+
+# Unit roundoff u = 2^-p for round-to-nearest with p significand bits (implicit bit included).
+_UNIT_ROUNDOFF = {
+    "float16": 2.0**-11,
+    "bfloat16": 2.0**-8,
+    "float32": 2.0**-24,
+    "float64": 2.0**-53,
+}
+_ALIASES = {
+    "half": "float16", "f16": "float16", "fp16": "float16",
+    "bf16": "bfloat16",
+    "float": "float32", "single": "float32", "f32": "float32", "fp32": "float32",
+    "double": "float64", "f64": "float64", "fp64": "float64",
+}
+
+
+def _dtype_name(dtype: Any) -> str:
+    """Canonical name ("float16", "bfloat16", "float32", "float64") of a numpy/torch dtype or name."""
+    if isinstance(dtype, str):
+        name = dtype.strip().lower().removeprefix("torch.").removeprefix("numpy.")
+    elif type(dtype).__module__.startswith("torch"):
+        name = str(dtype).removeprefix("torch.")  # torch.float16 -> "float16"
+    else:
+        try:
+            name = np.dtype(dtype).name
+        except TypeError as exc:
+            raise InputShapeError(f"dtype: {dtype!r} is not a floating-point dtype deadir knows") from exc
+    name = _ALIASES.get(name, name)
+    if name not in _UNIT_ROUNDOFF:
+        raise InputShapeError(
+            f"dtype: {dtype!r} is not a supported floating-point format; expected one of "
+            f"{sorted(_UNIT_ROUNDOFF)} (numpy dtype, torch dtype or name)"
+        )
+    return name
+
+
+def unit_roundoff(dtype: Any) -> float:
+    """Unit roundoff u (half the machine epsilon) of a float format, round-to-nearest.
+
+    Accepts numpy dtypes, torch dtypes and names ("float16", "bfloat16", "float32", "float64").
+
+    Raises:
+        InputShapeError: the dtype is not one of those four formats.
+    """
+    return _UNIT_ROUNDOFF[_dtype_name(dtype)]
+
+
+def gamma_k(k: int, u: float) -> float:
+    """Higham's constant γ_k = k·u/(1 − k·u); inf when k·u ≥ 1 (the constant is undefined)."""
+    ku = k * u
+    return math.inf if ku >= 1.0 else ku / (1.0 - ku)
+
+
+@dataclass(frozen=True)
+class KernelErrorBound:
+    """The a-priori bound of one LayerNorm configuration (see the module docstring).
+
+    Attributes:
+        d: feature dimension.
+        dtype, compute_dtype: output format and the format of the statistics/affine map.
+        unit_roundoff, compute_unit_roundoff: their unit roundoffs u and u_c.
+        mean_ratio: ρ, the bound on |mean(x)|/std(x) of the rows the bound applies to.
+        beta_over_gamma: S_β = Σ|βᵢ/γᵢ| (0 when no β was given).
+        inverse_norm: ‖γ⁻¹‖.
+        centring_term: d·γ_{d+1}(u_c)(1+ρ) + 3u_c·d(1+ρ), rounding of the standardisation.
+        affine_term: u_c(2d + S_β), rounding of γẑ + β.
+        cast_term: u(d + S_β) for the final cast to ``dtype`` (0 when the formats agree).
+        residual_raw: bound on |⟨γ⁻¹, ŷ − β⟩| (units of y times units of γ⁻¹).
+        residual: bound on |⟨v, ŷ − β⟩|, v = γ⁻¹/‖γ⁻¹‖ (units of y).
+        valid: False when (d+1)·u_c ≥ 1 (then the residual is inf).
+    """
+
+    d: int
+    dtype: str
+    compute_dtype: str
+    unit_roundoff: float
+    compute_unit_roundoff: float
+    mean_ratio: float
+    beta_over_gamma: float
+    inverse_norm: float
+    centring_term: float
+    affine_term: float
+    cast_term: float
+    residual_raw: float
+    residual: float
+    valid: bool
+
+    def rayleigh_rel(self, lambda_max: float, *, n_samples: int | None = None) -> float:
+        """Bound on vᵀĈv/λmax: residual²/λmax (× N/(N−1) when ``n_samples`` = N is given for the unbiased Ĉ).
+
+        Raises:
+            InputShapeError: lambda_max is not a positive finite number, or n_samples < 2.
+        """
+        if not (math.isfinite(lambda_max) and lambda_max > 0.0):
+            raise InputShapeError(f"lambda_max: must be positive and finite, got {lambda_max!r}")
+        factor = 1.0
+        if n_samples is not None:
+            if n_samples < 2:
+                raise InputShapeError(f"n_samples: need at least 2 rows for an unbiased covariance, got {n_samples}")
+            factor = n_samples / (n_samples - 1)
+        return factor * self.residual**2 / lambda_max
+
+
+def _as_float64_vector(values: Any, name: str) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """A 1-D float64 copy of a numpy array, sequence or torch tensor."""
+    if type(values).__module__.startswith("torch"):
+        values = values.detach().to("cpu").double().numpy()
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputShapeError(f"{name}: not convertible to a real vector ({exc})") from exc
+    if arr.ndim != 1 or arr.size == 0:
+        raise InputShapeError(f"{name}: expected a non-empty 1-D vector, got shape {arr.shape}")
+    return arr
+
+
+def kernel_error_bound(
+    gamma: Any,
+    dtype: Any,
+    d: int | None = None,
+    *,
+    beta: Any = None,
+    offset: float = 0.0,
+    compute_dtype: Any = None,
+    mean_ratio: float = 1.0,
+) -> KernelErrorBound:
+    """First-order a-priori bound on |⟨v, ŷ − β⟩| for one LayerNorm output row computed in ``dtype``.
+
+    Args:
+        gamma: the stored scale (numpy array, sequence or torch tensor); the effective scale is
+            gamma + offset (offset 1.0 for Gemma-style (1 + w)). Pass the values as stored in
+            ``dtype``: the bound is about the arithmetic, not the parameter rounding.
+        dtype: output format (numpy/torch dtype or name).
+        d: feature dimension, default len(gamma) (must equal it when given).
+        beta: the shift β (same length); omitted means β = 0 (then S_β = 0).
+        offset: added to gamma before inverting.
+        compute_dtype: format of the statistics and affine map (default: ``dtype``); e.g.
+            float32 for PyTorch's half-precision kernels, which accumulate in float32.
+        mean_ratio: ρ ≥ 0, an upper bound on |mean(x)|/std(x) of the input rows.
+
+    Returns:
+        KernelErrorBound; ``residual`` is in the units of y.
+
+    Raises:
+        InputShapeError: bad shapes, d ≠ len(gamma), d < 2, unknown dtype, negative/non-finite
+            mean_ratio or offset, non-finite beta.
+        DegenerateScaleError: some gamma + offset is zero or non-finite (indices named).
+    """
+    if not math.isfinite(offset):
+        raise InputShapeError(f"offset: must be finite, got {offset!r}")
+    if not (math.isfinite(mean_ratio) and mean_ratio >= 0.0):
+        raise InputShapeError(f"mean_ratio: must be finite and >= 0, got {mean_ratio!r}")
+    g = _as_float64_vector(gamma, "gamma") + float(offset)
+    if d is None:
+        d = int(g.size)
+    elif d != g.size:
+        raise InputShapeError(f"d: {d} does not match len(gamma) = {g.size}")
+    if d < 2:
+        raise InputShapeError(f"d: LayerNorm needs d >= 2 features, got {d}")
+    bad = {int(i): ("nan" if np.isnan(g[i]) else "inf" if np.isinf(g[i]) else "zero")
+           for i in np.flatnonzero(~np.isfinite(g) | (g == 0.0))}
+    if bad:
+        idx = tuple(sorted(bad))
+        shown = ", ".join(f"{i} ({bad[i]})" for i in idx[:20])
+        raise DegenerateScaleError(
+            f"gamma: effective scale (gamma + offset={offset}) is zero or non-finite at {len(idx)} "
+            f"of {d} indices: {shown}; the direction 1/gamma is undefined there",
+            indices=idx, kinds=bad,
+        )
+    if beta is None:
+        s_beta = 0.0
+    else:
+        b = _as_float64_vector(beta, "beta")
+        if b.size != d:
+            raise InputShapeError(f"beta: length {b.size} does not match len(gamma) = {d}")
+        if not np.all(np.isfinite(b)):
+            raise InputShapeError(f"beta: non-finite entries at {np.flatnonzero(~np.isfinite(b)).tolist()[:20]}")
+        s_beta = float(np.sum(np.abs(b / g)))
+    out_name = _dtype_name(dtype)
+    comp_name = out_name if compute_dtype is None else _dtype_name(compute_dtype)
+    u, uc = _UNIT_ROUNDOFF[out_name], _UNIT_ROUNDOFF[comp_name]
+    # ‖γ⁻¹‖ without overflow for tiny |γ|: scale by the smallest |γ| first.
+    amin = float(np.min(np.abs(g)))
+    inv_norm = float(np.linalg.norm(amin / g)) / amin
+    rho = float(mean_ratio)
+    gk = gamma_k(d + 1, uc)
+    centring = d * gk * (1.0 + rho) + 3.0 * uc * d * (1.0 + rho)
+    affine = uc * (2.0 * d + s_beta)
+    cast = u * (d + s_beta) if out_name != comp_name else 0.0
+    raw = centring + affine + cast
+    valid = math.isfinite(raw)
+    return KernelErrorBound(
+        d=d, dtype=out_name, compute_dtype=comp_name, unit_roundoff=u, compute_unit_roundoff=uc,
+        mean_ratio=rho, beta_over_gamma=s_beta, inverse_norm=inv_norm, centring_term=centring,
+        affine_term=affine, cast_term=cast, residual_raw=raw,
+        residual=raw / inv_norm if valid else math.inf, valid=valid,
+    )

