@@ -258,7 +258,7 @@ def measure_model(
     """Run ``forward(model, batch)`` over ``batches`` with hooks; return the measured :class:`ModelResult`.
 
     ``final_path`` names the site reported in the table; with ``all_sites`` every norm under
-    ``sites_prefix`` is measured as well. Raises DeadirError subclasses from the library on
+    ``sites_prefix`` whose γ has dead channels is measured as well (claim iii). Raises DeadirError subclasses from the library on
     bad measurements (e.g. a zero covariance).
     """
     import torch
@@ -271,7 +271,13 @@ def measure_model(
         if spec is None:
             raise UnknownNormError(f"{name}: {final_path} ({type(module).__name__}) is not a norm deadir can read")
         by_path[final_path] = (module, spec)
-    chosen = list(by_path) if all_sites else [final_path]
+    # Besides the final site, measure the sites whose γ (read without a forward pass) has dead channels:
+    # claim (iii) is about those. Every other site would cost a d×d float64 update per batch for nothing
+    # the table reports.
+    chosen = [final_path] + [
+        p for p, (_, s) in by_path.items()
+        if all_sites and p != final_path and _has_dead(s)
+    ]
     _, blocks = find_blocks(model, blocks_prefix)
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
 
@@ -364,6 +370,11 @@ def residual_drops(smin: list[float], smax: list[float], *, d: int) -> list[int]
         i for i in range(1, len(smin))
         if smin[i - 1] > floor * smax[i - 1] and smin[i] < SIGMA_DROP * smin[i - 1]
     ]
+
+
+def _has_dead(spec: NormSpec) -> bool:
+    g = spec.gamma
+    return bool(np.all(np.isfinite(g)) and deadir.dead_channels(g, rel_tol=DEAD_REL_TOL).size)
 
 
 def compute_dtype_of(dtype: str) -> str:

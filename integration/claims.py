@@ -1,0 +1,140 @@
+"""The paper's claims (i)–(vi) as functions of a measured model: each returns a :class:`Verdict`.
+
+Tests assert ``verdict.ok`` (printing ``verdict.detail``); the report lists every verdict,
+so a model's pass/fail in the table is exactly the conjunction of the claims that apply to it.
+
+Tolerances:
+
+* (i) the Rayleigh quotient of v = γ⁻¹/‖γ⁻¹‖ must lie below the a-priori T10 bound for the
+  forward's dtype (``SiteResult.tolerance``, see ``integration.harness``). |cos| with the
+  bottom eigenvector must be ≥ 1 − 1e-8 when the measured spectral gap makes that a
+  consequence of the Rayleigh quotient (Davis–Kahan: sin²θ ≤ (R + floor)/gap); otherwise the
+  same 1e-8 is required of the angle between v and the smallest bottom eigenspace whose
+  next eigenvalue does resolve it.
+* (ii) an RMSNorm's v must have a Rayleigh quotient ≥ ``RMS_ORDERS`` orders of magnitude
+  above the LayerNorm floor that the same γ, dtype and inputs would allow.
+* (iii) each dead channel's variance must sit at the float64 eigensolver floor (4d·u₆₄·λmax):
+  the channel is constant, so eᵢ is an exact null direction of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from integration.harness import COS_TARGET, ModelResult, SiteResult
+
+RMS_ORDERS = 4.0
+NORM_TO_CLASS = {"layernorm": "mean-centring", "rmsnorm": "rms"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """One claim on one model: whether it applies, whether it holds, and the numbers behind it."""
+
+    claim: str
+    applies: bool
+    ok: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+def _na(claim: str, why: str) -> Verdict:
+    return Verdict(claim, applies=False, ok=True, detail=why)
+
+
+def layernorm_direction(site: SiteResult, claim: str = "i") -> Verdict:
+    """(i) v is a kernel vector at the float floor, and aligned with the bottom eigen(space)."""
+    if site.kind != "layernorm":
+        return _na(claim, f"{site.path} is {site.kind}")
+    # With dead channels (γᵢ ≈ 0, T6) v is essentially the dead axes; the bound still applies (its
+    # Σ|βᵢ/γᵢ| term is divided by ‖γ⁻¹‖, of the same size), and the alignment is with the floor eigenspace.
+    r_ok = site.rayleigh_rel <= site.tolerance
+    if site.angle_mode == "cos":
+        a_ok = site.angle_cos >= 1.0 - COS_TARGET
+        what = f"|cos| with the bottom eigenvector = {site.angle_cos:.12f} (gap {site.gap_rel:.2e})"
+    else:
+        resolved = site.angle_k <= site.d // 2
+        a_ok = resolved and site.angle_cos >= 1.0 - COS_TARGET
+        what = (f"gap {site.gap_rel:.2e} too small for a cosine; ‖projection on the bottom {site.angle_k}-dim "
+                f"eigenspace‖ = {site.angle_cos:.12f}" + ("" if resolved else " (no gap resolves it)"))
+    return Verdict(claim, True, r_ok and a_ok,
+                   f"{site.path}: R = {site.rayleigh_rel:.3e} vs T10 tolerance {site.tolerance:.3e}; {what}")
+
+
+def rms_absent(site: SiteResult) -> Verdict:
+    """(ii) an RMSNorm has no such direction: R(v) is many orders above the LayerNorm floor."""
+    if site.kind != "rmsnorm":
+        return _na("ii", f"{site.path} is {site.kind}")
+    orders = math.log10(site.rayleigh_rel / site.tolerance) if site.rayleigh_rel > 0 else -math.inf
+    return Verdict("ii", True, orders >= RMS_ORDERS,
+                   f"{site.path}: R = {site.rayleigh_rel:.3e}, {orders:.1f} orders above the LayerNorm floor "
+                   f"{site.tolerance:.1e} (need ≥ {RMS_ORDERS:.0f}); |cos| with bottom eigenvector "
+                   f"{site.cos_bottom:.4f} (min|γ|/median|γ| = {site.gamma_min_abs / site.gamma_median_abs:.3g})")
+
+
+def dead_channels_exact(sites: list[SiteResult]) -> Verdict:
+    """(iii) every dead channel's output is constant: its axis is an exact null direction of its own."""
+    with_dead = [s for s in sites if s.dead]
+    if not with_dead:
+        return _na("iii", "no channel with |γ| ≤ 1e-6·median|γ|")
+    bad, parts = [], []
+    for s in with_dead:
+        floor = 4.0 * s.d * 2.0**-53
+        var = s.dead_var_rel_max if s.dead_var_rel_max is not None else math.inf
+        ok = var <= floor and s.near_null["1e-08"] >= len(s.dead)
+        parts.append(f"{s.path}: dead {s.dead}, max var/λmax {var:.1e}, near-null(1e-8) {s.near_null['1e-08']}, "
+                     f"live part of v {s.live_fraction:.1e}")
+        if not ok:
+            bad.append(s.path)
+    return Verdict("iii", True, not bad, "; ".join(parts) + (f"; NOT exact at {bad}" if bad else ""))
+
+
+def side_by_side(model: ModelResult) -> Verdict:
+    """(iv) trained vs random init: R(v) and near-null counts, side by side; trained has ≥ as many near-null."""
+    twin = model.twin
+    if twin is None:
+        return _na("iv", "no random-init twin measured")
+    t, r = model.final, twin.final
+    more = t.near_null["1e-04"] >= r.near_null["1e-04"]
+    ratio = r.rayleigh_rel / t.rayleigh_rel if t.rayleigh_rel > 0 else math.inf
+    return Verdict("iv", True, more,
+                   f"R(v): trained {t.rayleigh_rel:.2e} vs random init {r.rayleigh_rel:.2e} (ratio {ratio:.3g}); "
+                   f"near-null ≤1e-8/1e-6/1e-4·λmax: trained {list(t.near_null.values())} vs random init "
+                   f"{list(r.near_null.values())}")
+
+
+def residual_preserved(model: ModelResult, expected_drops: tuple[int, ...] = ()) -> Verdict:
+    """(v) the residual stream's σ_min is preserved block to block: the flagged drops are the expected ones."""
+    if not model.residual_sigma_min:
+        return _na("v", "no residual blocks found")
+    ok = tuple(model.residual_drops) == tuple(expected_drops)
+    ratio = model.residual_ratio
+    return Verdict("v", True, ok,
+                   f"σ_min over {len(model.residual_sigma_min)} block boundaries: min/max "
+                   f"{'-' if ratio is None else f'{ratio:.3g}'}; drops flagged at {model.residual_drops}"
+                   + (f" (expected {list(expected_drops)})" if expected_drops or not ok else ""))
+
+
+def classification_agrees(model: ModelResult) -> Verdict:
+    """(vi) the norm's class read from its parameters (probe of the module) matches the architecture."""
+    want = NORM_TO_CLASS[model.expected_norm]
+    ok = model.classification == want
+    if want == "mean-centring" and model.classification_matches_inverse_scale is False:
+        ok = False
+    return Verdict("vi", True, ok, f"classified {model.classification} (architecture: {model.expected_norm}); "
+                                   f"{model.classification_note}")
+
+
+def all_verdicts(model: ModelResult, expected_drops: tuple[int, ...] = ()) -> list[Verdict]:
+    """Every claim on one model, in order (i) … (vi); (i)/(ii) on the reported (final) site."""
+    return [
+        layernorm_direction(model.final),
+        rms_absent(model.final),
+        dead_channels_exact([model.final, *model.sites]),
+        side_by_side(model),
+        residual_preserved(model, expected_drops),
+        classification_agrees(model),
+    ]

@@ -1,0 +1,85 @@
+"""The six real offline checkpoints (shared/CHECKPOINTS.md), each on its own kind of input.
+
+Installed by ``python -m integration.fetch_checkpoints`` (the ``integration`` nox session runs
+it first); ``DEADIR_CHECKPOINTS`` points at an existing install. Each checkpoint is measured
+once per session together with its random-init twin (same config, same kind of input).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from integration import claims, harness, real
+
+ROWS = [(case, row) for case in real.REAL_CASES for row in case.rows]
+BY_NAME = {row.name: (case, row) for case, row in ROWS}
+
+# Dead channels per row, read from the checkpoints' γ (CHECKPOINTS.md: MiniLM and MPNet carry γ ≈ 0).
+EXPECT_DEAD = {"minilm": True, "mpnet": True}
+
+
+def _param(case: real.RealCase, row: real.Row) -> object:
+    return pytest.param(row.name, id=row.name, marks=[pytest.mark.slow] if case.slow else [])
+
+
+def _params(pred=lambda row: True) -> list[object]:  # type: ignore[no-untyped-def]
+    return [_param(case, row) for case, row in ROWS if pred(row)]
+
+
+@pytest.fixture(scope="session")
+def manifest() -> dict[str, dict[str, object]]:
+    from integration.fetch_checkpoints import load_manifest
+
+    try:
+        return load_manifest()
+    except FileNotFoundError as exc:
+        pytest.fail(f"{exc} (or set DEADIR_CHECKPOINTS to an existing install)")
+
+
+def measure(store, manifest, tokens: int, name: str) -> harness.ModelResult:  # type: ignore[no-untyped-def]
+    case, row = BY_NAME[name]
+    store.expected_drops[name] = row.expected_drops
+    if case.key not in manifest:
+        pytest.fail(f"{case.key} is not in the checkpoint manifest; run python -m integration.fetch_checkpoints")
+    entry = manifest[case.key]
+    return store.get(name, lambda: real.measure_real(case, str(entry["path"]), str(entry["format"]),
+                                                     n_tokens=tokens, twin_tokens=tokens))
+
+
+@pytest.mark.parametrize("name", _params(lambda r: r.expected_norm == "layernorm"))
+def test_layernorm_inverse_scale_is_bottom_direction_at_float_floor(store, manifest, tokens, name) -> None:  # type: ignore[no-untyped-def]
+    verdict = claims.layernorm_direction(measure(store, manifest, tokens, name).final)
+    assert verdict.applies and verdict.ok, verdict.detail
+
+
+@pytest.mark.parametrize("name", _params(lambda r: r.expected_norm == "rmsnorm"))
+def test_rmsnorm_direction_absent_even_when_cosine_is_high(store, manifest, tokens, name) -> None:  # type: ignore[no-untyped-def]
+    verdict = claims.rms_absent(measure(store, manifest, tokens, name).final)
+    assert verdict.applies and verdict.ok, verdict.detail
+
+
+@pytest.mark.parametrize("name", _params())
+def test_dead_channels_reported_as_exact_null_directions(store, manifest, tokens, name) -> None:  # type: ignore[no-untyped-def]
+    m = measure(store, manifest, tokens, name)
+    verdict = claims.dead_channels_exact([m.final, *m.sites])
+    assert verdict.applies == EXPECT_DEAD.get(name, False), verdict.detail
+    assert verdict.ok, verdict.detail
+
+
+@pytest.mark.parametrize("name", _params())
+def test_trained_vs_random_init_side_by_side(store, manifest, tokens, name) -> None:  # type: ignore[no-untyped-def]
+    verdict = claims.side_by_side(measure(store, manifest, tokens, name))
+    assert verdict.applies and verdict.ok, verdict.detail
+
+
+@pytest.mark.parametrize("name", _params())
+def test_residual_sigma_min_preserved_block_to_block(store, manifest, tokens, name) -> None:  # type: ignore[no-untyped-def]
+    _, row = BY_NAME[name]
+    verdict = claims.residual_preserved(measure(store, manifest, tokens, name), row.expected_drops)
+    assert verdict.applies and verdict.ok, verdict.detail
+
+
+@pytest.mark.parametrize("name", _params())
+def test_classification_from_parameters_agrees_with_architecture(store, manifest, tokens, name) -> None:  # type: ignore[no-untyped-def]
+    verdict = claims.classification_agrees(measure(store, manifest, tokens, name))
+    assert verdict.ok, verdict.detail
