@@ -17,8 +17,12 @@ from deadir.errors import (
     InputShapeError,
     UnknownNormError,
 )
+from deadir.inputs import make_inputs
 from deadir.kernel import KernelReport, measure_kernel, projection_std
+from deadir.models import final_norm, find_norms, random_init_like
 from deadir.norms import NormSpec, known_norm_classes, register_norm_class
+from deadir.sites import Site
+from deadir.verify import VerifyReport, verify, verify_against_init
 
 __version__ = "0.1.0"
 
@@ -31,15 +35,23 @@ __all__ = [
     "KernelReport",
     "NormClass",
     "NormSpec",
+    "Site",
     "UnknownNormError",
+    "VerifyReport",
     "__version__",
     "classify_norm",
     "dead_channels",
     "effective_scale",
+    "final_norm",
+    "find_norms",
     "inverse_scale_direction",
     "known_norm_classes",
     "live_fraction",
+    "make_inputs",
     "measure_kernel",
     "projection_std",
+    "random_init_like",
     "register_norm_class",
+    "verify",
+    "verify_against_init",
 ]

@@ -659,6 +659,9 @@ CT2_WHISPER_NAME_MAP: dict[str, tuple[str, ...]] = {
     "ffn/linear_1": ("fc2",),
 }
 _CT2_LEAF = {"gamma": "weight", "beta": "bias", "weight": "weight", "bias": "bias"}
+_CT2_WHISPER_FLAGS = (
+    ("decoder/pre_norm", 1), ("decoder/activation", 3), ("decoder/scale_embeddings", 0), ("decoder/alibi", 0),
+)  # fmt: skip
 
 
 def ctranslate2_whisper_mapping(ct2_names: Iterable[str]) -> dict[str, list[str]]:
@@ -717,10 +720,10 @@ def _whisper_config_from_ct2(
     heads: dict[str, int] = {}
     for side in ("encoder", "decoder"):
         var = f"{side}/num_heads"
-        if config.get(f"{side}_attention_heads") is not None:
-            heads[side] = int(config[f"{side}_attention_heads"])
-        elif var in infos:
+        if var in infos:
             heads[side] = int(_read_ct2(infos, [var])[var].reshape(-1)[0])
+        elif config.get(f"{side}_attention_heads") is not None:
+            heads[side] = int(config[f"{side}_attention_heads"])
         else:
             # Whisper uses 64-dimensional heads at every size (tiny..large)
             heads[side] = max(1, d_model // 64)
@@ -761,10 +764,10 @@ def _added_token_ids(tokenizer_file: Path) -> dict[str, int]:
 def load_ctranslate2_whisper(path: str | os.PathLike[str]) -> WhisperForConditionalGeneration:
     """Build a float32 ``WhisperForConditionalGeneration`` from a CTranslate2 Whisper model.
 
-    ``path`` is the ``model.bin`` (spec ``WhisperSpec``) or its folder; the sizes come
-    from the variable shapes
-    (and head counts from config.json keys ``encoder_attention_heads`` /
-    ``decoder_attention_heads`` when present, else d_model/64 as in every Whisper).
+    ``path`` is the ``model.bin`` (spec ``WhisperSpec``) or its folder. Sizes come from
+    the variable shapes; head counts from the ``*/num_heads`` attributes (else config.json
+    keys ``encoder_attention_heads`` / ``decoder_attention_heads``, else d_model/64 as in
+    every Whisper); special token ids from the tokenizer.json next to it, if any.
     The model is created at random init from a ``WhisperConfig`` and every parameter is
     then overwritten from the file through :func:`ctranslate2_whisper_mapping` (fp16 ->
     float32). Raises CheckpointError listing CT2 variables with no parameter, parameters
@@ -779,8 +782,9 @@ def load_ctranslate2_whisper(path: str | os.PathLike[str]) -> WhisperForConditio
     spec, infos = _ct2_header(file)
     if spec != "WhisperSpec":
         raise CheckpointError(f"{file}: CTranslate2 model of spec {spec!r}, expected 'WhisperSpec'")
-    for flag, expected in (("decoder/pre_norm", 1), ("decoder/scale_embeddings", 0)):
-        # Hugging Face Whisper is pre-LN with unscaled embeddings; refuse files that say otherwise
+    # Hugging Face Whisper is pre-LN, exact GELU (CTranslate2 ActivationType 3), unscaled
+    # embeddings, no ALiBi; refuse files whose attributes say otherwise.
+    for flag, expected in _CT2_WHISPER_FLAGS:
         if flag in infos and int(_read_ct2(infos, [flag])[flag].reshape(-1)[0]) != expected:
             raise CheckpointError(f"{file}: {flag} is not {expected}; not the Whisper architecture")
     config_file = file.parent / "config.json"
@@ -799,6 +803,11 @@ def load_ctranslate2_whisper(path: str | os.PathLike[str]) -> WhisperForConditio
     filled: set[str] = set()
     with torch.no_grad():
         for ct2_name, targets in mapping.items():
+            if values[ct2_name].shape[0] % len(targets):
+                raise CheckpointError(
+                    f"{file}: {ct2_name} has {values[ct2_name].shape[0]} rows, "
+                    f"not divisible into {len(targets)} fused blocks"
+                )
             blocks = np.split(values[ct2_name], len(targets), axis=0)
             for target, block in zip(targets, blocks, strict=True):
                 if target == "":

@@ -76,6 +76,49 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from deadir.inputs import make_inputs
+    from deadir.models import final_norm, find_norms, load_model
+    from deadir.report import write_text_atomic
+    from deadir.verify import plot_spectrum, verify, verify_against_init
+
+    if args.tokens < 2:
+        raise DeadirError(f"--tokens: must be ≥ 2, got {args.tokens}")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise DeadirError("--device cuda: CUDA is not available on this machine")
+    loaded = load_model(args.path, dtype=args.dtype, device=args.device, seed=args.seed)
+    model = loaded.model
+    inputs = make_inputs(model, n_tokens=args.tokens, seq_len=args.seq_len, seed=args.seed, tokenizer=loaded.tokenizer)
+    sites = final_norm(model) if args.sites == "final" else find_norms(model)
+    opts = {"batch_size": args.batch_size, "progress": not args.no_progress, "sites": sites,
+            "residual": args.sites != "final"}
+    if args.random_init:
+        # twin seed ≠ the seed of a random: model, so the two are different draws
+        comparison = verify_against_init(model, inputs, seed=args.seed + 1, **opts)
+        report, init = comparison.trained, comparison.init
+    else:
+        report, init = verify(model, inputs, **opts), None
+    if args.plot:
+        plot_spectrum(report, args.plot, init=init)
+    if args.json:
+        payload = comparison.to_dict() if init is not None else report.to_dict()
+        print(dumps({"source": loaded.source, **payload}))
+    else:
+        print(f"deadir verify {loaded.source}")
+        print(report.render())
+        if init is not None:
+            print()
+            print(comparison.table())
+        if args.plot:
+            print(f"\nspectrum plot: {args.plot}")
+    if args.output:
+        write_text_atomic(args.output, dumps(comparison.to_dict() if init is not None else report.to_dict()) + "\n")
+    return 0
+
+
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -94,6 +137,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_cmd_classify)
+
+    p = sub.add_parser("verify", help="forward pass: measure every norm's predicted dead direction")
+    p.add_argument("path", help="checkpoint folder (config.json + safetensors), a .gguf file, or random:<model_type>")
+    p.add_argument("--tokens", type=int, default=2048, help="rows (token positions) per site (default 2048)")
+    p.add_argument("--seq-len", type=int, default=None, help="text sequence length (default min(64, max positions))")
+    p.add_argument("--batch-size", type=int, default=8, help="samples per forward pass (default 8)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16", "float64"),
+                   help="forward dtype (default: the checkpoint's); measurements are float64 always")
+    p.add_argument("--sites", default="all", choices=("all", "final"), help="measure all sites or only final norms")
+    p.add_argument("--random-init", action="store_true", help="also measure the random-init twin, side by side")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("--output", default=None, help="also write the JSON report to this file (atomically)")
+    p.add_argument("--plot", default=None, metavar="PNG", help="write the covariance spectrum plot here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_verify)
     return parser
 
 

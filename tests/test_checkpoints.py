@@ -448,6 +448,7 @@ def _whisper_to_ct2(model: Any, dtype: Any = np.float32) -> dict[str, np.ndarray
         f"{x}.out_proj"
     )
     v["decoder/pre_norm"] = np.array(1, dtype=np.int8)
+    v["decoder/activation"] = np.array(3, dtype=np.int8)  # CTranslate2 ActivationType.GELU
     return v
 
 
@@ -550,6 +551,19 @@ def test_ct2_whisper_loader_refuses_other_specs_and_post_norm(tmp_path: Path) ->
     write_ct2(file, variables, _ALIAS)
     with pytest.raises(CheckpointError, match="decoder/pre_norm is not 1"):
         load_ctranslate2_whisper(file)
+    variables["decoder/pre_norm"] = np.array(1, dtype=np.int8)
+    variables["decoder/activation"] = np.array(0, dtype=np.int8)  # ReLU
+    write_ct2(file, variables, _ALIAS)
+    with pytest.raises(CheckpointError, match="decoder/activation is not 3"):
+        load_ctranslate2_whisper(file)
+
+
+def test_ct2_whisper_fused_block_not_divisible(tmp_path: Path) -> None:
+    variables = _whisper_to_ct2(_tiny_whisper())
+    variables["encoder/layer_0/self_attention/linear_0/weight"] = np.ones((47, 16), np.float32)
+    write_ct2(tmp_path / "model.bin", variables, _ALIAS)
+    with pytest.raises(CheckpointError, match="47 rows, not divisible into 3 fused blocks"):
+        load_ctranslate2_whisper(tmp_path)
 
 
 def test_ct2_whisper_loader_refuses_other_formats(tmp_path: Path, st_tensors: Any) -> None:

@@ -1,0 +1,808 @@
+"""Verify the predicted dead directions of a model with forward passes.
+
+:func:`verify` hooks every norm site (from :func:`deadir.find_norms`) and every block of
+the model, runs the inputs through in batches, and streams each site's outputs into a
+float64 :class:`~deadir.CovarianceAccumulator` (on the model's device). Per site it then
+reports, for the predicted direction v = γ⁻¹/‖γ⁻¹‖ (𝟙 for scale-then-centre):
+
+* ``rayleigh_rel`` = vᵀCv/λmax, ``cos_bottom`` (or None with ``floor_subspace_cos`` when
+  several eigenvalues sit at the eigensolver floor), the spectral gap (λ₂−λ₁)/λmax;
+* ``projection_std`` = std of ⟨v, y⟩ measured directly (an O(N·d) 1-D accumulator of the
+  projections, not read off C);
+* ``near_null``: the number of eigenvalues ≤ tol·λmax for each tol in
+  :data:`NEAR_NULL_TOLERANCES` = (1e-10, 1e-6, 1e-3);
+* ``floor_rel`` (:func:`rounding_floor_rel`), the rounding floor an exact kernel vector
+  would reach in the forward dtype, and ``at_floor`` = rayleigh_rel ≤ floor_rel. RMSNorm
+  sites get the same γ⁻¹ measurement as a control: the theory predicts *no* kernel, so
+  ``at_floor`` should be False there;
+* dead channels (|γᵢ| ≤ :data:`DEAD_REL_TOL` · median|γ|, each an exact null direction of
+  its own) and the share of v on the live channels;
+* ``distinct_rows``: how many different output rows the site saw (fingerprinted on the
+  device). With fewer than d + 1 distinct rows the covariance is rank-deficient whatever
+  the norm: repeated prompts or prefixes fake near-null directions.
+
+Per block it reports the residual stream's smallest centred singular value
+σ_min = √(n·λ_min(C)) of the block outputs (and of the input of block 0), the ratio to the
+previous block, and flags a drop when the ratio is below :data:`DROP_RATIO` = 0.1 (an order
+of magnitude).
+
+Memory: one d×d float64 matrix per site and per block (d = 4096: 128 MiB each); pass
+``sites=`` (e.g. ``final_norm(model)``) and ``residual=False`` to bound it for large models.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from deadir.arrays import FloatArray
+from deadir.classify import unit_roundoff_of
+from deadir.covariance import CovarianceAccumulator
+from deadir.direction import dead_channels, inverse_scale_direction, live_fraction
+from deadir.errors import DeadirError, DegenerateScaleError, InputShapeError, UnknownNormError
+from deadir.kernel import KernelReport, eigensolver_floor_rel, measure_kernel
+from deadir.models import find_norms, random_init_like
+from deadir.report import render_table
+from deadir.sites import Site
+
+NEAR_NULL_TOLERANCES: tuple[float, ...] = (1e-10, 1e-6, 1e-3)
+"""Relative tolerances (of λmax) at which near-null eigenvalues are counted."""
+
+DROP_RATIO = 0.1
+"""A block whose residual σ_min is below DROP_RATIO × the previous block's is flagged."""
+
+DEAD_REL_TOL = 1e-6
+"""A channel is dead when |γᵢ| ≤ DEAD_REL_TOL · median |γ| (MiniLM/MPNet's γ ≈ 1e-33 channels)."""
+
+FLOOR_SAFETY = 4.0
+"""Safety factor on the variance of the first-order rounding model of :func:`rounding_floor_rel`."""
+
+
+# --------------------------------------------------------------------------------------
+# report types
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SiteVerification:
+    """The measurement at one norm site.
+
+    Attributes:
+        site: the site (path, spec, role, stack, block).
+        predicted: "kernel" when the theory predicts v is a kernel vector (mean-centring
+            kinds), "control" when it predicts none (rmsnorm, none: v = γ⁻¹ is measured to
+            show it is *not* one).
+        n, d: samples (rows) and dimension.
+        distinct_rows: number of distinct output rows seen.
+        rank_limited: distinct_rows − 1 < d: the inputs alone leave null directions.
+        kernel: the full :class:`~deadir.KernelReport`, or None when v is undefined (a zero
+            scale: see ``dead``).
+        projection_std: std of ⟨v, y⟩ over the rows, measured directly (units of y).
+        floor_rel: the rounding floor an exact kernel vector reaches (units of λmax).
+        at_floor: rayleigh_rel ≤ floor_rel (None when v is undefined).
+        near_null: {tol: number of eigenvalues ≤ tol·λmax}.
+        dead: dead channel indices; live_fraction: ‖v on live channels‖.
+        note: anything the numbers need to be read with.
+    """
+
+    site: Site
+    predicted: str
+    n: int
+    d: int
+    distinct_rows: int
+    rank_limited: bool
+    kernel: KernelReport | None
+    projection_std: float | None
+    floor_rel: float | None
+    at_floor: bool | None
+    near_null: dict[float, int]
+    lambda_max: float
+    spectral_gap_rel: float
+    dead: tuple[int, ...]
+    live_fraction: float
+    note: str
+
+    @property
+    def rayleigh_rel(self) -> float | None:
+        """vᵀCv/λmax, or None when v is undefined."""
+        return None if self.kernel is None else self.kernel.rayleigh_rel
+
+    @property
+    def eigval_along_direction(self) -> float | None:
+        """vᵀCv (units of y²), or None."""
+        return None if self.kernel is None else self.kernel.rayleigh_rel * self.kernel.lambda_max
+
+    @property
+    def cos_bottom(self) -> float | None:
+        """|⟨v, bottom eigenvector⟩|, or None (v undefined, or several eigenvalues at the floor)."""
+        return None if self.kernel is None else self.kernel.cos_bottom
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {
+            **self.site.to_dict(),
+            "predicted": self.predicted,
+            "n": self.n,
+            "distinct_rows": self.distinct_rows,
+            "rank_limited": self.rank_limited,
+            "rayleigh_rel": self.rayleigh_rel,
+            "eigval_along_direction": self.eigval_along_direction,
+            "cos_bottom": self.cos_bottom,
+            "floor_subspace_cos": None if self.kernel is None else self.kernel.floor_subspace_cos,
+            "projection_std": self.projection_std,
+            "floor_rel": self.floor_rel,
+            "at_floor": self.at_floor,
+            "lambda_max": self.lambda_max,
+            "spectral_gap_rel": self.spectral_gap_rel,
+            "near_null": {f"{tol:g}": k for tol, k in self.near_null.items()},
+            "dead_channels": list(self.dead),
+            "live_fraction": self.live_fraction,
+            "smallest_eigvals": [] if self.kernel is None else self.kernel.eigvals[:8].tolist(),
+            "note": self.note,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockStat:
+    """Residual-stream statistics at one block boundary.
+
+    ``block`` is the block index whose *output* was measured, or -1 for the input of
+    block 0 (the embeddings). ``sigma_min`` = √(n·max(λ_min, 0)) of the centred rows,
+    ``sigma_min_rel`` = σ_min/σ_max, ``ratio`` = σ_min / previous σ_min (None for the first),
+    ``dropped`` = ratio < DROP_RATIO, ``rank_limited`` = fewer distinct rows than d + 1
+    (then σ_min = 0 says nothing about the model).
+    """
+
+    container: str
+    stack: str
+    block: int
+    n: int
+    d: int
+    sigma_min: float
+    sigma_max: float
+    sigma_min_rel: float
+    ratio: float | None
+    dropped: bool
+    rank_limited: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyReport:
+    """Everything :func:`verify` measured.
+
+    Attributes:
+        model_type, model_class: what was run.
+        forward_dtype: dtype of the forward pass (parameters); measurements are float64.
+        device: where it ran. n_batches, batch_size: how.
+        inputs: description of the inputs (kind, shapes, source).
+        sites: per-site measurements, in module order. blocks: residual statistics.
+        tolerances, drop_ratio, dead_rel_tol: the thresholds used.
+    """
+
+    model_type: str
+    model_class: str
+    forward_dtype: str
+    device: str
+    inputs: str
+    n_batches: int
+    batch_size: int
+    sites: list[SiteVerification]
+    blocks: list[BlockStat]
+    tolerances: tuple[float, ...] = NEAR_NULL_TOLERANCES
+    drop_ratio: float = DROP_RATIO
+    dead_rel_tol: float = DEAD_REL_TOL
+
+    def site(self, path: str) -> SiteVerification:
+        """The measurement of the site at ``path``.
+
+        Raises:
+            KeyError: no such site was measured.
+        """
+        for s in self.sites:
+            if s.site.path == path:
+                return s
+        raise KeyError(f"{path}: not a measured site; sites: {[s.site.path for s in self.sites][:20]}")
+
+    @property
+    def final(self) -> list[SiteVerification]:
+        """The measurements of the final-norm sites."""
+        return [s for s in self.sites if s.site.role == "final"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready report."""
+        return {
+            "model_type": self.model_type,
+            "model_class": self.model_class,
+            "forward_dtype": self.forward_dtype,
+            "measurement_dtype": "float64",
+            "device": self.device,
+            "inputs": self.inputs,
+            "n_batches": self.n_batches,
+            "batch_size": self.batch_size,
+            "tolerances": list(self.tolerances),
+            "drop_ratio": self.drop_ratio,
+            "dead_rel_tol": self.dead_rel_tol,
+            "sites": [s.to_dict() for s in self.sites],
+            "blocks": [b.to_dict() for b in self.blocks],
+        }
+
+    def sites_table(self) -> str:
+        """Per-site table (plain text)."""
+        tols = self.tolerances
+        headers = ("site", "kind", "role", "d", "n", "rayleigh_rel", "floor", "at floor", "|cos|", "gap",
+                   *(f"null@{t:g}" for t in tols), "dead", "live")
+        rows = [
+            (s.site.path, s.site.spec.kind + ("*" if s.site.probed else ""), s.site.role, s.d, s.n, s.rayleigh_rel,
+             s.floor_rel, s.at_floor, s.cos_bottom, s.spectral_gap_rel, *(s.near_null[t] for t in tols),
+             len(s.dead), s.live_fraction)
+            for s in self.sites
+        ]
+        return render_table(headers, rows, title=(
+            f"{self.model_class} ({self.model_type or '?'}), forward {self.forward_dtype} on {self.device}, "
+            f"measured in float64; inputs: {self.inputs}"
+        ))
+
+    def blocks_table(self) -> str:
+        """Residual-stream table (plain text)."""
+        headers = ("stack", "container", "block", "n", "sigma_min", "sigma_min/sigma_max", "ratio", "drop",
+                   "rank-limited")
+        rows = [(b.stack or "-", b.container, "input" if b.block < 0 else b.block, b.n, b.sigma_min,
+                 b.sigma_min_rel, b.ratio, b.dropped, b.rank_limited) for b in self.blocks]
+        return render_table(headers, rows, title=f"residual stream (drop flagged when ratio < {self.drop_ratio:g})")
+
+    def render(self) -> str:
+        """Both tables and a legend."""
+        legend = (
+            "rayleigh_rel = vᵀCv/λmax for v = γ⁻¹/‖γ⁻¹‖ (𝟙 for scale-then-centre); floor = rounding floor of an "
+            "exact kernel vector in the forward dtype; * = kind found by probing; null@t = eigenvalues ≤ t·λmax; "
+            f"dead = channels with |γ| ≤ {self.dead_rel_tol:g}·median|γ|; live = ‖v on live channels‖"
+        )
+        parts = [self.sites_table(), legend]
+        if self.blocks:
+            parts.append(self.blocks_table())
+        return "\n\n".join(parts)
+
+
+# --------------------------------------------------------------------------------------
+# the rounding floor
+# --------------------------------------------------------------------------------------
+
+
+def rounding_floor_rel(gamma: FloatArray, beta: FloatArray, lambda_max: float, *, dtype: str,
+                       compute_dtype: str | None = None) -> float:
+    """Relative floor (units of λmax) that vᵀĈv/λmax of an exact kernel vector v reaches in ``dtype``.
+
+    First-order rounding model (until ``deadir.bound.kernel_error_bound`` lands): the output
+    yᵢ = γᵢzᵢ + βᵢ is rounded to the output dtype (relative error ≤ u), and the centring is
+    computed in ``compute_dtype`` (u_c; float32 for half-precision models, which upcast),
+    leaving a common error δ ≲ √d·u_c in every zᵢ (units of σ). Projected on
+    v = γ⁻¹/‖γ⁻¹‖ these give a variance of at most
+    [u²·Σ(|zᵢ| + |βᵢ/γᵢ|)² + δ²·d²] / ‖γ⁻¹‖², with Σzᵢ² = d and Σ(a+b)² ≤ 2Σa² + 2Σb²;
+    it is multiplied by :data:`FLOOR_SAFETY`, divided by λmax, and never reported below
+    the eigensolver floor 4·d·u₆₄.
+
+    Raises:
+        InputShapeError: unknown dtype names, or a zero γ (no direction).
+    """
+    d = int(gamma.size)
+    u = unit_roundoff_of(dtype)
+    u_c = unit_roundoff_of(compute_dtype or ("float32" if dtype in ("float16", "bfloat16") else dtype))
+    if np.any(gamma == 0):
+        raise InputShapeError("gamma: has zero entries; no inverse-scale direction")
+    inv = 1.0 / gamma
+    b2 = float(np.sum((beta * inv) ** 2))
+    var = FLOOR_SAFETY * (u * u * 2.0 * (d + b2) + (math.sqrt(d) * u_c) ** 2 * d * d) / float(np.sum(inv * inv))
+    return max(var / lambda_max, eigensolver_floor_rel(d)) if lambda_max > 0 else math.inf
+
+
+# --------------------------------------------------------------------------------------
+# verify
+# --------------------------------------------------------------------------------------
+
+
+def verify(
+    model: Any,
+    inputs: Any,
+    *,
+    dtype: Any = None,
+    batch_size: int = 8,
+    progress: bool = False,
+    sites: Sequence[Site] | None = None,
+    residual: bool = True,
+    tolerances: Sequence[float] = NEAR_NULL_TOLERANCES,
+    description: str | None = None,
+) -> VerifyReport:
+    """Run ``inputs`` through ``model`` in batches and measure every norm site (see the module docstring).
+
+    ``inputs`` is a mapping of keyword tensors with a common leading (sample) dimension —
+    ``input_ids`` (n, T) int64; ``pixel_values`` (n, C, H, W); ``input_features``
+    (n, mel, frames); encoder-decoders also ``decoder_input_ids`` — as made by
+    :func:`deadir.inputs.make_inputs` (whose description is then used), or a single tensor
+    (integer: ``input_ids``; 4-D float: ``pixel_values``; 3-D float: ``input_features``).
+    ``dtype`` runs the forward in that torch dtype (on a copy of the model when it differs
+    from the model's own); float inputs are cast to it. ``sites`` restricts the
+    measurement (default: all of :func:`deadir.find_norms`).
+
+    Raises:
+        UnknownNormError: the model has no norm sites.
+        InputShapeError: inputs of the wrong type, shape or size for the model (including
+            a forward pass that rejects them), batch_size < 1, or fewer than 2 rows at a site.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    if not isinstance(model, torch.nn.Module):
+        raise UnknownNormError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise InputShapeError(f"batch_size: must be a positive integer, got {batch_size!r}")
+    tolerances = tuple(float(t) for t in tolerances)
+    if not tolerances or any(not (math.isfinite(t) and t >= 0) for t in tolerances):
+        raise InputShapeError(f"tolerances: need finite values ≥ 0, got {tolerances}")
+    desc = description or getattr(inputs, "description", None)
+    tensors = _as_tensor_dict(getattr(inputs, "tensors", inputs))
+    n_samples = _check_inputs(model, tensors)
+
+    param = next(iter(model.parameters()), None)
+    if dtype is not None:
+        tdtype = _torch_dtype(dtype)
+        if param is not None and param.dtype != tdtype:
+            model = copy.deepcopy(model).to(tdtype)
+            param = next(iter(model.parameters()))
+    device = param.device if param is not None else torch.device("cpu")
+    fwd_dtype = param.dtype if param is not None else torch.float32
+    chosen = list(find_norms(model) if sites is None else sites)
+    if not chosen:
+        raise UnknownNormError(f"{type(model).__name__}: no normalisation sites found; nothing to verify")
+
+    probes = [_SiteProbe(model, s, device) for s in chosen]
+    blocks = _BlockProbes(model, chosen, device) if residual else None
+    handles = [p.attach() for p in probes] + (blocks.attach() if blocks is not None else [])
+    was_training = model.training
+    model.eval()
+    n_batches = math.ceil(n_samples / batch_size)
+    try:
+        with torch.no_grad():
+            for start in tqdm(range(0, n_samples, batch_size), total=n_batches, disable=not progress,
+                              desc="verify", unit="batch"):
+                batch = {k: _to_device(v[start : start + batch_size], device, fwd_dtype) for k, v in tensors.items()}
+                try:
+                    model(**batch)
+                except (RuntimeError, ValueError, IndexError, TypeError, AssertionError) as exc:
+                    shapes = {k: tuple(v.shape) for k, v in batch.items()}
+                    raise InputShapeError(
+                        f"inputs: {type(model).__name__} rejected a batch with shapes {shapes}: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    site_reports = [p.result(fwd_dtype, tolerances) for p in probes]
+    return VerifyReport(
+        model_type=str(getattr(getattr(model, "config", None), "model_type", "") or ""),
+        model_class=type(model).__name__,
+        forward_dtype=str(fwd_dtype).removeprefix("torch."),
+        device=str(device),
+        inputs=desc or _describe(tensors),
+        n_batches=n_batches,
+        batch_size=batch_size,
+        sites=site_reports,
+        blocks=blocks.results() if blocks is not None else [],
+        tolerances=tolerances,
+    )
+
+
+def _torch_dtype(dtype: Any) -> Any:
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str) and isinstance(getattr(torch, dtype, None), torch.dtype):
+        return getattr(torch, dtype)
+    raise InputShapeError(f"dtype: expected a torch dtype or its name (float32, bfloat16, ...), got {dtype!r}")
+
+
+def _as_tensor_dict(inputs: Any) -> dict[str, Any]:
+    import torch
+
+    if isinstance(inputs, torch.Tensor):
+        if not inputs.is_floating_point():
+            return {"input_ids": inputs}
+        if inputs.ndim == 4:
+            return {"pixel_values": inputs}
+        if inputs.ndim == 3:
+            return {"input_features": inputs}
+        raise InputShapeError(
+            f"inputs: a float tensor of shape {tuple(inputs.shape)} is neither pixel_values (n, C, H, W) "
+            "nor input_features (n, mel, frames); pass a dict of keyword tensors"
+        )
+    if not isinstance(inputs, Mapping) or not inputs:
+        raise InputShapeError(
+            f"inputs: expected a tensor or a non-empty mapping of tensors, got {type(inputs).__name__}"
+        )
+    out = {}
+    for k, v in inputs.items():
+        if not isinstance(v, torch.Tensor):
+            raise InputShapeError(f"inputs[{k!r}]: expected a torch tensor, got {type(v).__name__}")
+        out[str(k)] = v
+    return out
+
+
+def _check_inputs(model: Any, tensors: dict[str, Any]) -> int:
+    sizes = {k: (int(v.shape[0]) if v.ndim else 0) for k, v in tensors.items()}
+    n = next(iter(sizes.values()))
+    if len(set(sizes.values())) != 1 or n < 1:
+        raise InputShapeError(f"inputs: every tensor needs the same non-zero leading (sample) size, got {sizes}")
+    config = getattr(model, "config", None)
+    ids = tensors.get("input_ids")
+    if ids is not None:
+        if ids.is_floating_point() or ids.ndim != 2:
+            raise InputShapeError(f"inputs['input_ids']: expected an integer tensor (n, T), got "
+                                  f"{tuple(ids.shape)} {ids.dtype}")
+        vocab = _vocab_size(config)
+        if vocab is not None and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
+            raise InputShapeError(f"inputs['input_ids']: ids must lie in [0, {vocab}), got [{int(ids.min())}, "
+                                  f"{int(ids.max())}]")
+    pix = tensors.get("pixel_values")
+    if pix is not None and (pix.ndim != 4 or not pix.is_floating_point()):
+        raise InputShapeError(f"inputs['pixel_values']: expected a float tensor (n, C, H, W), got {tuple(pix.shape)}")
+    feats = tensors.get("input_features")
+    if feats is not None:
+        mel = getattr(config, "num_mel_bins", None)
+        if feats.ndim != 3 or (mel is not None and feats.shape[1] != mel):
+            raise InputShapeError(f"inputs['input_features']: expected (n, {mel or 'mel'}, frames), "
+                                  f"got {tuple(feats.shape)}")
+    if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" not in tensors:
+        raise InputShapeError("inputs: an encoder-decoder model needs 'decoder_input_ids' too "
+                              "(deadir.inputs.make_inputs provides them)")
+    return n
+
+
+def _vocab_size(config: Any) -> int | None:
+    for c in (config, getattr(config, "text_config", None)):
+        v = getattr(c, "vocab_size", None)
+        if isinstance(v, int):
+            return v
+    return None
+
+
+def _to_device(t: Any, device: Any, dtype: Any) -> Any:
+    return t.to(device=device, dtype=dtype) if t.is_floating_point() else t.to(device=device)
+
+
+def _describe(tensors: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {tuple(v.shape)} {str(v.dtype).removeprefix('torch.')}" for k, v in tensors.items())
+
+
+def _first_tensor(out: Any) -> Any:
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    if isinstance(out, Mapping):
+        for v in out.values():
+            if isinstance(v, torch.Tensor):
+                return v
+    return None
+
+
+class _Fingerprints:
+    """Distinct-row counter: each row projected on a fixed random float64 vector (equal rows, equal keys)."""
+
+    def __init__(self, d: int, device: Any) -> None:
+        import torch
+
+        gen = np.random.default_rng(987654321)
+        self.r = torch.as_tensor(gen.standard_normal(d), dtype=torch.float64, device=device)
+        self.keys: list[Any] = []
+
+    def update(self, rows: Any) -> None:
+        self.keys.append(rows @ self.r.to(rows.device))
+
+    def count(self) -> int:
+        import torch
+
+        return int(torch.unique(torch.cat(self.keys)).numel()) if self.keys else 0
+
+
+class _SiteProbe:
+    def __init__(self, model: Any, site: Site, device: Any) -> None:
+        import torch
+
+        self.site = site
+        try:
+            self.module = model.get_submodule(site.path)
+        except AttributeError as exc:
+            raise UnknownNormError(f"{site.path}: not a submodule of {type(model).__name__}") from exc
+        spec = site.spec
+        self.d = spec.size
+        self.acc = CovarianceAccumulator(self.d)
+        self.proj = CovarianceAccumulator(1)
+        self.prints = _Fingerprints(self.d, device)
+        self.note = ""
+        self.direction: FloatArray | None
+        if spec.kind == "scale-then-centre":
+            self.direction = np.full(self.d, 1.0 / math.sqrt(self.d))
+        else:
+            try:
+                self.direction = inverse_scale_direction(spec.gamma)
+            except DegenerateScaleError as exc:
+                self.direction = None
+                self.note = f"no γ⁻¹ direction: {len(exc.indices)} zero scale(s); each is its own null axis"
+        self.v = None if self.direction is None else torch.as_tensor(self.direction, dtype=torch.float64,
+                                                                       device=device)
+
+    def attach(self) -> Any:
+        return self.module.register_forward_hook(self._hook)
+
+    def _hook(self, module: Any, args: Any, out: Any) -> None:
+        import torch
+
+        t = _first_tensor(out)
+        if t is None or t.shape[-1] != self.d:
+            raise InputShapeError(
+                f"{self.site.path}: output {None if t is None else tuple(t.shape)} does not end in d={self.d}"
+            )
+        rows = t.detach().reshape(-1, self.d).to(torch.float64)
+        self.acc.update(rows)
+        self.prints.update(rows)
+        if self.v is not None:
+            self.proj.update((rows @ self.v.to(rows.device))[:, None])
+
+    def result(self, fwd_dtype: Any, tolerances: tuple[float, ...]) -> SiteVerification:
+        spec = self.site.spec
+        if self.acc.n < 2:
+            raise InputShapeError(f"{self.site.path}: saw {self.acc.n} row(s); need at least 2 for a covariance "
+                                  "(was the site run by the forward pass?)")
+        dtype = str(fwd_dtype).removeprefix("torch.")
+        predicted = "kernel" if spec.has_mean_centring else "control"
+        dead = dead_channels(spec.gamma, rel_tol=DEAD_REL_TOL)
+        live = live_fraction(spec.gamma, dead)
+        distinct = self.prints.count()
+        notes = [self.note] if self.note else []
+        if distinct - 1 < self.d:
+            notes.append(f"rank-limited: only {distinct} distinct rows for d={self.d}, so ≥ {self.d - distinct + 1} "
+                         "null directions come from the inputs, not the norm")
+        if dead.size:
+            notes.append(f"{dead.size} dead channel(s) {dead[:8].tolist()}: each is an exact null axis")
+        kernel: KernelReport | None = None
+        pstd = floor = None
+        at_floor = None
+        if self.direction is not None:
+            kernel = measure_kernel(self.acc, self.direction)
+            pstd = float(math.sqrt(max(float(self.proj.cov()[0, 0]), 0.0)))
+            # the 𝟙 direction of scale-then-centre is the same model with γ = 1
+            gamma = np.ones(self.d) if spec.kind == "scale-then-centre" else spec.gamma
+            floor = rounding_floor_rel(gamma, spec.beta, kernel.lambda_max, dtype=dtype)
+            at_floor = bool(kernel.rayleigh_rel <= floor)
+            eigvals = kernel.eigvals
+            lam_max, gap = kernel.lambda_max, kernel.spectral_gap_rel
+        else:
+            eigvals = np.asarray(np.linalg.eigvalsh(self.acc.cov()), dtype=np.float64)
+            lam_max = float(eigvals[-1])
+            gap = float((eigvals[1] - eigvals[0]) / lam_max) if self.d > 1 and lam_max > 0 else math.nan
+        near = {t: int(np.count_nonzero(eigvals <= t * lam_max)) for t in tolerances}
+        return SiteVerification(
+            site=self.site, predicted=predicted, n=self.acc.n, d=self.d, distinct_rows=distinct,
+            rank_limited=distinct - 1 < self.d, kernel=kernel,
+            projection_std=pstd, floor_rel=floor, at_floor=at_floor, near_null=near, lambda_max=lam_max,
+            spectral_gap_rel=gap, dead=tuple(int(i) for i in dead), live_fraction=live, note="; ".join(notes),
+        )
+
+
+class _BlockProbes:
+    """Hooks on every block of every block container (the ModuleList holding the sites' blocks)."""
+
+    def __init__(self, model: Any, sites: Sequence[Site], device: Any) -> None:
+        import torch
+
+        self.model = model
+        self.device = device
+        self.containers: dict[str, tuple[str, Any]] = {}
+        for s in sites:
+            if s.block is None:
+                continue
+            parts = s.path.split(".")
+            i = next(j for j, p in enumerate(parts) if p.isdigit())
+            name = ".".join(parts[:i])
+            if name in self.containers:
+                continue
+            container = model.get_submodule(name) if name else model
+            if isinstance(container, (torch.nn.ModuleList, torch.nn.Sequential)):
+                self.containers[name] = (s.stack, container)
+        # (container, block index) -> [accumulator or None, fingerprints or None]
+        self.accs: dict[tuple[str, int], list[Any]] = {}
+
+    def attach(self) -> list[Any]:
+        handles = []
+        for name, (_, container) in self.containers.items():
+            children = list(container)
+            if not children:
+                continue
+            handles.append(children[0].register_forward_pre_hook(self._pre(name), with_kwargs=True))
+            for i, child in enumerate(children):
+                handles.append(child.register_forward_hook(self._post(name, i)))
+        return handles
+
+    def _pre(self, name: str) -> Any:
+        def hook(module: Any, args: Any, kwargs: Any) -> None:
+            t = args[0] if args else kwargs.get("hidden_states")
+            self._add(name, -1, t)
+
+        return hook
+
+    def _post(self, name: str, i: int) -> Any:
+        def hook(module: Any, args: Any, out: Any) -> None:
+            self._add(name, i, _first_tensor(out))
+
+        return hook
+
+    def _add(self, name: str, block: int, t: Any) -> None:
+        import torch
+
+        if not isinstance(t, torch.Tensor) or t.ndim < 2 or not t.is_floating_point():
+            return
+        d = int(t.shape[-1])
+        slot = self.accs.setdefault((name, block), [CovarianceAccumulator(d), _Fingerprints(d, self.device)])
+        if slot[0].d != d:
+            return
+        rows = t.detach().reshape(-1, d).to(torch.float64)
+        slot[0].update(rows)
+        slot[1].update(rows)
+
+    def results(self) -> list[BlockStat]:
+        out: list[BlockStat] = []
+        for name, (stack, _) in self.containers.items():
+            keys = sorted(b for (c, b) in self.accs if c == name)
+            prev: float | None = None
+            for b in keys:
+                acc, prints = self.accs[(name, b)]
+                if acc.n < 2:
+                    continue
+                ev = np.linalg.eigvalsh(acc.cov())
+                s_min = math.sqrt(acc.n * max(float(ev[0]), 0.0))
+                s_max = math.sqrt(acc.n * max(float(ev[-1]), 0.0))
+                ratio = None if prev is None or prev == 0.0 else s_min / prev
+                limited = prints.count() - 1 < acc.d
+                out.append(BlockStat(
+                    container=name, stack=stack, block=b, n=acc.n, d=acc.d, sigma_min=s_min, sigma_max=s_max,
+                    sigma_min_rel=s_min / s_max if s_max > 0 else 0.0, ratio=ratio,
+                    dropped=bool(ratio is not None and ratio < DROP_RATIO and not limited), rank_limited=limited,
+                ))
+                prev = s_min
+        return out
+
+
+# --------------------------------------------------------------------------------------
+# random init side by side
+# --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class InitComparison:
+    """A model and its random-init twin measured on the same inputs.
+
+    ``deepening`` per site = rayleigh_rel(init) / rayleigh_rel(trained): how many times
+    deeper (relative to λmax) the eigenvalue along v sits in the given model; None when
+    either is undefined or the trained value is 0. ``near_null`` gives, per tolerance,
+    (count in model, count at init).
+    """
+
+    trained: VerifyReport
+    init: VerifyReport
+    seed: int
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per site measured in both."""
+        init_by_path = {s.site.path: s for s in self.init.sites}
+        out = []
+        for s in self.trained.sites:
+            i = init_by_path.get(s.site.path)
+            if i is None:
+                continue
+            deep = None
+            if s.rayleigh_rel is not None and i.rayleigh_rel is not None and s.rayleigh_rel != 0:
+                deep = i.rayleigh_rel / s.rayleigh_rel
+            out.append({
+                "path": s.site.path, "kind": s.site.spec.kind, "role": s.site.role,
+                "rayleigh_rel": s.rayleigh_rel, "rayleigh_rel_init": i.rayleigh_rel,
+                "eigval_along_direction": s.eigval_along_direction,
+                "eigval_along_direction_init": i.eigval_along_direction,
+                "deepening": deep,
+                "near_null": {f"{t:g}": [s.near_null[t], i.near_null[t]] for t in self.trained.tolerances},
+                "at_floor": s.at_floor, "at_floor_init": i.at_floor,
+            })
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready comparison (both full reports included)."""
+        return {"seed": self.seed, "comparison": self.rows(), "trained": self.trained.to_dict(),
+                "init": self.init.to_dict()}
+
+    def table(self) -> str:
+        """Side-by-side table (plain text)."""
+        tols = self.trained.tolerances
+        headers = ("site", "kind", "rayleigh_rel", "at init", "deepening",
+                   *(f"null@{t:g} (model/init)" for t in tols))
+        rows = [(r["path"], r["kind"], r["rayleigh_rel"], r["rayleigh_rel_init"], r["deepening"],
+                 *(f"{r['near_null'][f'{t:g}'][0]}/{r['near_null'][f'{t:g}'][1]}" for t in tols))
+                for r in self.rows()]
+        return render_table(headers, rows, title=f"model vs random init (seed {self.seed}), same inputs")
+
+
+def verify_against_init(model: Any, inputs: Any, *, seed: int = 0, **kwargs: Any) -> InitComparison:
+    """:func:`verify` on ``model`` and on :func:`deadir.random_init_like` (same inputs, same options).
+
+    Raises:
+        as :func:`verify` and :func:`deadir.random_init_like`.
+    """
+    trained = verify(model, inputs, **kwargs)
+    twin = random_init_like(model, seed=seed)
+    if kwargs.get("sites") is not None:
+        paths = {s.path for s in kwargs["sites"]}
+        kwargs = {**kwargs, "sites": [s for s in find_norms(twin) if s.path in paths]}
+    init = verify(twin, inputs, **kwargs)
+    return InitComparison(trained=trained, init=init, seed=seed)
+
+
+# --------------------------------------------------------------------------------------
+# plot
+# --------------------------------------------------------------------------------------
+
+
+def plot_spectrum(report: VerifyReport, path: str, *, init: VerifyReport | None = None,
+                  sites: Sequence[str] | None = None) -> str:
+    """Write a PNG of the covariance spectrum (eigenvalues/λmax, ascending, log scale) per site.
+
+    The predicted direction's Rayleigh quotient is a horizontal line; with ``init`` the
+    random-init spectrum is overlaid (dashed). Defaults to the final-norm sites (at most 4).
+    Needs matplotlib (``pip install deadir[plot]``). Returns ``path``.
+
+    Raises:
+        DeadirError: matplotlib is not installed, or no such site.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # optional extra
+        raise DeadirError("plotting needs matplotlib: pip install 'deadir[plot]'") from exc
+    chosen = [report.site(p) for p in sites] if sites else (report.final or report.sites[-1:])[:4]
+    init_by_path = {s.site.path: s for s in init.sites} if init is not None else {}
+    fig, axes = plt.subplots(1, len(chosen), figsize=(5.5 * len(chosen), 4.2), squeeze=False)
+    tiny = 1e-18
+    for ax, sv in zip(axes[0], chosen, strict=True):
+        for label, s, style in (("model", sv, "-"), ("random init", init_by_path.get(sv.site.path), "--")):
+            if s is None or s.kernel is None:
+                continue
+            ev = np.maximum(s.kernel.eigvals / s.kernel.lambda_max, tiny)
+            line = ax.semilogy(np.arange(ev.size), ev, style, marker=".", ms=3, label=f"{label} spectrum")[0]
+            ax.axhline(max(s.kernel.rayleigh_rel, tiny), color=line.get_color(), ls=":",
+                       label=f"{label}: v = γ⁻¹ Rayleigh {s.kernel.rayleigh_rel:.2e}")
+        ax.set_title(f"{sv.site.path} ({sv.site.spec.kind})", fontsize=9)
+        ax.set_xlabel("eigenvalue index (ascending)")
+        ax.set_ylabel("eigenvalue / λmax")
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{report.model_class}: forward {report.forward_dtype}, covariance in float64", fontsize=10)
+    fig.tight_layout()
+    from pathlib import Path
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(target)  # atomic: readers never see half a PNG
+    return str(target)
