@@ -184,8 +184,8 @@ def norm_sites(model: Any, prefix: str = "") -> list[tuple[str, Any, NormSpec]]:
         find_norms = None
     out = []
     if find_norms is not None:
-        for site in find_norms(model):
-            if site.path.startswith(prefix):
+        for site in find_norms(model, errors="skip"):
+            if site.path.startswith(prefix) and site.spec.kind in ("layernorm", "rmsnorm"):
                 out.append((site.path, model.get_submodule(site.path), site.spec))
         if out:
             return out
@@ -258,8 +258,8 @@ def measure_model(
     """Run ``forward(model, batch)`` over ``batches`` with hooks; return the measured :class:`ModelResult`.
 
     ``final_path`` names the site reported in the table; with ``all_sites`` every norm under
-    ``sites_prefix`` whose γ has dead channels is measured as well (claim iii). Raises DeadirError subclasses from the library on
-    bad measurements (e.g. a zero covariance).
+    ``sites_prefix`` whose γ has dead channels is measured as well (claim iii). Raises
+    DeadirError subclasses from the library on bad measurements (e.g. a zero covariance).
     """
     import torch
 

@@ -2,9 +2,8 @@
 
 Every generator is deterministic (fixed seeds, fixed text) so the report is reproducible.
 
-* Text: the English corpus shipped with deadir (``deadir/data/*.txt``) when present; until
-  then, and as a fallback, the docstrings of a fixed list of standard-library modules
-  (real English prose that every Python install carries). Paragraphs are split into
+* Text: ``deadir.corpus`` — the prose shipped in ``deadir/data/corpus.txt``, then the
+  docstrings of a fixed list of standard-library modules. Paragraphs are split into
   distinct prompts: causal LMs must not see repeated prefixes, which make the covariance
   rank-deficient and mimic dead directions.
 * Speech: a source–filter synthesiser (glottal pulse train through formant resonators,
@@ -16,38 +15,11 @@ Every generator is deterministic (fixed seeds, fixed text) so the report is repr
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import re
 from collections.abc import Iterator
-from importlib import resources
 from typing import Any
 
 import numpy as np
-
-_STDLIB_MODULES = (
-    "abc", "argparse", "asyncio", "base64", "bisect", "calendar", "collections", "contextlib", "copy",
-    "csv", "dataclasses", "datetime", "decimal", "difflib", "email", "enum", "fractions", "functools",
-    "gzip", "hashlib", "heapq", "hmac", "html", "http", "imaplib", "inspect", "io", "ipaddress",
-    "itertools", "json", "logging", "mailbox", "math", "mimetypes", "numbers", "operator", "optparse",
-    "os", "pathlib", "pickle", "pprint", "queue", "random", "re", "sched", "secrets", "selectors",
-    "shlex", "shutil", "signal", "smtplib", "socket", "sqlite3", "statistics", "string", "struct",
-    "subprocess", "tarfile", "tempfile", "textwrap", "threading", "timeit", "tokenize", "traceback",
-    "typing", "unittest", "urllib", "uuid", "warnings", "weakref", "zipfile", "zlib",
-)
-
-
-def _shipped_corpus() -> list[str]:
-    """Paragraphs of the corpus shipped in deadir/data (empty when there is none yet)."""
-    try:
-        root = resources.files("deadir") / "data"
-        files = sorted((p for p in root.iterdir() if p.name.endswith(".txt")), key=lambda p: p.name)
-    except (FileNotFoundError, ModuleNotFoundError, NotADirectoryError):
-        return []
-    paras: list[str] = []
-    for f in files:
-        paras.extend(_paragraphs(f.read_text(encoding="utf-8")))
-    return paras
 
 
 def _paragraphs(text: str) -> list[str]:
@@ -61,36 +33,16 @@ def _paragraphs(text: str) -> list[str]:
     return out
 
 
-def _stdlib_corpus() -> list[str]:
-    paras: list[str] = []
-    seen: set[str] = set()
-    for name in _STDLIB_MODULES:
-        try:
-            mod = importlib.import_module(name)
-        except ImportError:
-            continue
-        docs = [inspect.getdoc(mod) or ""]
-        for attr in sorted(vars(mod)):
-            obj = getattr(mod, attr, None)
-            if (inspect.isfunction(obj) or inspect.isclass(obj)) and not attr.startswith("_"):
-                docs.append(inspect.getdoc(obj) or "")
-        for doc in docs:
-            for para in _paragraphs(doc):
-                if para not in seen:
-                    seen.add(para)
-                    paras.append(para)
-    return paras
-
-
 def corpus_paragraphs() -> list[str]:
-    """Distinct English paragraphs (the shipped corpus, else standard-library docstrings), in a fixed order."""
-    shipped = _shipped_corpus()
-    return shipped if len(shipped) >= 50 else shipped + _stdlib_corpus()
+    """Distinct English paragraphs of ``deadir.corpus`` (shipped prose first, then stdlib docstrings), fixed order."""
+    from deadir.corpus import corpus_text
+
+    return list(dict.fromkeys(_paragraphs(corpus_text("both"))))
 
 
 def corpus_source() -> str:
     """Where :func:`corpus_paragraphs` takes its text from (for the report)."""
-    return "deadir/data corpus" if len(_shipped_corpus()) >= 50 else "standard-library docstrings"
+    return "deadir.corpus (shipped prose, then standard-library docstrings)"
 
 
 def text_batches(tokenize: Any, n_tokens: int, *, max_len: int = 128, bos_drop: int = 1) -> Iterator[dict[str, Any]]:

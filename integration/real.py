@@ -297,5 +297,6 @@ def _final_site(model: Any, sites: list[tuple[str, Any, Any]]) -> str:
         from deadir.models import final_norm  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return str(sites[-1][0])
-    site = final_norm(model)
-    return str(site.path)
+    paths = {p for p, _, _ in sites}
+    finals = [s.path for s in final_norm(model) if s.path in paths]
+    return str(finals[-1]) if finals else str(sites[-1][0])
