@@ -10,7 +10,8 @@ Tolerances:
   bottom eigenvector must be ≥ 1 − 1e-8 when the measured spectral gap makes that a
   consequence of the Rayleigh quotient (Davis–Kahan: sin²θ ≤ (R + floor)/gap); otherwise the
   same 1e-8 is required of the angle between v and the smallest bottom eigenspace whose
-  next eigenvalue does resolve it.
+  next eigenvalue does resolve it (at most d/2 dimensions); and when the forward's own
+  dtype floor (bf16/fp16) makes 1e-8 unreachable, 1 − |cos| ≤ (R + floor)/gap.
 * (ii) an RMSNorm's v must have a Rayleigh quotient ≥ ``RMS_ORDERS`` orders of magnitude
   above the LayerNorm floor that the same γ, dtype and inputs would allow.
 * (iii) each dead channel's variance must sit at the float64 eigensolver floor (4d·u₆₄·λmax):
@@ -52,14 +53,15 @@ def layernorm_direction(site: SiteResult, claim: str = "i") -> Verdict:
     # With dead channels (γᵢ ≈ 0, T6) v is essentially the dead axes; the bound still applies (its
     # Σ|βᵢ/γᵢ| term is divided by ‖γ⁻¹‖, of the same size), and the alignment is with the floor eigenspace.
     r_ok = site.rayleigh_rel <= site.tolerance
+    a_ok = 1.0 - site.angle_cos <= site.angle_bound
     if site.angle_mode == "cos":
-        a_ok = site.angle_cos >= 1.0 - COS_TARGET
-        what = f"|cos| with the bottom eigenvector = {site.angle_cos:.12f} (gap {site.gap_rel:.2e})"
+        what = f"|cos| with the bottom eigenvector = {site.angle_cos:.12f} ≥ 1 − 1e-8 (gap {site.gap_rel:.2e})"
+    elif site.angle_mode == "subspace":
+        what = (f"gap {site.gap_rel:.2e} too small for a cosine at 1e-8; ‖projection on the bottom "
+                f"{site.angle_k}-dim eigenspace‖ = {site.angle_cos:.12f} ≥ 1 − 1e-8")
     else:
-        resolved = site.angle_k <= site.d // 2
-        a_ok = resolved and site.angle_cos >= 1.0 - COS_TARGET
-        what = (f"gap {site.gap_rel:.2e} too small for a cosine; ‖projection on the bottom {site.angle_k}-dim "
-                f"eigenspace‖ = {site.angle_cos:.12f}" + ("" if resolved else " (no gap resolves it)"))
+        what = (f"the {site.dtype} floor keeps the angle above 1e-8: |cos| = {site.angle_cos:.10f}, "
+                f"1 − |cos| ≤ (R + floor)/gap = {site.angle_bound:.2e} (gap {site.gap_rel:.2e})")
     return Verdict(claim, True, r_ok and a_ok,
                    f"{site.path}: R = {site.rayleigh_rel:.3e} vs T10 tolerance {site.tolerance:.3e}; {what}")
 

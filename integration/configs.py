@@ -312,11 +312,12 @@ def published_cases() -> list[Case]:
 
 
 def reduced(w: Width, factor: int = 32, layers: int = 2) -> Width:
-    """A published shape shrunk for CPU (``--gpu-as-cpu``): width/factor (≥ 64, divisible by heads), few layers."""
-    heads = max(2, w.heads // max(1, factor // 4))
-    kv = max(1, min(heads, w.kv_heads * heads // w.heads)) if w.kv_heads < w.heads else heads
-    while heads % kv:
-        kv -= 1
-    d = max(64, (w.d // factor) // heads * heads)
-    return Width(d=d, layers=min(layers, w.layers), heads=heads, kv_heads=kv, ffn=max(128, w.ffn // factor),
+    """A published shape shrunk for CPU (``--gpu-as-cpu``): width/factor (≥ 128, 4 heads), 2 layers.
+
+    Grouped-query attention is kept (2 kv heads) where the published shape has it.
+    """
+    heads = 4
+    kv = heads if w.kv_heads == w.heads else 2
+    d = max(128, (w.d // factor) // 8 * 8)
+    return Width(d=d, layers=min(layers, w.layers), heads=heads, kv_heads=kv, ffn=max(256, w.ffn // factor),
                  vocab=min(w.vocab, 4096))

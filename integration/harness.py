@@ -417,20 +417,24 @@ def site_result(path: str, spec: NormSpec, cap: _Capture, dtype: str) -> SiteRes
     floor_dim = int(np.count_nonzero(rel <= floor_rel))
     gap = float(rel[1] - rel[0]) if d > 1 else 1.0
     cos_bottom = float(abs(eigvecs[:, 0] @ v))
-    # Davis–Kahan for one vector: sin²θ(v, u₁) ≤ (R(v) − λ₁)/(λ₂ − λ₁); with eigensolver error in u₁ of
-    # order floor/gap. Cosine mode when that bound on 1 − |cos| (≈ sin²/2, we keep sin²) is ≤ 1e-8.
+    # Davis–Kahan for one vector: sin²θ(v, u₁) ≤ (R(v) − λ₁)/(λ₂ − λ₁), plus eigensolver error in u₁ of order
+    # floor/gap; 1 − |cos| ≤ sin²θ. Cosine mode when that bound is ≤ 1e-8 ("the gap allows"), else the
+    # subspace angle, else (half-precision forwards) the Davis–Kahan alignment at the dtype's floor.
     cos_bound = (max(rayleigh, 0.0) + floor_rel) / gap if gap > 0 else math.inf
+    need = (max(rayleigh, 0.0) + floor_rel) / COS_TARGET
+    above = np.flatnonzero(rel[1:] >= need)
     if cos_bound <= COS_TARGET:
-        mode, k, angle_cos, angle_bound = "cos", 1, cos_bottom, cos_bound
-    else:
+        mode, k, angle_cos, angle_bound = "cos", 1, cos_bottom, COS_TARGET
+    elif above.size and int(above[0]) + 1 <= d // 2:
         # Subspace mode: the smallest bottom eigenspace (k eigenvalues) whose next eigenvalue is far enough
-        # above R(v) that sin²∠(v, span) ≤ (R(v) + floor)/λ_{k+1} ≤ 1e-8; k = d means no gap resolves it.
-        need = (max(rayleigh, 0.0) + floor_rel) / COS_TARGET
-        above = np.flatnonzero(rel[1:] >= need)
-        k = int(above[0]) + 1 if above.size else d
+        # above R(v) that sin²∠(v, span) ≤ (R(v) + floor)/λ_{k+1} ≤ 1e-8.
+        k = int(above[0]) + 1
         angle_cos = float(np.linalg.norm(eigvecs[:, :k].T @ v))
-        angle_bound = (max(rayleigh, 0.0) + floor_rel) / float(rel[k]) if k < d else math.inf
-        mode = "subspace"
+        mode, angle_bound = "subspace", COS_TARGET
+    else:
+        # The forward dtype's own floor (R(v) itself, e.g. ≈ 1e-7 in bf16) keeps any angle above 1e-8:
+        # the alignment the gap then guarantees is Davis–Kahan's 1 − |cos| ≤ sin²θ ≤ (R + floor)/gap.
+        mode, k, angle_cos, angle_bound = "dk", 1, cos_bottom, min(1.0, cos_bound)
     dead_var = None
     if dead.size:
         dead_var = float(np.max(np.diag(c)[dead]) / lam_max)
