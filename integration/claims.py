@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from integration.harness import COS_TARGET, ModelResult, SiteResult
+from integration.harness import ModelResult, SiteResult
 
 RMS_ORDERS = 4.0
 NORM_TO_CLASS = {"layernorm": "mean-centring", "rmsnorm": "rms"}

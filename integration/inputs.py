@@ -16,6 +16,7 @@ Every generator is deterministic (fixed seeds, fixed text) so the report is repr
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,7 +38,12 @@ def corpus_paragraphs() -> list[str]:
     """Distinct English paragraphs of ``deadir.corpus`` (shipped prose first, then stdlib docstrings), fixed order."""
     from deadir.corpus import corpus_text
 
-    return list(dict.fromkeys(_paragraphs(corpus_text("both"))))
+    with warnings.catch_warnings():
+        # Reading docstrings touches deprecated stdlib aliases (typing.io on Python 3.11 warns on access);
+        # the text is what we want, the deprecation is not ours.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        text = corpus_text("both")
+    return list(dict.fromkeys(_paragraphs(text)))
 
 
 def corpus_source() -> str:

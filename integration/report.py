@@ -35,7 +35,8 @@ def row_of(m: ModelResult, verdicts: Sequence[claims.Verdict]) -> list[Any]:
     applied = [v for v in verdicts if v.applies]
     return [
         m.name, m.source, f.kind, f.d, m.dtype, f.n, f.rayleigh_rel, f.tolerance,
-        f.cos_bottom if f.angle_mode == "cos" else f"{f.cos_bottom:.4f} (sub{f.angle_k}: {f.angle_cos:.8f})",
+        f"{f.cos_bottom:.4f} (sub{f.angle_k}: {f.angle_cos:.10f})"
+        if f.kind == "layernorm" and f.angle_mode == "subspace" else f.cos_bottom,
         f.gap_rel, f.near_null["1e-06"], len(dead_total) or "-", m.residual_ratio,
         ",".join(map(str, m.residual_drops)) or "-", m.classification,
         None if m.twin is None else m.twin.final.rayleigh_rel,

@@ -78,7 +78,8 @@ def measure(store, device: Device, name: str, dtype_name: str) -> harness.ModelR
         final = case.final
 
         def fwd(m: Any, batch: dict[str, Any]) -> Any:
-            return m(input_ids=batch["input_ids"].to(device.name), attention_mask=batch["attention_mask"].to(device.name))
+            ids, mask = batch["input_ids"].to(device.name), batch["attention_mask"].to(device.name)
+            return m(input_ids=ids, attention_mask=mask)
 
         res = harness.measure_model(
             model, configs.inputs.random_token_batches(width.vocab, n_tokens, seq_len=128), fwd, name=key,
