@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+PREFIX_WORDS = 4
+
 
 def _paragraphs(text: str) -> list[str]:
     out = []
@@ -43,7 +45,15 @@ def corpus_paragraphs() -> list[str]:
         # the text is what we want, the deprecation is not ours.
         warnings.simplefilter("ignore", DeprecationWarning)
         text = corpus_text("both")
-    return list(dict.fromkeys(_paragraphs(text)))
+    # Distinct prompts: drop a paragraph whose first PREFIX_WORDS words an earlier one already starts with
+    # (stdlib docstrings repeat openings such as "Help message formatter which ...").
+    out, seen = [], set()
+    for para in _paragraphs(text):
+        key = tuple(para.split()[:PREFIX_WORDS])
+        if key not in seen:
+            seen.add(key)
+            out.append(para)
+    return out
 
 
 def corpus_source() -> str:
@@ -79,8 +89,15 @@ def text_batches(tokenize: Any, n_tokens: int, *, max_len: int = 128, bos_drop: 
         # The corpus ran out: continue with shuffled sentence recombinations (still distinct prompts).
         rng = np.random.default_rng(0)
         sentences = [s for p in paras for s in re.split(r"(?<=[.!?])\s+", p) if len(s.split()) >= 4]
+        used = {tuple(p.split()[:PREFIX_WORDS]) for p in paras}
         while produced < n_tokens:
-            chunk = [" ".join(rng.choice(sentences, size=4, replace=False)) for _ in range(8)]
+            chunk = []
+            while len(chunk) < 8:
+                text = " ".join(rng.choice(sentences, size=4, replace=False))
+                key = tuple(text.split()[:PREFIX_WORDS])
+                if key not in used:
+                    used.add(key)
+                    chunk.append(text)
             enc = dict(tokenize(chunk, max_len))
             keep = enc["attention_mask"].bool().clone()
             keep[:, :bos_drop] = False

@@ -281,7 +281,7 @@ def measure_extra(spec: str, *, n_tokens: int, twin_tokens: int) -> list[harness
     final = _final_site(model, sites)
     kind = next(s for p, _, s in sites if p == final).kind
     family = str(getattr(model.config, "model_type", "unknown"))
-    name = Path(path).name if fmt != "hf-id" else spec
+    name = extra_name(spec)
     row = Row(name, final, kind, "speech" if fmt == "ctranslate2" else "text",
               sites_prefix=stack, blocks_prefix=stack)
     res = measure_row(loaded, row, family=family, source=f"user ({fmt})", n_tokens=n_tokens)
@@ -290,6 +290,12 @@ def measure_extra(spec: str, *, n_tokens: int, twin_tokens: int) -> list[harness
     gc.collect()
     res.twin = measure_row(twin, row, family=family, source="random-init twin", n_tokens=twin_tokens)
     return [res]
+
+
+def extra_name(spec: str) -> str:
+    """The table name of a user-named checkpoint: "user:" + its file/folder name (or the HF id)."""
+    p = Path(spec).expanduser()
+    return f"user:{p.name if p.exists() else spec}"
 
 
 def _final_site(model: Any, sites: list[tuple[str, Any, Any]]) -> str:
