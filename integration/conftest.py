@@ -126,6 +126,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from integration import report
 
     results = sorted(store.results.values(), key=lambda m: (m.source == "random-init", m.name))
+    if all("width" in m.source for m in results):  # only the gpu suite ran
+        on_cuda = any("cuda" in m.source for m in results)
+        store.title = ("deadir GPU report (published widths, CUDA)" if on_cuda
+                       else "deadir gpu suite on CPU (--gpu-as-cpu, reduced widths)")
     verdicts = {m.name: claims.all_verdicts(m, store.expected_drops.get(m.name, ())) for m in results}
     meta = {
         "suite_seconds": round(time.time() - store.started, 1),
