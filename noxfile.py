@@ -25,6 +25,12 @@ def run_tests(session: nox.Session) -> None:
     session.run(*PYTEST, "tests", *session.posargs)
 
 
+def run_proofs(session: nox.Session) -> None:
+    """Each theorem and each negative control as a pytest test, then the certificates in build/proofs."""
+    session.run(*PYTEST, "proofs")
+    session.run("python", "-m", "proofs", "--out", "build/proofs")
+
+
 def run_lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("mypy")
@@ -79,11 +85,18 @@ def lint(session: nox.Session) -> None:
     run_lint(session)
 
 
+@nox.session(default=False)
+def proofs(session: nox.Session) -> None:
+    """SymPy proofs of T1-T10 with negative controls; certificates to build/proofs/."""
+    install(session)
+    run_proofs(session)
+
+
 @nox.session
 def main(session: nox.Session) -> None:
     """The main job: proofs, fuzzing and the real-checkpoint check, with a readable report."""
     install(session)
-    run_tests(session)
+    run_proofs(session)
 
 
 @nox.session(default=False)
@@ -92,3 +105,4 @@ def ci(session: nox.Session) -> None:
     install(session, "test,lint")
     run_lint(session)
     run_tests(session)
+    run_proofs(session)

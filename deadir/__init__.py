@@ -7,6 +7,7 @@ it off checkpoints from γ alone and verifies it with a forward pass.
 
 from __future__ import annotations
 
+from deadir.bound import KernelErrorBound, kernel_error_bound, unit_roundoff
 from deadir.classify import NormClass, classify_norm
 from deadir.covariance import CovarianceAccumulator
 from deadir.direction import dead_channels, effective_scale, inverse_scale_direction, live_fraction
@@ -21,6 +22,7 @@ from deadir.inputs import make_inputs
 from deadir.kernel import KernelReport, measure_kernel, projection_std
 from deadir.models import final_norm, find_norms, random_init_like
 from deadir.norms import NormSpec, known_norm_classes, register_norm_class
+from deadir.scan import ScanReport, ScanSite, scan
 from deadir.sites import Site
 from deadir.verify import VerifyReport, verify, verify_against_init
 
@@ -32,9 +34,12 @@ __all__ = [
     "DeadirError",
     "DegenerateScaleError",
     "InputShapeError",
+    "KernelErrorBound",
     "KernelReport",
     "NormClass",
     "NormSpec",
+    "ScanReport",
+    "ScanSite",
     "Site",
     "UnknownNormError",
     "VerifyReport",
@@ -45,6 +50,7 @@ __all__ = [
     "final_norm",
     "find_norms",
     "inverse_scale_direction",
+    "kernel_error_bound",
     "known_norm_classes",
     "live_fraction",
     "make_inputs",
@@ -52,6 +58,8 @@ __all__ = [
     "projection_std",
     "random_init_like",
     "register_norm_class",
+    "scan",
+    "unit_roundoff",
     "verify",
     "verify_against_init",
 ]

@@ -44,7 +44,9 @@ from typing import Any
 
 import numpy as np
 
-from deadir.errors import DegenerateScaleError, InputShapeError
+from deadir.arrays import as_vector
+from deadir.direction import effective_scale
+from deadir.errors import InputShapeError
 
 __all__ = ["KernelErrorBound", "gamma_k", "kernel_error_bound", "unit_roundoff"]
 
@@ -56,10 +58,17 @@ _UNIT_ROUNDOFF = {
     "float64": 2.0**-53,
 }
 _ALIASES = {
-    "half": "float16", "f16": "float16", "fp16": "float16",
+    "half": "float16",
+    "f16": "float16",
+    "fp16": "float16",
     "bf16": "bfloat16",
-    "float": "float32", "single": "float32", "f32": "float32", "fp32": "float32",
-    "double": "float64", "f64": "float64", "fp64": "float64",
+    "float": "float32",
+    "single": "float32",
+    "f32": "float32",
+    "fp32": "float32",
+    "double": "float64",
+    "f64": "float64",
+    "fp64": "float64",
 }
 
 
@@ -145,22 +154,11 @@ class KernelErrorBound:
         factor = 1.0
         if n_samples is not None:
             if n_samples < 2:
-                raise InputShapeError(f"n_samples: need at least 2 rows for an unbiased covariance, got {n_samples}")
+                raise InputShapeError(
+                    f"n_samples: need at least 2 rows for an unbiased covariance, got {n_samples}"
+                )
             factor = n_samples / (n_samples - 1)
         return factor * self.residual**2 / lambda_max
-
-
-def _as_float64_vector(values: Any, name: str) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """A 1-D float64 copy of a numpy array, sequence or torch tensor."""
-    if type(values).__module__.startswith("torch"):
-        values = values.detach().to("cpu").double().numpy()
-    try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InputShapeError(f"{name}: not convertible to a real vector ({exc})") from exc
-    if arr.ndim != 1 or arr.size == 0:
-        raise InputShapeError(f"{name}: expected a non-empty 1-D vector, got shape {arr.shape}")
-    return arr
 
 
 def kernel_error_bound(
@@ -199,31 +197,24 @@ def kernel_error_bound(
         raise InputShapeError(f"offset: must be finite, got {offset!r}")
     if not (math.isfinite(mean_ratio) and mean_ratio >= 0.0):
         raise InputShapeError(f"mean_ratio: must be finite and >= 0, got {mean_ratio!r}")
-    g = _as_float64_vector(gamma, "gamma") + float(offset)
+    g = as_vector(gamma, name="gamma") + float(offset)
     if d is None:
         d = int(g.size)
     elif d != g.size:
         raise InputShapeError(f"d: {d} does not match len(gamma) = {g.size}")
     if d < 2:
         raise InputShapeError(f"d: LayerNorm needs d >= 2 features, got {d}")
-    bad = {int(i): ("nan" if np.isnan(g[i]) else "inf" if np.isinf(g[i]) else "zero")
-           for i in np.flatnonzero(~np.isfinite(g) | (g == 0.0))}
-    if bad:
-        idx = tuple(sorted(bad))
-        shown = ", ".join(f"{i} ({bad[i]})" for i in idx[:20])
-        raise DegenerateScaleError(
-            f"gamma: effective scale (gamma + offset={offset}) is zero or non-finite at {len(idx)} "
-            f"of {d} indices: {shown}; the direction 1/gamma is undefined there",
-            indices=idx, kinds=bad,
-        )
+    g = effective_scale(g)  # names zero / NaN / inf indices in a DegenerateScaleError
     if beta is None:
         s_beta = 0.0
     else:
-        b = _as_float64_vector(beta, "beta")
+        b = as_vector(beta, name="beta")
         if b.size != d:
             raise InputShapeError(f"beta: length {b.size} does not match len(gamma) = {d}")
         if not np.all(np.isfinite(b)):
-            raise InputShapeError(f"beta: non-finite entries at {np.flatnonzero(~np.isfinite(b)).tolist()[:20]}")
+            raise InputShapeError(
+                f"beta: non-finite entries at {np.flatnonzero(~np.isfinite(b)).tolist()[:20]}"
+            )
         s_beta = float(np.sum(np.abs(b / g)))
     out_name = _dtype_name(dtype)
     comp_name = out_name if compute_dtype is None else _dtype_name(compute_dtype)
@@ -239,8 +230,18 @@ def kernel_error_bound(
     raw = centring + affine + cast
     valid = math.isfinite(raw)
     return KernelErrorBound(
-        d=d, dtype=out_name, compute_dtype=comp_name, unit_roundoff=u, compute_unit_roundoff=uc,
-        mean_ratio=rho, beta_over_gamma=s_beta, inverse_norm=inv_norm, centring_term=centring,
-        affine_term=affine, cast_term=cast, residual_raw=raw,
-        residual=raw / inv_norm if valid else math.inf, valid=valid,
+        d=d,
+        dtype=out_name,
+        compute_dtype=comp_name,
+        unit_roundoff=u,
+        compute_unit_roundoff=uc,
+        mean_ratio=rho,
+        beta_over_gamma=s_beta,
+        inverse_norm=inv_norm,
+        centring_term=centring,
+        affine_term=affine,
+        cast_term=cast,
+        residual_raw=raw,
+        residual=raw / inv_norm if valid else math.inf,
+        valid=valid,
     )

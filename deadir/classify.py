@@ -26,17 +26,12 @@ from typing import Any, Literal
 import numpy as np
 
 from deadir.arrays import FloatArray, as_float64, as_vector, is_torch_tensor
+from deadir.bound import unit_roundoff
 from deadir.errors import DeadirError, InputShapeError
 from deadir.norms import NormSpec
 
 ClassKind = Literal["mean-centring", "group-centring", "rms", "none", "other"]
 
-_ROUNDOFF = {
-    "float16": 2.0**-11,
-    "bfloat16": 2.0**-8,
-    "float32": 2.0**-24,
-    "float64": 2.0**-53,
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,20 +91,6 @@ class _Probe:
     gamma: FloatArray | None
 
 
-def unit_roundoff_of(dtype: str) -> float:
-    """Unit roundoff u of a float dtype name ("float16", "bfloat16", "float32", "float64").
-
-    Raises:
-        InputShapeError: any other name.
-    """
-    try:
-        return _ROUNDOFF[dtype]
-    except KeyError:
-        raise InputShapeError(
-            f"dtype: no unit roundoff known for {dtype!r}; expected one of {list(_ROUNDOFF)}"
-        ) from None
-
-
 def classify_norm(
     norm: Any,
     d: int,
@@ -148,8 +129,8 @@ def classify_norm(
     mean = y.mean(axis=0)
     constant = np.flatnonzero(std == 0.0)
     live = np.flatnonzero(std > 0.0)
-    u = unit_roundoff_of(probe.dtype)
-    u_c = unit_roundoff_of(probe.compute_dtype)
+    u = unit_roundoff(probe.dtype)
+    u_c = unit_roundoff(probe.compute_dtype)
     m = min(64, n_each)
     scale_inv = _scale_invariant(probe, iso[:m], y[:m])
     if live.size < 2:
@@ -160,7 +141,7 @@ def classify_norm(
     r = (z.T @ z) / z.shape[0]
     mu, w = np.linalg.eigh((r + r.T) / 2.0)
     b = float(np.max(np.abs(mean[live]) / std[live]))
-    tau = (16.0 * u * (1.0 + b)) ** 2 + (4.0 * np.sqrt(d) * u_c) ** 2 + 4.0 * d * _ROUNDOFF["float64"] * mu[-1]
+    tau = (16.0 * u * (1.0 + b)) ** 2 + (4.0 * np.sqrt(d) * u_c) ** 2 + 4.0 * d * unit_roundoff("float64") * mu[-1]
     k = int(np.count_nonzero(mu <= tau))
     gap = float(mu[k]) if k < mu.size else np.inf
 

@@ -119,6 +119,44 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from deadir.report import write_json_atomic
+    from deadir.scan import compare_to_baseline, load_baseline, plot_scan, scan
+
+    baseline = load_baseline(args.baseline) if args.baseline is not None else None  # fail before the work
+    report = scan(args.path, arch=args.arch, dead_rel_tol=args.dead_rel_tol)
+    print(report.to_json() if args.json else report.render())
+    if args.output is not None:
+        write_json_atomic(args.output, report.to_dict())
+    if args.plot is not None:
+        plot_scan(report, args.plot)
+    if baseline is None:
+        return 0
+    changes = compare_to_baseline(report, baseline, max_angle=args.max_angle)
+    stream = sys.stderr if args.json else sys.stdout
+    if changes:
+        print(f"deadir scan: {len(changes)} normalisation change(s) against {args.baseline} "
+              f"(max angle {args.max_angle:g} rad):", file=stream)
+        for change in changes:
+            print(f"  {change}", file=stream)
+        return 1
+    print(f"deadir scan: no normalisation change against {args.baseline} (max angle {args.max_angle:g} rad)",
+          file=stream)
+    return 0
+
+
+def _cmd_prove(args: argparse.Namespace) -> int:
+    # proofs/ ships in the same wheel; it is imported lazily because SymPy is slow to import.
+    from proofs.runner import main as run_proofs
+
+    argv = ["--out", args.out]
+    if args.json:
+        argv.append("--json")
+    if args.only:
+        argv += ["--only", args.only]
+    return run_proofs(argv)
+
+
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -154,6 +192,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default=None, metavar="PNG", help="write the covariance spectrum plot here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_verify)
+    p = sub.add_parser("scan", help="read every norm of a checkpoint from its norm tensors alone (γ-only)")
+    p.add_argument("path", help="checkpoint folder, .safetensors, sharded index, .gguf or CTranslate2 model.bin")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--output", default=None, help="also write the JSON report to this file (atomically)")
+    p.add_argument("--plot", default=None, help="write a PNG of |gamma| and the kernel directions per site")
+    p.add_argument("--baseline", default=None, help="a previous --json output: exit 1 if any site changed")
+    p.add_argument("--max-angle", type=float, default=1e-3,
+                   help="baseline: a kernel direction turning by more than this many radians is a change (1e-3)")
+    p.add_argument("--arch", default=None, help="override the architecture (model_type or GGUF architecture)")
+    p.add_argument("--dead-rel-tol", type=float, default=1e-5,
+                   help="dead channel: |gamma_i| <= this * median |gamma| (default 1e-5)")
+    p.set_defaults(func=_cmd_scan)
+
+    p = sub.add_parser("prove", help="run the SymPy proofs of T1-T10 and write Markdown certificates")
+    p.add_argument("--out", default="build/proofs", help="certificate folder (default build/proofs)")
+    p.add_argument("--only", default=None, help="comma-separated theorems, e.g. T1,T3")
+    p.add_argument("--json", action="store_true", help="print a JSON summary instead of the table")
+    p.set_defaults(func=_cmd_prove)
     return parser
 
 

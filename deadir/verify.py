@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from deadir.arrays import FloatArray
-from deadir.classify import unit_roundoff_of
+from deadir.bound import unit_roundoff as unit_roundoff_of
 from deadir.covariance import CovarianceAccumulator
 from deadir.direction import dead_channels, inverse_scale_direction, live_fraction
 from deadir.errors import DeadirError, DegenerateScaleError, InputShapeError, UnknownNormError

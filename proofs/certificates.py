@@ -32,11 +32,10 @@ def _step_md(k: int, step: Step) -> str:
     lines = [f"**Step {k}: {step.name}** — {_MARK.get(step.status, step.status)}", "", step.text, ""]
     if step.latex:
         lines += ["$$", step.latex, "$$", ""]
-    how = f"*SymPy:* {step.method}"
-    if step.cases > 1:
-        how += f" ({step.cases} instances)"
-    how += f"; {step.seconds:.2f} s."
-    lines.append(how)
+    if step.status == CITED:
+        lines.append("*Not machine-checked:* a standard lemma, listed so the reader sees every assumption.")
+    else:
+        lines.append(f"*SymPy:* {step.method}; {step.seconds:.2f} s.")
     if step.witness:
         lines += ["", f"*Witness:* {step.witness}"]
     return "\n".join(lines) + "\n"
@@ -68,15 +67,23 @@ def certificate_markdown(result: ProofResult, controls: Sequence[ProofResult]) -
     return "\n".join(out)
 
 
+def _cell(text: str) -> str:
+    """Escape a table cell (a bare | would split the Markdown table)."""
+    return text.replace("|", "\\|")
+
+
 def index_markdown(rows: Sequence[tuple[ProofResult, Sequence[ProofResult], str]]) -> str:
     """The index page: one line per theorem with verdict, coverage, controls and time."""
     out = ["# deadir proof certificates", "", f"SymPy {sp.__version__}.", ""]
-    out += ["| Theorem | Statement | Covered | Result | Controls rejected | Seconds |", "|---|---|---|---|---|---|"]
+    out += [
+        "| Theorem | Statement | Covered | Result | Controls rejected | Seconds |",
+        "|---|---|---|---|---|---|",
+    ]
     for res, controls, fname in rows:
         rejected = sum(c.refuted for c in controls)
         total = res.seconds + sum(c.seconds for c in controls)
         out.append(
-            f"| [{res.theorem}]({fname}) | {res.title} | {res.covered} | {res.verdict} | "
+            f"| [{res.theorem}]({fname}) | {_cell(res.title)} | {_cell(res.covered)} | {res.verdict} | "
             f"{rejected}/{len(controls)} | {total:.2f} |"
         )
     return "\n".join(out) + "\n"

@@ -31,7 +31,9 @@ def run_theorem(module: ModuleType) -> tuple[ProofResult, list[ProofResult]]:
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m proofs", description="Prove deadir's theorems T1–T10 with SymPy.")
+    p = argparse.ArgumentParser(
+        prog="python -m proofs", description="Prove deadir's theorems T1–T10 with SymPy."
+    )
     p.add_argument("--out", default="build/proofs", help="certificate folder (default build/proofs)")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of the table")
     p.add_argument("--only", default=None, help="comma-separated theorems, e.g. T1,T3")
@@ -68,18 +70,23 @@ def main(argv: list[str] | None = None) -> int:
     paths = write_certificates(Path(args.out), rows)
     ok = all(r.ok and all(c.ok for c in cs) for r, cs in rows)
     if args.json:
-        print(json.dumps({"ok": ok, "out": str(args.out), "theorems": [_summary(r, cs) for r, cs in rows]}, indent=2))
+        print(
+            json.dumps(
+                {"ok": ok, "out": str(args.out), "theorems": [_summary(r, cs) for r, cs in rows]}, indent=2
+            )
+        )
         return 0 if ok else 1
-    head = f"{'theorem':<8}{'statement':<44}{'covered':<52}{'result':<12}{'controls':<10}{'seconds':>8}"
+    head = f"{'theorem':<8}{'statement':<58}{'result':<12}{'controls':<10}{'seconds':>8}"
     print(head)
     print("-" * len(head))
     for r, cs in rows:
         rej = f"{sum(c.refuted for c in cs)}/{len(cs)} rej"
         secs = r.seconds + sum(c.seconds for c in cs)
-        print(f"{r.theorem:<8}{r.title[:43]:<44}{r.covered[:51]:<52}{r.verdict:<12}{rej:<10}{secs:>8.2f}")
+        print(f"{r.theorem:<8}{r.title[:57]:<58}{r.verdict:<12}{rej:<10}{secs:>8.2f}")
+        print(f"{'':<8}d covered: {r.covered}")
         for c in cs:
             if not c.ok:
-                print(f"        negative control ACCEPTED (defect): {c.control}")
+                print(f"{'':<8}negative control ACCEPTED (defect): {c.control}")
     print(f"\ncertificates: {len(paths)} files in {args.out}")
     print("ALL PROVED, ALL CONTROLS REJECTED" if ok else "FAILURES: see above")
     return 0 if ok else 1

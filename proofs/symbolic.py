@@ -44,7 +44,10 @@ def standardised(x: Sequence[sp.Expr], eps: sp.Expr, scale: sp.Expr | None = Non
 
 
 def layer_norm(
-    x: Sequence[sp.Expr], gamma: Sequence[sp.Expr], beta: Sequence[sp.Expr], eps: sp.Expr,
+    x: Sequence[sp.Expr],
+    gamma: Sequence[sp.Expr],
+    beta: Sequence[sp.Expr],
+    eps: sp.Expr,
     scale: sp.Expr | None = None,
 ) -> Vec:
     """LayerNorm y = γ ⊙ z + β (``scale``: see :func:`standardised`)."""
@@ -52,7 +55,9 @@ def layer_norm(
     return [g * zi + b for g, zi, b in zip(gamma, z, beta, strict=True)]
 
 
-def rms_norm(x: Sequence[sp.Expr], gamma: Sequence[sp.Expr], eps: sp.Expr, scale: sp.Expr | None = None) -> Vec:
+def rms_norm(
+    x: Sequence[sp.Expr], gamma: Sequence[sp.Expr], eps: sp.Expr, scale: sp.Expr | None = None
+) -> Vec:
     """RMSNorm y = γ ⊙ x / √(mean(x²) + ε) (``scale``: an opaque normaliser, see standardised)."""
     r = scale if scale is not None else sp.sqrt(mean([xi**2 for xi in x]) + eps)
     return [g * xi / r for g, xi in zip(gamma, x, strict=True)]

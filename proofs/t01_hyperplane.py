@@ -77,14 +77,19 @@ def _concrete(der: Derivation, variant: str) -> None:
         "pairing, concrete d",
         f"For every d = {D_CONCRETE.start}..{D_CONCRETE.stop - 1}, with x, γ, β, ε all symbolic, the "
         "pairing ⟨w, y − β⟩ with the full LayerNorm expression simplifies exactly to 0.",
-        r"\langle w, y(x) - \beta\rangle = 0,\quad w = " + (r"\mathbb{1}" if variant == "ones" else r"\gamma^{-1}"),
+        r"\langle w, y(x) - \beta\rangle = 0,\quad w = "
+        + (r"\mathbb{1}" if variant == "ones" else r"\gamma^{-1}"),
         [(f"d={d}", lambda d=d: build(d)) for d in D_CONCRETE],
     )
 
 
 def _derive(variant: str) -> ProofResult:
     der = Derivation(
-        THEOREM, TITLE, STATEMENT, HYPOTHESES, "symbolic d; concrete d = 2..12 (x, γ, β, ε symbolic)",
+        THEOREM,
+        TITLE,
+        STATEMENT,
+        HYPOTHESES,
+        "symbolic d; concrete d = 2..12 (x, γ, β, ε symbolic)",
         control=None if variant == "layernorm" else VARIANTS[variant],
     )
     _symbolic_d(der, variant)

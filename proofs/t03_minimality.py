@@ -108,8 +108,12 @@ def _rank_steps(der: Derivation, direction: str, centred: bool) -> None:
         S.in_range(sp.Sum(p(i, k) * p(k, j), (k, 1, d)).doit(), d, i, j) - p(i, j),
         latex=r"\sum_{k=1}^d (\delta_{ik}-\tfrac1d)(\delta_{kj}-\tfrac1d) = \delta_{ij}-\tfrac1d",
     )
-    der.equal("trace of P", "tr P = d − 1; for an idempotent matrix rank = trace.",
-              sp.Sum(p(i, i), (i, 1, d)).doit(), d - 1)
+    der.equal(
+        "trace of P",
+        "tr P = d − 1; for an idempotent matrix rank = trace.",
+        sp.Sum(p(i, i), (i, 1, d)).doit(),
+        d - 1,
+    )
     w = 1 / g[j] if direction == "inverse" else sp.Integer(1)
     der.zero(
         "kernel vector, symbolic d",
@@ -149,8 +153,12 @@ def _rank_steps(der: Derivation, direction: str, centred: bool) -> None:
 
 def _derive(direction: str = "inverse", centred: bool = True, control: str | None = None) -> ProofResult:
     der = Derivation(
-        THEOREM, TITLE, STATEMENT, HYPOTHESES,
-        "closed form: symbolic d (+ d = 2..12); rank/kernel: symbolic d (Cγ⁻¹ = 0, P² = P) + d = 2..12 minors",
+        THEOREM,
+        TITLE,
+        STATEMENT,
+        HYPOTHESES,
+        "closed form: symbolic d (+ d = 2..12); rank/kernel: "
+        "symbolic d (Cγ⁻¹ = 0, P² = P) + d = 2..12 minors",
         control=control,
     )
     if control is None:
@@ -171,5 +179,7 @@ def prove() -> ProofResult:
 
 CONTROLS = {
     "ones-direction": lambda: _derive("ones", True, "kernel claimed to be span(𝟙) for non-constant γ"),
-    "uncentred-closed-form": lambda: _derive("inverse", False, "closed form without centring (P replaced by I)"),
+    "uncentred-closed-form": lambda: _derive(
+        "inverse", False, "closed form without centring (P replaced by I)"
+    ),
 }

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from deadir import InputShapeError, NormSpec, classify_norm
-from deadir.classify import unit_roundoff_of
 from deadir.cli import build_builtin_norm, draw_gamma
 
 CASES = {
@@ -146,8 +145,8 @@ def test_error_paths() -> None:
         classify_norm(42, 4)
     with pytest.raises(InputShapeError, match="plain callable"):
         classify_norm(lambda x: x, 4, dtype="float32")
-    with pytest.raises(InputShapeError, match="unit roundoff"):
-        unit_roundoff_of("int8")
+    with pytest.raises(InputShapeError, match="dtype"):
+        classify_norm(torch.nn.LayerNorm(4), 4, compute_dtype="int8")
 
 
 def test_result_serialises() -> None:

@@ -38,3 +38,14 @@ def test_console_script_module_runs() -> None:
     proc = subprocess.run([sys.executable, "-m", "deadir.cli", "classify", "rmsnorm", "--d", "8", "--json"],
                           capture_output=True, text=True, check=True)
     assert json.loads(proc.stdout)["kind"] == "rms"
+
+
+def test_prove_runs_one_theorem_and_writes_its_certificate(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["prove", "--only", "T8", "--out", str(tmp_path)]) == 0
+    assert "T8" in capsys.readouterr().out
+    assert (tmp_path / "index.md").exists()
+    assert any(p.name.startswith("T8") or "t08" in p.name.lower() for p in tmp_path.iterdir())
+
+
+def test_prove_unknown_theorem_exits_2(tmp_path) -> None:
+    assert main(["prove", "--only", "T99", "--out", str(tmp_path)]) == 2
