@@ -15,8 +15,10 @@ fake near-null directions; see :func:`synthetic_token_ids` for the fallback dist
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
+import warnings
 from importlib import resources
 from typing import Any, Literal
 
@@ -44,6 +46,7 @@ def shipped_text() -> str:
     return resources.files("deadir").joinpath("data/corpus.txt").read_text(encoding="utf-8")
 
 
+@functools.lru_cache(maxsize=4)
 def stdlib_docstrings(min_chars: int = 200) -> str:
     """Docstrings (≥ ``min_chars`` characters) of :data:`STDLIB_MODULES` and their public members.
 
@@ -54,14 +57,21 @@ def stdlib_docstrings(min_chars: int = 200) -> str:
     parts: list[str] = []
 
     def add(obj: Any) -> None:
-        doc = inspect.getdoc(obj)
+        if inspect.ismodule(obj) and obj is not module:
+            return
+        with warnings.catch_warnings():  # reading a deprecated alias's __doc__ (typing.io) warns; harmless here
+            warnings.simplefilter("ignore")
+            doc = inspect.getdoc(obj)
         if doc and len(doc) >= min_chars and doc not in seen:
             seen.add(doc)
             parts.append(doc)
 
+    module: Any = None
     for name in STDLIB_MODULES:
         try:
-            module = importlib.import_module(name)
+            with warnings.catch_warnings():  # some modules warn on import in some Python versions
+                warnings.simplefilter("ignore")
+                module = importlib.import_module(name)
         except ImportError:
             continue
         add(module)
@@ -185,18 +195,19 @@ def synthetic_token_ids(n_sequences: int, seq_len: int, vocab_size: int, *, seed
     span = vocab_size - low
     if n_sequences < 1 or seq_len < 1 or span < 2:
         raise InputShapeError(f"n_sequences={n_sequences}, seq_len={seq_len}, id range [{low}, {vocab_size}): bad")
+    if span**seq_len < n_sequences:
+        raise InputShapeError(f"only {span}^{seq_len} distinct sequences exist; {n_sequences} asked for")
     rng = np.random.default_rng(seed)
     ids = rng.integers(low, vocab_size, size=(n_sequences, seq_len))
-    if n_sequences <= span:
+    first_fixed = n_sequences <= span
+    if first_fixed:
         ids[:, 0] = low + rng.permutation(span)[:n_sequences]
-    while True:  # redraw exact duplicates (only possible for tiny span and seq_len)
+    while True:  # redraw exact duplicates (only likely for a tiny span and seq_len)
         _, first = np.unique(ids, axis=0, return_index=True)
         dup = np.setdiff1d(np.arange(n_sequences), first)
         if dup.size == 0:
             break
-        if span**seq_len < n_sequences:
-            raise InputShapeError(f"only {span}^{seq_len} distinct sequences exist; {n_sequences} asked for")
-        ids[dup, 1:] = rng.integers(low, vocab_size, size=(dup.size, seq_len - 1))
-        if seq_len == 1:
-            ids[dup, 0] = rng.integers(low, vocab_size, size=dup.size)
+        # with distinct first tokens no two rows can be equal, so this only runs when
+        # first_fixed is False (or seq_len == 1): redraw the whole row
+        ids[dup] = rng.integers(low, vocab_size, size=(dup.size, seq_len))
     return torch.from_numpy(ids.astype(np.int64))
