@@ -126,8 +126,13 @@ def classification_agrees(model: ModelResult) -> Verdict:
     ok = model.classification == want
     if want == "mean-centring" and model.classification_matches_inverse_scale is False:
         ok = False
-    return Verdict("vi", True, ok, f"classified {model.classification} (architecture: {model.expected_norm}); "
-                                   f"{model.classification_note}")
+    detail = f"classified {model.classification} (architecture: {model.expected_norm}); {model.classification_note}"
+    scanned = model.extra.get("scan_final")
+    if scanned is not None:  # the γ-only reading of the checkpoint file must agree as well
+        kinds = sorted({str(s["kind"]) for s in scanned})
+        ok = ok and kinds == [model.expected_norm]
+        detail += f"; deadir.scan (γ only) reads the final norm(s) as {kinds}"
+    return Verdict("vi", True, ok, detail)
 
 
 def all_verdicts(model: ModelResult, expected_drops: tuple[int, ...] = ()) -> list[Verdict]:

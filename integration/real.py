@@ -213,10 +213,22 @@ def measure_row(loaded: Loaded, row: Row, *, family: str, source: str, n_tokens:
     )
 
 
+def scan_finals(path: str) -> list[dict[str, object]]:
+    """The γ-only reading (``deadir.scan``, no model built): kind and dead-channel count of the final norms."""
+    from deadir.scan import scan
+
+    rep = scan(path)
+    return [{"path": s.site.path, "kind": s.site.spec.kind, "dead": len(s.dead)}
+            for s in rep.sites if s.site.role == "final"]
+
+
 def measure_real(case: RealCase, path: str, fmt: str, *, n_tokens: int, twin_tokens: int) -> list[harness.ModelResult]:
     """Load one checkpoint, measure each of its rows, then its random-init twin on the same kind of input."""
+    scanned = scan_finals(path)
     loaded = load_checkpoint(path, fmt)
     out = [measure_row(loaded, row, family=case.family, source="checkpoint", n_tokens=n_tokens) for row in case.rows]
+    for res in out:
+        res.extra["scan_final"] = scanned
     twin = Loaded(random_twin(loaded.model), loaded.tokenizer, 0.0, fmt, loaded.bos_drop)
     del loaded
     gc.collect()
