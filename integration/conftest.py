@@ -41,6 +41,7 @@ class Store:
         self.results: dict[str, ModelResult] = {}
         self.errors: dict[str, str] = {}
         self.expected_drops: dict[str, tuple[int, ...]] = {}
+        self.expect_more_near_null: dict[str, bool] = {}
         self.outcomes: dict[str, dict[str, int]] = collections.defaultdict(lambda: collections.defaultdict(int))
         self.started = time.time()
         self.report_dir = REPO / "build" / "integration"
@@ -130,7 +131,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         on_cuda = any("cuda" in m.source for m in results)
         store.title = ("deadir GPU report (published widths, CUDA)" if on_cuda
                        else "deadir gpu suite on CPU (--gpu-as-cpu, reduced widths)")
-    verdicts = {m.name: claims.all_verdicts(m, store.expected_drops.get(m.name, ())) for m in results}
+    verdicts = {m.name: claims.all_verdicts(m, store.expected_drops.get(m.name, ()),
+                                            store.expect_more_near_null.get(m.name, True)) for m in results}
     meta = {
         "suite_seconds": round(time.time() - store.started, 1),
         "tokens_option": session.config.getoption("--tokens"),

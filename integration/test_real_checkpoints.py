@@ -39,6 +39,7 @@ def manifest() -> dict[str, dict[str, object]]:
 def measure(store, manifest, tokens: int, name: str) -> harness.ModelResult:  # type: ignore[no-untyped-def]
     case, row = BY_NAME[name]
     store.expected_drops[name] = row.expected_drops
+    store.expect_more_near_null[name] = row.more_near_null
     if case.key not in manifest:
         pytest.fail(f"{case.key} is not in the checkpoint manifest; run python -m integration.fetch_checkpoints")
     entry = manifest[case.key]
@@ -68,7 +69,8 @@ def test_dead_channels_reported_as_exact_null_directions(store, manifest, tokens
 
 @pytest.mark.parametrize("name", _params())
 def test_trained_vs_random_init_side_by_side(store, manifest, tokens, name) -> None:  # type: ignore[no-untyped-def]
-    verdict = claims.side_by_side(measure(store, manifest, tokens, name))
+    _, row = BY_NAME[name]
+    verdict = claims.side_by_side(measure(store, manifest, tokens, name), row.more_near_null)
     assert verdict.applies and verdict.ok, verdict.detail
 
 
