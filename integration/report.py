@@ -105,6 +105,8 @@ def write_report(
         for v in verdicts[m.name]:
             mark = "n/a" if not v.applies else ("ok" if v.ok else "FAILED")
             lines.append(f"- ({v.claim}) {mark}: {v.detail}")
+        for claim, why in m.extra.get("known_deviations", {}).items():
+            lines.append(f"- known deviation from the paper, claim ({claim}): {why}")
         if m.name in pngs:
             lines.append(f"- spectrum: [spectra/{pngs[m.name].name}](spectra/{pngs[m.name].name})")
         lines.append("")

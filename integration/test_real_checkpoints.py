@@ -43,8 +43,12 @@ def measure(store, manifest, tokens: int, name: str) -> harness.ModelResult:  # 
     if case.key not in manifest:
         pytest.fail(f"{case.key} is not in the checkpoint manifest; run python -m integration.fetch_checkpoints")
     entry = manifest[case.key]
-    return store.get(name, lambda: real.measure_real(case, str(entry["path"]), str(entry["format"]),
-                                                     n_tokens=tokens, twin_tokens=tokens))
+    res = store.get(name, lambda: real.measure_real(case, str(entry["path"]), str(entry["format"]),
+                                                    n_tokens=tokens, twin_tokens=tokens))
+    deviations = {k: v for k, v in (("iv", row.near_null_reason), ("v", row.drops_reason)) if v}
+    if deviations:
+        res.extra["known_deviations"] = deviations
+    return res
 
 
 @pytest.mark.parametrize("name", _params(lambda r: r.expected_norm == "layernorm"))
