@@ -8,16 +8,18 @@ measured and reported (they are empirical claims about particular models, not th
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from integration import claims, harness, real
 
 
-def measure(store, tokens: int, spec: str) -> harness.ModelResult:  # type: ignore[no-untyped-def]
+def measure(store: Any, tokens: int, spec: str) -> harness.ModelResult:
     return store.get(real.extra_name(spec), lambda: real.measure_extra(spec, n_tokens=tokens, twin_tokens=tokens))
 
 
-def test_extra_checkpoint_claims(store, tokens, extra_spec: str) -> None:  # type: ignore[no-untyped-def]
+def test_extra_checkpoint_claims(store: Any, tokens: int, extra_spec: str) -> None:
     m = measure(store, tokens, extra_spec)
     direction = claims.layernorm_direction(m.final) if m.final.kind == "layernorm" else claims.rms_absent(m.final)
     assert direction.applies and direction.ok, direction.detail

@@ -58,7 +58,7 @@ def _layers_that_fit(w: configs.Width, dtype: Any, device: str) -> int:
     return max(1, min(w.layers, int((0.4 * free - embed) // per_layer)))
 
 
-def measure(store, device: Device, name: str, dtype_name: str) -> harness.ModelResult:  # type: ignore[no-untyped-def]
+def measure(store: Any, device: Device, name: str, dtype_name: str) -> harness.ModelResult:
     import torch
 
     case = CASES[name]
@@ -100,7 +100,7 @@ PARAMS = [pytest.param(n, dt, id=f"{n}-{dt}") for n in CASES for dt in DTYPES]
 
 
 @pytest.mark.parametrize(("name", "dtype_name"), PARAMS)
-def test_direction_claim_at_published_shape(store, device, name: str, dtype_name: str) -> None:  # type: ignore[no-untyped-def]
+def test_direction_claim_at_published_shape(store: Any, device: Device, name: str, dtype_name: str) -> None:
     m = measure(store, device, name, dtype_name)
     if CASES[name].norm == "layernorm":
         verdict = claims.layernorm_direction(m.final)
@@ -112,12 +112,12 @@ def test_direction_claim_at_published_shape(store, device, name: str, dtype_name
 
 
 @pytest.mark.parametrize(("name", "dtype_name"), PARAMS)
-def test_residual_sigma_min_at_published_shape(store, device, name: str, dtype_name: str) -> None:  # type: ignore[no-untyped-def]
+def test_residual_sigma_min_at_published_shape(store: Any, device: Device, name: str, dtype_name: str) -> None:
     verdict = claims.residual_preserved(measure(store, device, name, dtype_name))
     assert verdict.applies and verdict.ok, verdict.detail
 
 
 @pytest.mark.parametrize(("name", "dtype_name"), PARAMS)
-def test_classification_at_published_shape(store, device, name: str, dtype_name: str) -> None:  # type: ignore[no-untyped-def]
+def test_classification_at_published_shape(store: Any, device: Device, name: str, dtype_name: str) -> None:
     verdict = claims.classification_agrees(measure(store, device, name, dtype_name))
     assert verdict.ok, verdict.detail

@@ -7,6 +7,8 @@ LayerNorm-family and RMSNorm-family configuration of ``integration.configs.matri
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from integration import claims, configs, harness
@@ -17,7 +19,7 @@ LN = [n for n, c in CASES.items() if c.norm == "layernorm"]
 RMS = [n for n, c in CASES.items() if c.norm == "rmsnorm"]
 
 
-def measure(store, name: str) -> harness.ModelResult:  # type: ignore[no-untyped-def]
+def measure(store: Any, name: str) -> harness.ModelResult:
     case = CASES[name]
 
     def compute() -> list[harness.ModelResult]:
@@ -41,31 +43,31 @@ def test_matrix_covers_both_families() -> None:
 
 
 @pytest.mark.parametrize("name", LN)
-def test_layernorm_inverse_scale_is_bottom_direction_at_float_floor(store, name: str) -> None:  # type: ignore[no-untyped-def]
+def test_layernorm_inverse_scale_is_bottom_direction_at_float_floor(store: Any, name: str) -> None:
     verdict = claims.layernorm_direction(measure(store, name).final)
     assert verdict.applies and verdict.ok, verdict.detail
 
 
 @pytest.mark.parametrize("name", RMS)
-def test_rmsnorm_has_no_inverse_scale_kernel(store, name: str) -> None:  # type: ignore[no-untyped-def]
+def test_rmsnorm_has_no_inverse_scale_kernel(store: Any, name: str) -> None:
     verdict = claims.rms_absent(measure(store, name).final)
     assert verdict.applies and verdict.ok, verdict.detail
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_residual_sigma_min_preserved_block_to_block(store, name: str) -> None:  # type: ignore[no-untyped-def]
+def test_residual_sigma_min_preserved_block_to_block(store: Any, name: str) -> None:
     verdict = claims.residual_preserved(measure(store, name))
     assert verdict.applies and verdict.ok, verdict.detail
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_classification_from_parameters_agrees_with_architecture(store, name: str) -> None:  # type: ignore[no-untyped-def]
+def test_classification_from_parameters_agrees_with_architecture(store: Any, name: str) -> None:
     verdict = claims.classification_agrees(measure(store, name))
     assert verdict.ok, verdict.detail
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_random_init_has_no_dead_channels(store, name: str) -> None:  # type: ignore[no-untyped-def]
+def test_random_init_has_no_dead_channels(store: Any, name: str) -> None:
     # Claim (iii)'s control: at init γ is 1 (or 1 + 0 for Gemma), so nothing may be reported dead.
     verdict = claims.dead_channels_exact([measure(store, name).final])
     assert not verdict.applies, verdict.detail

@@ -7,6 +7,9 @@ once per session together with its random-init twin (same config, same kind of i
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from integration import claims, harness, real
@@ -22,7 +25,7 @@ def _param(case: real.RealCase, row: real.Row) -> object:
     return pytest.param(row.name, id=row.name, marks=[pytest.mark.slow] if case.slow else [])
 
 
-def _params(pred=lambda row: True) -> list[object]:  # type: ignore[no-untyped-def]
+def _params(pred: Callable[[real.Row], bool] = lambda row: True) -> list[object]:
     return [_param(case, row) for case, row in ROWS if pred(row)]
 
 
@@ -36,7 +39,7 @@ def manifest() -> dict[str, dict[str, object]]:
         pytest.fail(f"{exc} (or set DEADIR_CHECKPOINTS to an existing install)")
 
 
-def measure(store, manifest, tokens: int, name: str) -> harness.ModelResult:  # type: ignore[no-untyped-def]
+def measure(store: Any, manifest: dict[str, Any], tokens: int, name: str) -> harness.ModelResult:
     case, row = BY_NAME[name]
     store.expected_drops[name] = row.expected_drops
     store.expect_more_near_null[name] = row.more_near_null
@@ -51,41 +54,50 @@ def measure(store, manifest, tokens: int, name: str) -> harness.ModelResult:  # 
     return res
 
 
+Measure = Callable[[str], harness.ModelResult]
+
+
+@pytest.fixture(scope="session")
+def measured(store: Any, manifest: dict[str, Any], tokens: int) -> Measure:
+    """name -> the measured row (loaded and measured once per session, with its random-init twin)."""
+    return lambda name: measure(store, manifest, tokens, name)
+
+
 @pytest.mark.parametrize("name", _params(lambda r: r.expected_norm == "layernorm"))
-def test_layernorm_inverse_scale_is_bottom_direction_at_float_floor(store, manifest, tokens, name) -> None:  # type: ignore[no-untyped-def]
-    verdict = claims.layernorm_direction(measure(store, manifest, tokens, name).final)
+def test_layernorm_inverse_scale_is_bottom_direction_at_float_floor(measured: Measure, name: str) -> None:
+    verdict = claims.layernorm_direction(measured(name).final)
     assert verdict.applies and verdict.ok, verdict.detail
 
 
 @pytest.mark.parametrize("name", _params(lambda r: r.expected_norm == "rmsnorm"))
-def test_rmsnorm_direction_absent_even_when_cosine_is_high(store, manifest, tokens, name) -> None:  # type: ignore[no-untyped-def]
-    verdict = claims.rms_absent(measure(store, manifest, tokens, name).final)
+def test_rmsnorm_direction_absent_even_when_cosine_is_high(measured: Measure, name: str) -> None:
+    verdict = claims.rms_absent(measured(name).final)
     assert verdict.applies and verdict.ok, verdict.detail
 
 
 @pytest.mark.parametrize("name", _params())
-def test_dead_channels_reported_as_exact_null_directions(store, manifest, tokens, name) -> None:  # type: ignore[no-untyped-def]
-    m = measure(store, manifest, tokens, name)
+def test_dead_channels_reported_as_exact_null_directions(measured: Measure, name: str) -> None:
+    m = measured(name)
     verdict = claims.dead_channels_exact([m.final, *m.sites])
     assert verdict.applies == EXPECT_DEAD.get(name, False), verdict.detail
     assert verdict.ok, verdict.detail
 
 
 @pytest.mark.parametrize("name", _params())
-def test_trained_vs_random_init_side_by_side(store, manifest, tokens, name) -> None:  # type: ignore[no-untyped-def]
+def test_trained_vs_random_init_side_by_side(measured: Measure, name: str) -> None:
     _, row = BY_NAME[name]
-    verdict = claims.side_by_side(measure(store, manifest, tokens, name), row.more_near_null)
+    verdict = claims.side_by_side(measured(name), row.more_near_null)
     assert verdict.applies and verdict.ok, verdict.detail
 
 
 @pytest.mark.parametrize("name", _params())
-def test_residual_sigma_min_preserved_block_to_block(store, manifest, tokens, name) -> None:  # type: ignore[no-untyped-def]
+def test_residual_sigma_min_preserved_block_to_block(measured: Measure, name: str) -> None:
     _, row = BY_NAME[name]
-    verdict = claims.residual_preserved(measure(store, manifest, tokens, name), row.expected_drops)
+    verdict = claims.residual_preserved(measured(name), row.expected_drops)
     assert verdict.applies and verdict.ok, verdict.detail
 
 
 @pytest.mark.parametrize("name", _params())
-def test_classification_from_parameters_agrees_with_architecture(store, manifest, tokens, name) -> None:  # type: ignore[no-untyped-def]
-    verdict = claims.classification_agrees(measure(store, manifest, tokens, name))
+def test_classification_from_parameters_agrees_with_architecture(measured: Measure, name: str) -> None:
+    verdict = claims.classification_agrees(measured(name))
     assert verdict.ok, verdict.detail
