@@ -73,8 +73,13 @@ def measure(store: Any, device: Device, name: str, dtype_name: str) -> harness.M
 
     def compute() -> list[harness.ModelResult]:
         torch.manual_seed(0)
-        with torch.device(device.name):
-            model = case.build(width).to(dtype).eval()
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)  # parameters are created in the forward dtype: no fp32 copy at 7B-12B
+        try:
+            with torch.device(device.name):
+                model = case.build(width).to(dtype).eval()
+        finally:
+            torch.set_default_dtype(previous)
         final = case.final
 
         def fwd(m: Any, batch: dict[str, Any]) -> Any:
