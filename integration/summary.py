@@ -3,8 +3,7 @@
 Reads what the main job's steps wrote and prints one page:
 
 * proofs: ``build/proofs/index.md`` (one row per theorem: result, negative controls);
-* fuzzing: ``build/fuzz/*.json`` (properties run and mutants killed, whatever keys the
-  fuzz report carries under those names) or, failing that, the files present;
+* fuzzing: ``build/fuzz/results.json`` (properties, examples, failures, mutants killed);
 * integration: ``build/integration/report.json`` (one row per model);
 
 and where the full reports are. A missing part is printed as missing, never invented.
@@ -19,7 +18,6 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from deadir.report import render_table
 
@@ -47,37 +45,30 @@ def proofs_part(build: Path) -> tuple[list[str], bool | None]:
     return lines, bool(rows) and proved == len(rows)
 
 
-def _find_numbers(obj: Any, keys: Sequence[str], out: dict[str, Any], prefix: str = "") -> None:
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if any(key in str(k).lower() for key in keys) and isinstance(v, (int, float, str, bool)):
-                out[f"{prefix}{k}"] = v
-            _find_numbers(v, keys, out, f"{prefix}{k}.")
-
-
 def fuzz_part(build: Path) -> tuple[list[str], bool | None]:
-    """Lines for the fuzzing step (properties and mutants), and success (None when missing)."""
-    folder = build / "fuzz"
-    files = sorted(folder.glob("*.json")) if folder.is_dir() else []
-    if not files:
-        present = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-        return [f"missing: {folder}/*.json" + (f" (present: {present})" if present else "")], None
-    lines, ok = [], True
-    for f in files:
-        try:
-            data = json.loads(f.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            lines.append(f"{f}: unreadable ({exc})")
-            ok = False
-            continue
-        found: dict[str, Any] = {}
-        _find_numbers(data, ("propert", "mutant", "killed", "survived", "passed", "failed", "ok", "examples"), found)
-        shown = ", ".join(f"{k}={v}" for k, v in list(found.items())[:12]) or "(no property/mutant counts found)"
-        lines.append(f"{f.name}: {shown}")
-        if found.get("ok") is False or any(k.endswith(("failed", "survived")) and v not in (0, False)
-                                           for k, v in found.items()):
-            ok = False
-    return lines, ok
+    """Lines for the fuzzing step (properties and mutants), and success (None when missing).
+
+    Reads ``build/fuzz/results.json`` as ``property_tests`` writes it: ``rows`` (property,
+    backend, dtype, examples, failures) and ``kills`` (mutant, caught_by).
+    """
+    path = build / "fuzz" / "results.json"
+    if not path.is_file():
+        return [f"missing: {path} (run nox -s fuzz)"], None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        rows = data["rows"]
+        kills = data.get("kills") or []
+        props = sorted({str(r["property"]) for r in rows})
+        examples = sum(int(r["examples"]) for r in rows)
+        failures = sum(int(r["failures"]) for r in rows)
+        killed = sum(1 for k in kills if k["caught_by"])
+        survived = [str(k["mutant"]) for k in kills if not k["caught_by"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return [f"{path}: unreadable ({type(exc).__name__}: {exc})"], False
+    lines = [f"profile {data.get('profile', '?')}: {len(props)} properties over {len(rows)} (backend, dtype) "
+             f"combinations, {examples} examples, {failures} failure(s)",
+             f"mutants killed: {killed}/{len(kills)}" + (f" (survived: {', '.join(survived)})" if survived else "")]
+    return lines, failures == 0 and not survived
 
 
 def integration_part(build: Path, sub: str = "integration") -> tuple[list[str], bool | None]:
@@ -122,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.append(_rule("Full reports"))
     out += [
         f"proof certificates:  {build / 'proofs' / 'index.md'}",
-        f"fuzzing:             {build / 'fuzz'}",
+        f"fuzzing:             {build / 'fuzz' / 'results.json'} (python -m property_tests.summary)",
         f"integration (CPU):   {build / 'integration' / 'report.md'} (+ report.json, spectra/*.png)",
         "integration (GPU):   "
         + (str(gpu.with_suffix(".md")) if gpu.is_file() else "not run here (nox -s gpu on a CUDA machine)"),
