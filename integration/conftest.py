@@ -48,12 +48,18 @@ class Store:
         self.title = "deadir integration report (CPU)"
 
     def get(self, name: str, compute: Callable[[], list[ModelResult]]) -> ModelResult:
-        """The cached result for ``name``; ``compute`` measures it (and any sibling rows) on first use."""
+        """The cached result for ``name``; ``compute`` measures it (and any sibling rows) on first use.
+
+        Raises:
+            KeyError: ``compute`` returned no row called ``name`` (row names must be unique in a session).
+        """
         if name in self.errors:
             pytest.fail(f"{name}: measurement failed earlier in this session: {self.errors[name]}")
         if name not in self.results:
             try:
                 for res in compute():
+                    if res.name in self.results:
+                        raise KeyError(f"two models share the row name {res.name!r}")
                     self.results[res.name] = res
             except Exception as exc:
                 self.errors[name] = f"{type(exc).__name__}: {exc}"
