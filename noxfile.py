@@ -6,6 +6,8 @@ torch resolves to the pinned CPU build.
 
 from __future__ import annotations
 
+import os
+
 import nox
 
 nox.needs_version = ">=2024.3.2"
@@ -29,6 +31,11 @@ def run_proofs(session: nox.Session) -> None:
     """Each theorem and each negative control as a pytest test, then the certificates in build/proofs."""
     session.run(*PYTEST, "proofs")
     session.run("python", "-m", "proofs", "--out", "build/proofs")
+
+
+def run_fetch(session: nox.Session) -> None:
+    """Install the real offline checkpoints of shared/CHECKPOINTS.md (idempotent, checksummed)."""
+    session.run("python", "-m", "integration.fetch_checkpoints")
 
 
 def run_lint(session: nox.Session) -> None:
@@ -71,6 +78,26 @@ def gpu(session: nox.Session) -> None:
                 *session.posargs)
 
 
+FUZZ_PROFILES = ("ci", "nightly", "dev")
+
+
+def run_fuzz(session: nox.Session) -> None:
+    """Property-based fuzzing (property_tests/) with a Hypothesis profile, then the summary table.
+
+    The profile is the first posarg when it names one (`nox -s fuzz -- nightly`), else
+    $DEADIR_HYPOTHESIS_PROFILE, else "ci"; remaining posargs go to pytest.
+    """
+    args = list(session.posargs)
+    profile = os.environ.get("DEADIR_HYPOTHESIS_PROFILE", "ci")
+    if args and args[0] in FUZZ_PROFILES:
+        profile = args.pop(0)
+    env = {"DEADIR_HYPOTHESIS_PROFILE": profile, "HF_HUB_OFFLINE": "1"}
+    try:
+        session.run(*PYTEST, "property_tests", "--durations=10", *args, env=env)
+    finally:
+        session.run("python", "-m", "property_tests.summary", env=env, success_codes=[0, 1])
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """Fast unit tests of the library and CLI (slow ones included; deselect with -- -m 'not slow')."""
@@ -92,11 +119,19 @@ def proofs(session: nox.Session) -> None:
     run_proofs(session)
 
 
+@nox.session(default=False)
+def fuzz(session: nox.Session) -> None:
+    """Hypothesis suites over every norm backend and dtype, mutant kill rate, summary table."""
+    install(session)
+    run_fuzz(session)
+
+
 @nox.session
 def main(session: nox.Session) -> None:
     """The main job: proofs, fuzzing and the real-checkpoint check, with a readable report."""
     install(session)
     run_proofs(session)
+    run_fuzz(session)
 
 
 @nox.session(default=False)
@@ -104,5 +139,18 @@ def ci(session: nox.Session) -> None:
     """Everything CI runs, in one environment."""
     install(session, "test,lint")
     run_lint(session)
+    run_fetch(session)
     run_tests(session)
     run_proofs(session)
+    run_fuzz(session)
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks (ratios measured in one run): writes build/bench/results.{json,md} and prints the table.
+
+    Real checkpoints come from $DEADIR_CHECKPOINTS (default .checkpoints/); pass options after
+    `--`, e.g. `nox -s bench -- --only 2,3`. CUDA rows run where a device is present.
+    """
+    install(session)
+    session.run("python", "-m", "benchmarks", *session.posargs)

@@ -18,6 +18,14 @@ from deadir.errors import (
     InputShapeError,
     UnknownNormError,
 )
+from deadir.fisher import (
+    DeadDirection,
+    FisherReport,
+    dead_parameter_directions,
+    directional_fisher,
+    fisher_report,
+    function_change,
+)
 from deadir.inputs import make_inputs
 from deadir.kernel import KernelReport, measure_kernel, projection_std
 from deadir.models import final_norm, find_norms, random_init_like
@@ -31,8 +39,10 @@ __version__ = "0.1.0"
 __all__ = [
     "CheckpointError",
     "CovarianceAccumulator",
+    "DeadDirection",
     "DeadirError",
     "DegenerateScaleError",
+    "FisherReport",
     "InputShapeError",
     "KernelErrorBound",
     "KernelReport",
@@ -46,9 +56,13 @@ __all__ = [
     "__version__",
     "classify_norm",
     "dead_channels",
+    "dead_parameter_directions",
+    "directional_fisher",
     "effective_scale",
     "final_norm",
     "find_norms",
+    "fisher_report",
+    "function_change",
     "inverse_scale_direction",
     "kernel_error_bound",
     "known_norm_classes",

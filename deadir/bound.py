@@ -205,8 +205,12 @@ def kernel_error_bound(
     if d < 2:
         raise InputShapeError(f"d: LayerNorm needs d >= 2 features, got {d}")
     g = effective_scale(g)  # names zero / NaN / inf indices in a DegenerateScaleError
+    # Every sum involving 1/γ is formed scaled by the smallest |γ| (amin): 1/γ itself overflows
+    # when some |γᵢ| is near float64's smallest normal, and β/γ even sooner.
+    amin = float(np.min(np.abs(g)))
+    scaled_inv = amin / np.abs(g)  # in (0, 1]
     if beta is None:
-        s_beta = 0.0
+        s_beta_scaled = 0.0
     else:
         b = as_vector(beta, name="beta")
         if b.size != d:
@@ -215,20 +219,24 @@ def kernel_error_bound(
             raise InputShapeError(
                 f"beta: non-finite entries at {np.flatnonzero(~np.isfinite(b)).tolist()[:20]}"
             )
-        s_beta = float(np.sum(np.abs(b / g)))
+        s_beta_scaled = float(np.sum(np.abs(b) * scaled_inv))  # = amin · Σ|βᵢ/γᵢ|
     out_name = _dtype_name(dtype)
     comp_name = out_name if compute_dtype is None else _dtype_name(compute_dtype)
     u, uc = _UNIT_ROUNDOFF[out_name], _UNIT_ROUNDOFF[comp_name]
-    # ‖γ⁻¹‖ without overflow for tiny |γ|: scale by the smallest |γ| first.
-    amin = float(np.min(np.abs(g)))
-    inv_norm = float(np.linalg.norm(amin / g)) / amin
+    scaled_norm = float(np.linalg.norm(scaled_inv))  # = amin · ‖γ⁻¹‖, in [1, √d]
     rho = float(mean_ratio)
     gk = gamma_k(d + 1, uc)
     centring = d * gk * (1.0 + rho) + 3.0 * uc * d * (1.0 + rho)
+    u_cast = u if out_name != comp_name else 0.0
+    # Python floats: a quotient past the float64 range is inf, not a warning.
+    s_beta = s_beta_scaled / amin
+    inv_norm = scaled_norm / amin
     affine = uc * (2.0 * d + s_beta)
-    cast = u * (d + s_beta) if out_name != comp_name else 0.0
+    cast = u_cast * (d + s_beta) if u_cast else 0.0
     raw = centring + affine + cast
-    valid = math.isfinite(raw)
+    # residual = raw / ‖γ⁻¹‖, formed from the scaled sums so that it stays finite when raw is not
+    residual = ((centring + 2.0 * d * uc + u_cast * d) * amin + (uc + u_cast) * s_beta_scaled) / scaled_norm
+    valid = math.isfinite(centring) and math.isfinite(residual)
     return KernelErrorBound(
         d=d,
         dtype=out_name,
@@ -242,6 +250,6 @@ def kernel_error_bound(
         affine_term=affine,
         cast_term=cast,
         residual_raw=raw,
-        residual=raw / inv_norm if valid else math.inf,
+        residual=residual if valid else math.inf,
         valid=valid,
     )

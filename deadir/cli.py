@@ -76,49 +76,6 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_verify(args: argparse.Namespace) -> int:
-    from deadir.inputs import make_inputs
-    from deadir.models import final_norm, find_norms, load_model
-    from deadir.report import write_text_atomic
-    from deadir.verify import plot_spectrum, verify, verify_against_init
-
-    if args.tokens < 2:
-        raise DeadirError(f"--tokens: must be ≥ 2, got {args.tokens}")
-    if args.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise DeadirError("--device cuda: CUDA is not available on this machine")
-    loaded = load_model(args.path, dtype=args.dtype, device=args.device, seed=args.seed)
-    model = loaded.model
-    inputs = make_inputs(model, n_tokens=args.tokens, seq_len=args.seq_len, seed=args.seed, tokenizer=loaded.tokenizer)
-    sites = final_norm(model) if args.sites == "final" else find_norms(model)
-    opts = {"batch_size": args.batch_size, "progress": not args.no_progress, "sites": sites,
-            "residual": args.sites != "final"}
-    if args.random_init:
-        # twin seed ≠ the seed of a random: model, so the two are different draws
-        comparison = verify_against_init(model, inputs, seed=args.seed + 1, **opts)
-        report, init = comparison.trained, comparison.init
-    else:
-        report, init = verify(model, inputs, **opts), None
-    if args.plot:
-        plot_spectrum(report, args.plot, init=init)
-    if args.json:
-        payload = comparison.to_dict() if init is not None else report.to_dict()
-        print(dumps({"source": loaded.source, **payload}))
-    else:
-        print(f"deadir verify {loaded.source}")
-        print(report.render())
-        if init is not None:
-            print()
-            print(comparison.table())
-        if args.plot:
-            print(f"\nspectrum plot: {args.plot}")
-    if args.output:
-        write_text_atomic(args.output, dumps(comparison.to_dict() if init is not None else report.to_dict()) + "\n")
-    return 0
-
-
 def _cmd_scan(args: argparse.Namespace) -> int:
     from deadir.report import write_json_atomic
     from deadir.scan import compare_to_baseline, load_baseline, plot_scan, scan
@@ -157,6 +114,79 @@ def _cmd_prove(args: argparse.Namespace) -> int:
     return run_proofs(argv)
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from deadir.inputs import make_inputs
+    from deadir.models import final_norm, find_norms, load_model
+    from deadir.report import write_text_atomic
+    from deadir.verify import plot_spectrum, verify, verify_against_init
+
+    if args.tokens < 2:
+        raise DeadirError(f"--tokens: must be ≥ 2, got {args.tokens}")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise DeadirError("--device cuda: CUDA is not available on this machine")
+    loaded = load_model(args.path, dtype=args.dtype, device=args.device, seed=args.seed)
+    model = loaded.model
+    inputs = make_inputs(model, n_tokens=args.tokens, seq_len=args.seq_len, seed=args.seed, tokenizer=loaded.tokenizer)
+    sites = final_norm(model) if args.sites == "final" else find_norms(model)
+    opts = {"batch_size": args.batch_size, "progress": not args.no_progress, "sites": sites,
+            "residual": args.sites != "final"}
+    if args.random_init:
+        # twin seed ≠ the seed of a random: model, so the two are different draws
+        comparison = verify_against_init(model, inputs, seed=args.seed + 1, **opts)
+        report, init = comparison.trained, comparison.init
+    else:
+        report, init = verify(model, inputs, **opts), None
+    if args.plot:
+        plot_spectrum(report, args.plot, init=init)
+    fisher = _fisher_section(model, inputs.tensors, args) if args.fisher else None
+    extra = {"fisher": fisher.to_dict()} if fisher is not None else {}
+    if args.json:
+        payload = comparison.to_dict() if init is not None else report.to_dict()
+        print(dumps({"source": loaded.source, **payload, **extra}))
+    else:
+        print(f"deadir verify {loaded.source}")
+        print(report.render())
+        if init is not None:
+            print()
+            print(comparison.table())
+        if args.plot:
+            print(f"\nspectrum plot: {args.plot}")
+    if fisher is not None and not args.json:
+        print()
+        print(fisher.render())
+    if args.output:
+        payload = comparison.to_dict() if init is not None else report.to_dict()
+        write_text_atomic(args.output, dumps({**payload, **extra}) + "\n")
+    return 0
+
+
+def _fisher_section(model: Any, tensors: dict[str, Any], args: argparse.Namespace) -> Any:
+    """The --fisher table: directional Fisher along every candidate dead direction (deadir.fisher)."""
+    import dataclasses
+
+    from deadir.fisher import fisher_report, with_lm_head
+
+    headed, note = with_lm_head(model, seed=args.seed)
+    n = max(1, args.fisher_samples)
+    small = {k: v[:n] if hasattr(v, "shape") and v.ndim >= 1 else v for k, v in tensors.items()}
+    report = fisher_report(headed, small, n_random=args.fisher_random, seed=args.seed)
+    return dataclasses.replace(report, notes=(*report.notes, note))
+
+
+def _cmd_check_norm(args: argparse.Namespace) -> int:
+    from deadir.testing.pack import run_pack
+
+    report = run_pack(
+        args.factory, expect=args.expect, dtype=args.dtype, max_examples=args.max_examples, max_d=args.max_d,
+        seed=args.seed, weight_offset=args.weight_offset,
+    )
+    print(dumps(report.to_dict()) if args.json else report.render())
+    return 0 if report.passed else 1
+
+
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -176,22 +206,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_cmd_classify)
 
-    p = sub.add_parser("verify", help="forward pass: measure every norm's predicted dead direction")
-    p.add_argument("path", help="checkpoint folder (config.json + safetensors), a .gguf file, or random:<model_type>")
-    p.add_argument("--tokens", type=int, default=2048, help="rows (token positions) per site (default 2048)")
-    p.add_argument("--seq-len", type=int, default=None, help="text sequence length (default min(64, max positions))")
-    p.add_argument("--batch-size", type=int, default=8, help="samples per forward pass (default 8)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16", "float64"),
-                   help="forward dtype (default: the checkpoint's); measurements are float64 always")
-    p.add_argument("--sites", default="all", choices=("all", "final"), help="measure all sites or only final norms")
-    p.add_argument("--random-init", action="store_true", help="also measure the random-init twin, side by side")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    p.add_argument("--output", default=None, help="also write the JSON report to this file (atomically)")
-    p.add_argument("--plot", default=None, metavar="PNG", help="write the covariance spectrum plot here")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_verify)
     p = sub.add_parser("scan", help="read every norm of a checkpoint from its norm tensors alone (γ-only)")
     p.add_argument("path", help="checkpoint folder, .safetensors, sharded index, .gguf or CTranslate2 model.bin")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -210,6 +224,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=None, help="comma-separated theorems, e.g. T1,T3")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of the table")
     p.set_defaults(func=_cmd_prove)
+    p = sub.add_parser("verify", help="forward pass: measure every norm's predicted dead direction")
+    p.add_argument("path", help="checkpoint folder (config.json + safetensors), a .gguf file, or random:<model_type>")
+    p.add_argument("--tokens", type=int, default=2048, help="rows (token positions) per site (default 2048)")
+    p.add_argument("--seq-len", type=int, default=None, help="text sequence length (default min(64, max positions))")
+    p.add_argument("--batch-size", type=int, default=8, help="samples per forward pass (default 8)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16", "float64"),
+                   help="forward dtype (default: the checkpoint's); measurements are float64 always")
+    p.add_argument("--sites", default="all", choices=("all", "final"), help="measure all sites or only final norms")
+    p.add_argument("--random-init", action="store_true", help="also measure the random-init twin, side by side")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("--output", default=None, help="also write the JSON report to this file (atomically)")
+    p.add_argument("--plot", default=None, metavar="PNG", help="write the covariance spectrum plot here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--fisher", action="store_true",
+                   help="also measure the directional Fisher information along every parameter-space dead direction")
+    p.add_argument("--fisher-samples", type=int, default=2, help="samples used for --fisher (default 2)")
+    p.add_argument("--fisher-random", type=int, default=4, help="random directions per dead direction (default 4)")
+    p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("check-norm", help="fuzz a norm factory against the deadir algebra (exit 1 on a counterexample)")
+    p.add_argument("factory", help="package.module:factory, a callable d -> torch module or callable")
+    p.add_argument("--expect", choices=("mean-centring", "rms"), default="mean-centring",
+                   help="the algebra the norm must obey (default mean-centring)")
+    p.add_argument("--dtype", default="float32", choices=("float16", "bfloat16", "float32", "float64"))
+    p.add_argument("--max-examples", type=int, default=100, help="Hypothesis examples per property (default 100)")
+    p.add_argument("--max-d", type=int, default=64, help="largest hidden size drawn (default 64)")
+    p.add_argument("--seed", type=int, default=None, help="Hypothesis seed (default: derandomized, reproducible)")
+    p.add_argument("--weight-offset", type=float, default=None,
+                   help="effective scale = weight + offset (1 for Gemma-style (1 + w)); default from the class")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_cmd_check_norm)
     return parser
 
 

@@ -75,8 +75,8 @@ class CovarianceAccumulator:
             elif rows.shape[0]:
                 rows = rows - self._shift_for(rows.mean(axis=0))
                 mean_b = rows.mean(axis=0)
-                centred = rows - mean_b
-                self._combine(rows.shape[0], mean_b, centred.T @ centred)
+                rows -= mean_b  # in place: ``rows`` is already our own shifted copy
+                self._combine(rows.shape[0], mean_b, rows.T @ rows)
         return self
 
     def merge(self, other: CovarianceAccumulator) -> CovarianceAccumulator:
@@ -113,8 +113,8 @@ class CovarianceAccumulator:
             raise InputShapeError("batch: contains NaN or infinite entries")
         rows = rows - self._shift_for(rows.mean(dim=0))
         mean_b = rows.mean(dim=0)
-        centred = rows - mean_b
-        self._combine(int(rows.shape[0]), mean_b, centred.T @ centred)
+        rows -= mean_b  # in place: ``rows`` is already our own shifted copy
+        self._combine(int(rows.shape[0]), mean_b, rows.T @ rows)
 
     def _combine(self, n_b: int, mean_b: Any, m2_b: Any) -> None:
         mean_b, m2_b = self._same_backend(mean_b), self._same_backend(m2_b)

@@ -88,7 +88,9 @@ FINAL_NORMS: dict[str, tuple[FinalRule, ...]] = {
     # encoder-decoders: both stacks
     "whisper": (FinalRule(_OUTSIDE + r"encoder\.layer_norm$"), FinalRule(_OUTSIDE + r"decoder\.layer_norm$")),
     "t5": (FinalRule(_OUTSIDE + r"encoder\.final_layer_norm$"), FinalRule(_OUTSIDE + r"decoder\.final_layer_norm$")),
-    "gemma3": (FinalRule(_OUTSIDE + r"language_model\.norm$"), FinalRule(r"vision_model\.post_layernorm$")),
+    # transformers 5 names the SigLIP tower vision_tower(.vision_model)?; 4.x named it vision_model
+    "gemma3": (FinalRule(_OUTSIDE + r"language_model\.norm$"),
+               FinalRule(r"(vision_tower\.(vision_model\.)?|vision_model\.)post_layernorm$")),
 }
 """Final-norm rules per ``config.model_type``; other types use :data:`GENERIC_FINAL_NAMES`."""
 
@@ -130,7 +132,8 @@ def find_norms(model: Any, *, errors: ProbeErrors = "raise") -> list[Site]:
     ``weight`` whose forward turns out norm-like, is probed with :func:`deadir.classify_norm`
     and reported with ``probed=True``; its spec holds the *effective* scale and shift
     fitted from the probe (or the module's own weight when the probe shows it is exactly
-    the scale, or 1 + weight).
+    the scale, or 1 + weight). BatchNorm and InstanceNorm (torch ``_NormBase``) are not
+    sites: they do not normalise each row over its last axis.
 
     Raises:
         UnknownNormError: ``model`` is not a torch module; or, with ``errors="raise"``, a
@@ -298,6 +301,12 @@ def _read_or_probe(path: str, module: Any, errors: ProbeErrors) -> tuple[NormSpe
         raise InputShapeError(f"{path}: {exc}") from exc
     if any(True for _ in module.children()):
         return None, False  # containers are not norms; their leaves are visited on their own
+    import torch
+
+    if isinstance(module, torch.nn.modules.batchnorm._NormBase):
+        # BatchNorm / InstanceNorm normalise over the batch or spatial axes, not each row's last
+        # axis: in eval mode they are a per-channel affine map, outside the theory; not sites
+        return None, False
     named = bool(_NORM_NAME.search(type(module).__name__))
     params = dict(module.named_parameters(recurse=False))
     weight = params.get("weight")

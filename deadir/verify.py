@@ -11,8 +11,10 @@ reports, for the predicted direction v = γ⁻¹/‖γ⁻¹‖ (𝟙 for scale-t
   projections, not read off C);
 * ``near_null``: the number of eigenvalues ≤ tol·λmax for each tol in
   :data:`NEAR_NULL_TOLERANCES` = (1e-10, 1e-6, 1e-3);
-* ``floor_rel`` (:func:`rounding_floor_rel`), the rounding floor an exact kernel vector
-  would reach in the forward dtype, and ``at_floor`` = rayleigh_rel ≤ floor_rel. RMSNorm
+* ``floor_rel`` (:func:`rounding_floor_rel`): the a-priori T10 bound
+  (:func:`deadir.kernel_error_bound`) on what an exact kernel vector reaches in the forward
+  dtype, with ρ = max |mean x|/std x measured on the norm's own input rows; ``at_floor`` =
+  rayleigh_rel ≤ floor_rel. RMSNorm
   sites get the same γ⁻¹ measurement as a control: the theory predicts *no* kernel, so
   ``at_floor`` should be False there;
 * dead channels (|γᵢ| ≤ :data:`DEAD_REL_TOL` · median|γ|, each an exact null direction of
@@ -41,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from deadir.arrays import FloatArray
-from deadir.bound import unit_roundoff as unit_roundoff_of
+from deadir.bound import kernel_error_bound
 from deadir.covariance import CovarianceAccumulator
 from deadir.direction import dead_channels, inverse_scale_direction, live_fraction
 from deadir.errors import DeadirError, DegenerateScaleError, InputShapeError, UnknownNormError
@@ -59,8 +61,6 @@ DROP_RATIO = 0.1
 DEAD_REL_TOL = 1e-6
 """A channel is dead when |γᵢ| ≤ DEAD_REL_TOL · median |γ| (MiniLM/MPNet's γ ≈ 1e-33 channels)."""
 
-FLOOR_SAFETY = 4.0
-"""Safety factor on the variance of the first-order rounding model of :func:`rounding_floor_rel`."""
 
 
 # --------------------------------------------------------------------------------------
@@ -76,14 +76,16 @@ class SiteVerification:
         site: the site (path, spec, role, stack, block).
         predicted: "kernel" when the theory predicts v is a kernel vector (mean-centring
             kinds), "control" when it predicts none (rmsnorm, none: v = γ⁻¹ is measured to
-            show it is *not* one).
+            show it is *not* one; and any site with an exact zero scale, where v is γ⁻¹ over
+            the live channels, T6).
         n, d: samples (rows) and dimension.
         distinct_rows: number of distinct output rows seen.
         rank_limited: distinct_rows − 1 < d: the inputs alone leave null directions.
-        kernel: the full :class:`~deadir.KernelReport`, or None when v is undefined (a zero
-            scale: see ``dead``).
+        kernel: the full :class:`~deadir.KernelReport`, or None when no direction can be
+            formed (every scale zero, or non-finite scales).
         projection_std: std of ⟨v, y⟩ over the rows, measured directly (units of y).
-        floor_rel: the rounding floor an exact kernel vector reaches (units of λmax).
+        floor_rel: the T10 bound on what an exact kernel vector reaches (units of λmax).
+        mean_ratio: ρ = max over input rows of |mean x|/std x (None when the input was not seen).
         at_floor: rayleigh_rel ≤ floor_rel (None when v is undefined).
         near_null: {tol: number of eigenvalues ≤ tol·λmax}.
         dead: dead channel indices; live_fraction: ‖v on live channels‖.
@@ -99,6 +101,7 @@ class SiteVerification:
     kernel: KernelReport | None
     projection_std: float | None
     floor_rel: float | None
+    mean_ratio: float | None
     at_floor: bool | None
     near_null: dict[float, int]
     lambda_max: float
@@ -136,6 +139,7 @@ class SiteVerification:
             "floor_subspace_cos": None if self.kernel is None else self.kernel.floor_subspace_cos,
             "projection_std": self.projection_std,
             "floor_rel": self.floor_rel,
+            "mean_ratio": self.mean_ratio,
             "at_floor": self.at_floor,
             "lambda_max": self.lambda_max,
             "spectral_gap_rel": self.spectral_gap_rel,
@@ -278,30 +282,30 @@ class VerifyReport:
 
 
 def rounding_floor_rel(gamma: FloatArray, beta: FloatArray, lambda_max: float, *, dtype: str,
-                       compute_dtype: str | None = None) -> float:
-    """Relative floor (units of λmax) that vᵀĈv/λmax of an exact kernel vector v reaches in ``dtype``.
+                       compute_dtype: str | None = None, mean_ratio: float = 1.0) -> float:
+    """A-priori bound (units of λmax) on vᵀĈv/λmax for an exact kernel vector v = γ⁻¹/‖γ⁻¹‖ computed in ``dtype``.
 
-    First-order rounding model (until ``deadir.bound.kernel_error_bound`` lands): the output
-    yᵢ = γᵢzᵢ + βᵢ is rounded to the output dtype (relative error ≤ u), and the centring is
-    computed in ``compute_dtype`` (u_c; float32 for half-precision models, which upcast),
-    leaving a common error δ ≲ √d·u_c in every zᵢ (units of σ). Projected on
-    v = γ⁻¹/‖γ⁻¹‖ these give a variance of at most
-    [u²·Σ(|zᵢ| + |βᵢ/γᵢ|)² + δ²·d²] / ‖γ⁻¹‖², with Σzᵢ² = d and Σ(a+b)² ≤ 2Σa² + 2Σb²;
-    it is multiplied by :data:`FLOOR_SAFETY`, divided by λmax, and never reported below
-    the eigensolver floor 4·d·u₆₄.
+    :func:`deadir.kernel_error_bound` (T10, first order) with the output format ``dtype`` and
+    the statistics computed in ``compute_dtype`` (default float32 for half-precision outputs:
+    torch's LayerNorm and the Hugging Face norms upcast), ``mean_ratio`` ρ ≥ max |mean x|/std x
+    of the norm's input rows, then residual²/λmax; never below the eigensolver floor 4·d·u₆₄.
+    Channels with γᵢ = ±inf count as absent (1/γᵢ = 0: used for the live-channel direction of
+    a zero-scale site).
 
     Raises:
         InputShapeError: unknown dtype names, or a zero γ (no direction).
     """
-    d = int(gamma.size)
-    u = unit_roundoff_of(dtype)
-    u_c = unit_roundoff_of(compute_dtype or ("float32" if dtype in ("float16", "bfloat16") else dtype))
+    live = np.isfinite(gamma)
     if np.any(gamma == 0):
         raise InputShapeError("gamma: has zero entries; no inverse-scale direction")
-    inv = 1.0 / gamma
-    b2 = float(np.sum((beta * inv) ** 2))
-    var = FLOOR_SAFETY * (u * u * 2.0 * (d + b2) + (math.sqrt(d) * u_c) ** 2 * d * d) / float(np.sum(inv * inv))
-    return max(var / lambda_max, eigensolver_floor_rel(d)) if lambda_max > 0 else math.inf
+    if lambda_max <= 0 or np.count_nonzero(live) < 2:
+        return math.inf
+    comp = compute_dtype or ("float32" if dtype in ("float16", "bfloat16") else dtype)
+    bound = kernel_error_bound(gamma[live], dtype, beta=beta[live], compute_dtype=comp,
+                               mean_ratio=mean_ratio if math.isfinite(mean_ratio) else 1e300)
+    if not bound.valid:
+        return math.inf
+    return max(bound.rayleigh_rel(lambda_max), eigensolver_floor_rel(int(gamma.size)))
 
 
 # --------------------------------------------------------------------------------------
@@ -538,8 +542,18 @@ class _SiteProbe:
             try:
                 self.direction = inverse_scale_direction(spec.gamma)
             except DegenerateScaleError as exc:
+                # T6: γ⁻¹ is undefined; measure γ⁻¹ over the live channels (zeros on the dead ones).
+                # It is NOT a kernel vector of a LayerNorm (⟨γ_live⁻¹, y − β⟩ = −Σ_dead zᵢ varies);
+                # each dead eᵢ is an exact null axis instead.
+                live = spec.gamma != 0.0
                 self.direction = None
-                self.note = f"no γ⁻¹ direction: {len(exc.indices)} zero scale(s); each is its own null axis"
+                if set(exc.kinds.values()) == {"zero"} and np.count_nonzero(live) >= 1:
+                    v = np.zeros(self.d)
+                    v[live] = inverse_scale_direction(spec.gamma[live])
+                    self.direction = v
+                self.note = (f"{len(exc.indices)} exact zero scale(s), each its own null axis; "
+                             "v = γ⁻¹ over the live channels only (not a predicted kernel)")
+        self.rho: float | None = None
         self.v = None if self.direction is None else torch.as_tensor(self.direction, dtype=torch.float64,
                                                                        device=device)
 
@@ -557,6 +571,14 @@ class _SiteProbe:
         rows = t.detach().reshape(-1, self.d).to(torch.float64)
         self.acc.update(rows)
         self.prints.update(rows)
+        x = args[0] if args else None
+        if isinstance(x, torch.Tensor) and x.is_floating_point() and x.shape[-1] == self.d:
+            xr = x.detach().reshape(-1, self.d).to(torch.float64)
+            sd = xr.std(dim=-1, unbiased=False)
+            ok = sd > 0  # constant rows normalise to β exactly (z = 0): no centring error to bound
+            if bool(ok.any()):
+                rho = float((xr.mean(dim=-1)[ok].abs() / sd[ok]).max())
+                self.rho = rho if self.rho is None else max(self.rho, rho)
         if self.v is not None:
             self.proj.update((rows @ self.v.to(rows.device))[:, None])
 
@@ -566,11 +588,14 @@ class _SiteProbe:
             raise InputShapeError(f"{self.site.path}: saw {self.acc.n} row(s); need at least 2 for a covariance "
                                   "(was the site run by the forward pass?)")
         dtype = str(fwd_dtype).removeprefix("torch.")
-        predicted = "kernel" if spec.has_mean_centring else "control"
+        zero_scale = bool(np.any(spec.gamma == 0.0)) and spec.kind != "scale-then-centre"
+        predicted = "kernel" if spec.has_mean_centring and not zero_scale else "control"
         dead = dead_channels(spec.gamma, rel_tol=DEAD_REL_TOL)
         live = live_fraction(spec.gamma, dead)
         distinct = self.prints.count()
         notes = [self.note] if self.note else []
+        if self.rho is None:
+            notes.append("input rows not seen: the bound assumes |mean x|/std x ≤ 1")
         if distinct - 1 < self.d:
             notes.append(f"rank-limited: only {distinct} distinct rows for d={self.d}, so ≥ {self.d - distinct + 1} "
                          "null directions come from the inputs, not the norm")
@@ -582,9 +607,13 @@ class _SiteProbe:
         if self.direction is not None:
             kernel = measure_kernel(self.acc, self.direction)
             pstd = float(math.sqrt(max(float(self.proj.cov()[0, 0]), 0.0)))
-            # the 𝟙 direction of scale-then-centre is the same model with γ = 1
+            # the 𝟙 direction of scale-then-centre is the same model with γ = 1; a zero-scale
+            # site's live-only direction is judged by the floor of its live channels
             gamma = np.ones(self.d) if spec.kind == "scale-then-centre" else spec.gamma
-            floor = rounding_floor_rel(gamma, spec.beta, kernel.lambda_max, dtype=dtype)
+            if zero_scale:
+                gamma = np.where(gamma == 0.0, np.inf, gamma)  # 1/γ = 0 on the dead channels
+            floor = rounding_floor_rel(gamma, spec.beta, kernel.lambda_max, dtype=dtype,
+                                       mean_ratio=1.0 if self.rho is None else self.rho)
             at_floor = bool(kernel.rayleigh_rel <= floor)
             eigvals = kernel.eigvals
             lam_max, gap = kernel.lambda_max, kernel.spectral_gap_rel
@@ -596,7 +625,8 @@ class _SiteProbe:
         return SiteVerification(
             site=self.site, predicted=predicted, n=self.acc.n, d=self.d, distinct_rows=distinct,
             rank_limited=distinct - 1 < self.d, kernel=kernel,
-            projection_std=pstd, floor_rel=floor, at_floor=at_floor, near_null=near, lambda_max=lam_max,
+            projection_std=pstd, floor_rel=floor, mean_ratio=self.rho, at_floor=at_floor, near_null=near,
+            lambda_max=lam_max,
             spectral_gap_rel=gap, dead=tuple(int(i) for i in dead), live_fraction=live, note="; ".join(notes),
         )
 

@@ -234,3 +234,17 @@ def test_planted_bug_forgetting_centring_exceeds_the_bound():
 
     measured, bound = _measure(no_centring, torch.float32, 32, seed=0)
     assert measured > 1e3 * bound.residual
+
+
+def test_tiny_gamma_with_beta_does_not_overflow():
+    # Σ|β/γ| and ‖γ⁻¹‖ overflow float64 here; the residual (their ratio) must not.
+    tiny = np.finfo(np.float64).tiny
+    gamma = np.array([tiny, 1.0, 2.0, tiny * 3])
+    beta = np.array([1e10, 1.0, -1.0, 2e10])
+    bound = kernel_error_bound(gamma, "float64", beta=beta)
+    assert bound.valid and math.isfinite(bound.residual)
+    assert math.isinf(bound.beta_over_gamma) and math.isinf(bound.residual_raw)
+    # β dominates: residual ≈ u·Σ|βᵢ|·(γmin/|γᵢ|) / ‖γmin/γ‖ (the affine term, first order).
+    scaled = tiny / np.abs(gamma)
+    expected = bound.unit_roundoff * float(np.sum(np.abs(beta) * scaled)) / float(np.linalg.norm(scaled))
+    assert bound.residual == pytest.approx(expected, rel=1e-6)

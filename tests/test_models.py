@@ -254,3 +254,20 @@ def test_random_init_like_builds_the_same_architecture_at_init() -> None:
 def test_random_init_from_config() -> None:
     model = random_init_like(tiny_config("qwen3"))
     assert type(model).__name__ == "Qwen3Model"
+
+
+def test_batchnorm_and_instancenorm_are_not_sites() -> None:
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.InstanceNorm1d(4),
+                               torch.nn.LayerNorm(4))
+    assert [s.path for s in find_norms(conv)] == ["3"]
+
+
+def test_final_norm_from_a_list_of_sites() -> None:
+    sites = find_norms(random_model("whisper"))
+    assert [s.path for s in final_norm(sites)] == ["encoder.layer_norm", "decoder.layer_norm"]
+    import dataclasses
+
+    unmarked = [dataclasses.replace(s, role="other") if s.role == "final" else s for s in sites]
+    assert [s.path for s in final_norm(unmarked, model_type="whisper")] == ["encoder.layer_norm", "decoder.layer_norm"]
+    with pytest.raises(UnknownNormError, match="no final norm"):
+        final_norm(unmarked, model_type="t5")  # T5's rule names final_layer_norm outside blocks: none here

@@ -58,6 +58,8 @@ def test_layernorm_site_numbers(gpt2_report) -> None:  # type: ignore[no-untyped
     assert s.cos_bottom is not None and s.cos_bottom >= 1 - 1e-8
     assert s.near_null == {1e-10: 1, 1e-6: 1, 1e-3: 1}
     assert s.dead == () and s.live_fraction == 1.0
+    assert s.mean_ratio is not None and 0 < s.mean_ratio < 10  # ρ measured on ln_f's own inputs
+    assert s.rayleigh_rel is not None and s.floor_rel is not None and s.rayleigh_rel < 1e-3 * s.floor_rel
     # the direct O(N·d) projection agrees with √(vᵀCv)
     assert s.projection_std is not None and s.eigval_along_direction is not None
     assert s.projection_std <= 10 * math.sqrt(max(s.eigval_along_direction, 0.0)) + 1e-12
@@ -122,9 +124,13 @@ def test_dead_and_zero_scales(gpt2: torch.nn.Module) -> None:
     assert dead.dead == (3,) and dead.live_fraction < 1e-20
     assert "dead channel" in dead.note
     zero = report.site("h.0.ln_1")
-    assert zero.kernel is None and zero.rayleigh_rel is None and zero.at_floor is None
-    assert zero.dead == (7,) and "zero scale" in zero.note
-    assert zero.near_null[1e-10] >= 1  # e_7 is an exact null axis
+    assert zero.dead == (7,) and "zero scale" in zero.note and zero.predicted == "control"
+    # T6: γ⁻¹ over the live channels is not a kernel vector (⟨γ_live⁻¹, y − β⟩ = −z₇ varies) ...
+    assert zero.kernel is not None and zero.at_floor is False
+    assert zero.rayleigh_rel is not None and zero.floor_rel is not None and zero.rayleigh_rel > 1e6 * zero.floor_rel
+    # ... while e₇ is an exact null axis: exactly one eigenvalue at the floor, along e₇
+    assert zero.near_null[1e-10] == 1
+    assert zero.kernel.floor_dim == 1
 
 
 class _Block(torch.nn.Module):
@@ -240,6 +246,12 @@ def test_rounding_floor_model() -> None:
     assert f32 < bf16
     # a large |β/γ| raises the floor (T10: the rounding of γᵢzᵢ + βᵢ divided by γᵢ)
     assert rounding_floor_rel(g, np.full(64, 1e3), 1.0, dtype="bfloat16") > 100 * bf16
+    # a larger |mean x|/std x of the inputs (ρ) raises it: the centring's rounding is amplified
+    assert rounding_floor_rel(g, np.zeros(64), 1.0, dtype="float32", mean_ratio=100.0) > 100 * f32
+    # it is deadir.kernel_error_bound's residual² / λmax
+    from deadir import kernel_error_bound
+
+    assert f32 == pytest.approx(kernel_error_bound(g, "float32").residual ** 2)
     with pytest.raises(InputShapeError):
         rounding_floor_rel(np.zeros(4), np.zeros(4), 1.0, dtype="float32")
 

@@ -1,0 +1,748 @@
+"""Assertion helpers: check a norm implementation against the deadir theorems with a stated error budget.
+
+Every helper runs the norm under test in its own dtype, measures in float64 and compares
+with an a-priori bound, never a magic tolerance:
+
+* :func:`assert_mean_centring_kernel` — T1 (every output row on the hyperplane
+  ⟨γ⁻¹, y − β⟩ = 0) and T2 (γ⁻¹ spans a kernel of the output covariance), each within
+  the T10 bound :func:`deadir.bound.kernel_error_bound` for the norm's dtype.
+* :func:`assert_no_kernel` — T5 (an RMS-like norm has no such kernel): the Rayleigh
+  quotient of γ⁻¹ (and of 𝟙) lies far above that bound.
+* :func:`assert_shift_invariant` — T8 (LN(x + t𝟙) = LN(x)) within a first-order
+  forward error bound derived below (:func:`forward_error_bound`).
+* :func:`assert_matches_reference` — the output matches the float64 reference forward
+  of a :class:`~deadir.NormSpec` within a budget relative to PyTorch's own error against
+  that reference (the budget flash-attention's layer-norm tests use).
+
+A failure raises :class:`NormPropertyError` (an AssertionError) that prints γ, β, ε, the
+offending input rows and the measured value against its bound.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from deadir.arrays import FloatArray, as_rows, as_vector, is_torch_tensor
+from deadir.bound import gamma_k, kernel_error_bound, unit_roundoff
+from deadir.direction import effective_scale, inverse_scale_direction
+from deadir.errors import DeadirError, InputShapeError, UnknownNormError
+from deadir.norms import NormKind, NormSpec
+from deadir.testing.strategies import dtype_name, round_to_dtype
+
+__all__ = [
+    "InconclusiveError",
+    "Measurement",
+    "NormPropertyError",
+    "PreparedNorm",
+    "UndefinedOutputError",
+    "assert_matches_reference",
+    "assert_mean_centring_kernel",
+    "assert_no_kernel",
+    "assert_shift_invariant",
+    "check_hyperplane",
+    "check_kernel",
+    "check_no_kernel",
+    "check_reference",
+    "check_shift",
+    "forward_error_bound",
+    "prepare_norm",
+]
+
+_SIGNIFICAND_BITS = {"float16": 11, "bfloat16": 8, "float32": 24, "float64": 53}
+# Safety factor of the "no kernel" test: an RMS-like norm must put γ⁻¹ this far above the
+# LayerNorm bound. The bound is an upper bound on rounding, so any factor ≥ 1 is sound; 64
+# keeps an implementation that merely *nearly* centres (a kernel at 10× the floor) out.
+NO_KERNEL_MARGIN = 64.0
+# When 64x the LayerNorm bound reaches 1 % of λmax (float16/bfloat16 at large d or large β/γ)
+# a quotient between the bound and the margin cannot be called either way: inconclusive.
+RESOLUTION_LIMIT = 1e-2
+
+
+class UndefinedOutputError(InputShapeError):
+    """No input row has a defined output (all constant with ε = 0): nothing to check."""
+
+
+class InconclusiveError(UndefinedOutputError):
+    """The measurement cannot decide at the dtype's resolution (the example is skipped, not failed)."""
+
+
+class NormPropertyError(AssertionError):
+    """A norm broke a property of the deadir algebra; the message is the readable counterexample.
+
+    Attributes:
+        property: name of the property ("T1 hyperplane", "T2 kernel", ...).
+        measured, bound: the measured quantity and its bound (same units).
+        gamma, beta, x: effective scale, shift and the offending input rows (float64).
+        eps, dtype, d: the configuration.
+    """
+
+    def __init__(self, prop: str, *, measured: float, bound: float, gamma: Any, beta: Any, x: Any,
+                 eps: float | None, dtype: str, d: int, detail: str = "") -> None:
+        self.property = prop
+        self.measured = float(measured)
+        self.bound = float(bound)
+        self.gamma = None if gamma is None else np.asarray(gamma, dtype=np.float64)
+        self.beta = None if beta is None else np.asarray(beta, dtype=np.float64)
+        self.x = np.asarray(x, dtype=np.float64)
+        self.eps = eps
+        self.dtype = dtype
+        self.d = d
+        self.detail = detail
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        """The counterexample as text: property, measured vs bound, configuration, γ, β and x."""
+        ratio = self.measured / self.bound if self.bound > 0 else math.inf
+        lines = [
+            f"{self.property} violated: measured {self.measured:.6g} > bound {self.bound:.6g} "
+            f"(ratio {ratio:.4g}) in {self.dtype}, d={self.d}, eps={self.eps!r}",
+        ]
+        if self.detail:
+            lines.append(self.detail)
+        lines.append(f"gamma = {_fmt_array(self.gamma)}")
+        lines.append(f"beta  = {_fmt_array(self.beta)}")
+        lines.append(f"x ({self.x.shape[0]} row(s) shown) = {_fmt_array(self.x)}")
+        return "\n".join(lines)
+
+
+def _fmt_array(a: FloatArray | None) -> str:
+    if a is None:
+        return "None"
+    return np.array2string(a, precision=6, threshold=64, edgeitems=4, max_line_width=110)
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    """One check's outcome: ``measured`` against ``bound`` (same units); ``ratio`` = measured/bound ≤ 1 passes."""
+
+    property: str
+    measured: float
+    bound: float
+    ratio: float
+    d: int
+    n: int
+    dtype: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedNorm:
+    """A norm under test with its parameters fixed, ready to run on float64 rows.
+
+    Attributes:
+        run: maps float64 rows (values representable in ``dtype``) to (float64 outputs,
+            output dtype name).
+        d, dtype: size and the dtype inputs and parameters are stored in.
+        compute_dtype: the dtype the statistics are accumulated in (float32 for half
+            precision torch modules, which upcast).
+        gamma: effective scale γ = weight + weight_offset as stored (float64).
+        beta: shift as stored (zeros when there is none).
+        eps: ε when the norm exposes it (``eps`` or ``variance_epsilon``), else None.
+        weight_offset: the offset added to the stored weight (1.0 for Gemma's (1 + w)).
+        name: for messages.
+    """
+
+    run: Callable[[FloatArray], tuple[FloatArray, str]]
+    d: int
+    dtype: str
+    compute_dtype: str
+    gamma: FloatArray
+    beta: FloatArray
+    eps: float | None
+    weight_offset: float
+    name: str
+
+
+def _module_eps(module: Any) -> tuple[str | None, float | None]:
+    for attr in ("eps", "variance_epsilon"):
+        value = getattr(module, attr, None)
+        if isinstance(value, (float, int)) and not isinstance(value, bool):
+            return attr, float(value)
+    return None, None
+
+
+def prepare_norm(
+    norm: Any,
+    d: int,
+    *,
+    gamma: Any = None,
+    beta: Any = None,
+    eps: float | None = None,
+    dtype: Any = None,
+    weight_offset: float | None = None,
+    compute_dtype: Any = None,
+) -> PreparedNorm:
+    """Fix the parameters of ``norm`` and wrap it for the checks.
+
+    ``norm`` is a torch module (cast to ``dtype``; when it has ``.weight`` / ``.bias``
+    parameters of length d, ``gamma`` − weight_offset and ``beta`` are written into them,
+    and ``eps`` into an ``eps`` / ``variance_epsilon`` attribute), a
+    :class:`~deadir.NormSpec` (float64 reference forward) or any callable taking a torch
+    tensor of shape (n, d) (``gamma``/``beta`` then declare the parameters it uses).
+    ``weight_offset`` defaults to the one :meth:`NormSpec.from_module` knows, else 0.
+
+    Raises:
+        InputShapeError: d < 1, bad dtype, parameters of the wrong length, or an object
+            that is neither a module, a spec nor a callable.
+        DegenerateScaleError: ``gamma`` + offset has NaN or infinite entries.
+    """
+    if not isinstance(d, (int, np.integer)) or d < 1:
+        raise InputShapeError(f"d: must be a positive integer, got {d!r}")
+    d = int(d)
+    g_in = None if gamma is None else as_vector(gamma, name="gamma")
+    b_in = None if beta is None else as_vector(beta, name="beta")
+    for name, vec in (("gamma", g_in), ("beta", b_in)):
+        if vec is not None and vec.size != d:
+            raise InputShapeError(f"{name}: expected length {d}, got {vec.size}")
+        if vec is not None and not np.all(np.isfinite(vec)):
+            raise InputShapeError(f"{name}: contains NaN or infinite entries")
+    if eps is not None and not (math.isfinite(eps) and eps >= 0):
+        raise InputShapeError(f"eps: must be finite and ≥ 0, got {eps!r}")
+
+    if isinstance(norm, NormSpec):
+        return _prepare_spec(norm, d, g_in, b_in, eps, weight_offset)
+    import torch
+
+    if isinstance(norm, torch.nn.Module):
+        return _prepare_module(norm, d, g_in, b_in, eps, dtype, weight_offset, compute_dtype)
+    if not callable(norm):
+        raise InputShapeError(f"norm: expected a torch module, a NormSpec or a callable, got {type(norm).__name__}")
+    name = dtype_name(dtype if dtype is not None else "float32")
+    offset = float(weight_offset or 0.0)
+    g = round_to_dtype(g_in if g_in is not None else np.ones(d) - offset, name) + offset
+    b = round_to_dtype(b_in, name) if b_in is not None else np.zeros(d)
+    return PreparedNorm(_torch_runner(norm, name), d, name, _default_compute(name, compute_dtype), g, b,
+                        eps, offset, getattr(norm, "__qualname__", type(norm).__name__))
+
+
+def _default_compute(name: str, compute_dtype: Any) -> str:
+    if compute_dtype is not None:
+        return dtype_name(compute_dtype)
+    return "float32" if name in ("float16", "bfloat16") else name
+
+
+def _torch_runner(fn: Callable[[Any], Any], name: str) -> Callable[[FloatArray], tuple[FloatArray, str]]:
+    import torch
+
+    tdtype = getattr(torch, name)
+
+    def run(x: FloatArray) -> tuple[FloatArray, str]:
+        with torch.no_grad():
+            out = fn(torch.from_numpy(np.ascontiguousarray(x)).to(tdtype))
+        if not is_torch_tensor(out):
+            raise InputShapeError(f"norm: returned {type(out).__name__}, expected a torch tensor")
+        return out.detach().to("cpu", torch.float64).numpy(), str(out.dtype).removeprefix("torch.")
+
+    return run
+
+
+def _prepare_spec(spec: NormSpec, d: int, g: FloatArray | None, b: FloatArray | None, eps: float | None,
+                  weight_offset: float | None) -> PreparedNorm:
+    if spec.size != d:
+        raise InputShapeError(f"norm: the NormSpec has d={spec.size}, expected {d}")
+    offset = spec.weight_offset if weight_offset is None else float(weight_offset)
+    spec = dataclasses.replace(
+        spec,
+        weight=spec.weight if g is None else g - offset,
+        bias=spec.bias if b is None else b,
+        eps=spec.eps if eps is None else float(eps),
+        weight_offset=offset,
+    )
+
+    def run(x: FloatArray) -> tuple[FloatArray, str]:
+        return spec.apply(x), "float64"
+
+    return PreparedNorm(run, d, "float64", "float64", spec.gamma, spec.beta, spec.eps, offset,
+                        spec.source or f"NormSpec({spec.kind})")
+
+
+def _prepare_module(module: Any, d: int, g: FloatArray | None, b: FloatArray | None, eps: float | None,
+                    dtype: Any, weight_offset: float | None, compute_dtype: Any) -> PreparedNorm:
+    import torch
+
+    params = list(module.parameters())
+    name = dtype_name(dtype if dtype is not None else (params[0].dtype if params else "float32"))
+    module.to(getattr(torch, name))
+    if weight_offset is None:
+        try:
+            weight_offset = NormSpec.from_module(module).weight_offset
+        except (UnknownNormError, InputShapeError):
+            weight_offset = 0.0
+    offset = float(weight_offset)
+    weight: Any = getattr(module, "weight", None)
+    bias: Any = getattr(module, "bias", None)
+    with torch.no_grad():
+        if is_torch_tensor(weight) and g is not None:
+            if weight.numel() != d:
+                raise InputShapeError(f"{type(module).__name__}.weight: has {weight.numel()} entries, expected d={d}")
+            weight.copy_(torch.from_numpy(g - offset).reshape(weight.shape))
+        if is_torch_tensor(bias) and b is not None:
+            if bias.numel() != d:
+                raise InputShapeError(f"{type(module).__name__}.bias: has {bias.numel()} entries, expected d={d}")
+            bias.copy_(torch.from_numpy(b).reshape(bias.shape))
+    attr, module_eps = _module_eps(module)
+    if attr is not None and eps is not None:
+        setattr(module, attr, float(eps))
+        module_eps = float(eps)
+    gamma = (as_vector(weight.reshape(-1), name="weight") + offset) if is_torch_tensor(weight) else np.ones(d)
+    beta = as_vector(bias.reshape(-1), name="bias") if is_torch_tensor(bias) else np.zeros(d)
+    module.eval()
+    return PreparedNorm(_torch_runner(module, name), d, name, _default_compute(name, compute_dtype), gamma, beta,
+                        module_eps, offset, type(module).__name__)
+
+
+def _run(prep: PreparedNorm, x: FloatArray) -> tuple[FloatArray, str]:
+    """Run and validate the output shape and finiteness (a NaN is a failure of the norm, reported with its input)."""
+    y, out = prep.run(x)
+    if y.shape != x.shape:
+        raise NormPropertyError("output shape", measured=math.nan, bound=math.nan, gamma=prep.gamma, beta=prep.beta,
+                                x=x[:4], eps=prep.eps, dtype=prep.dtype, d=prep.d,
+                                detail=f"returned shape {y.shape} for input shape {x.shape}")
+    bad = ~np.all(np.isfinite(y), axis=1)
+    if np.any(bad):
+        raise NormPropertyError("finite output", measured=math.inf, bound=math.nan, gamma=prep.gamma,
+                                beta=prep.beta, x=x[bad][:4], eps=prep.eps, dtype=prep.dtype, d=prep.d,
+                                detail=f"NaN or infinite output on {int(bad.sum())} finite input row(s)")
+    return y, out
+
+
+def _rows(x: Any, prep: PreparedNorm) -> FloatArray:
+    """Input rows as float64, rounded to the norm's dtype, without rows whose output is undefined.
+
+    A constant row has σ² = 0; with ε = 0 (or ε unknown, or ε rounding to 0 in the
+    compute dtype) the normalised value 0/0 is
+    undefined, so such rows are left out rather than counted as failures.
+    """
+    rows = round_to_dtype(as_rows(x, name="x", d=prep.d), prep.dtype)
+    if _eps_is_zero(prep):
+        keep = np.ptp(rows, axis=1) > 0
+        rows = rows[keep]
+    if rows.shape[0] == 0:
+        raise UndefinedOutputError("x: no row with a defined output (every row constant and ε = 0 or unknown)")
+    return rows
+
+
+def _eps_is_zero(prep: PreparedNorm) -> bool:
+    """ε is 0, unknown, or below the compute dtype's smallest subnormal (so 0 in the computation)."""
+    return not (prep.eps and round_to_dtype(np.array([prep.eps]), prep.compute_dtype)[0] > 0)
+
+
+def _row_stats(x: FloatArray, eps: float | None) -> tuple[FloatArray, FloatArray]:
+    """Per-row float64 z (standardised with ε) and ρ = |μ|/√(σ² + ε)."""
+    mu = x.mean(axis=1, keepdims=True)
+    xc = x - mu
+    s = np.sqrt((xc * xc).mean(axis=1, keepdims=True) + (eps or 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(s > 0, xc / s, 0.0)
+        rho = np.where(s[:, 0] > 0, np.abs(mu[:, 0]) / s[:, 0], 0.0)
+    return z, rho
+
+
+def _bound(prep: PreparedNorm, out: str, rho: float) -> Any:
+    if prep.d < 2:
+        raise InputShapeError(f"d: the kernel bound needs d ≥ 2, got {prep.d}")
+    return kernel_error_bound(prep.gamma, out, beta=prep.beta, compute_dtype=prep.compute_dtype, mean_ratio=rho)
+
+
+def check_hyperplane(prep: PreparedNorm, x: Any) -> Measurement:
+    """T1: max over rows of |⟨v, ŷ − β⟩| (units of y) against the T10 bound; raises NormPropertyError above it.
+
+    Raises:
+        InputShapeError: bad x, or d < 2.
+        DegenerateScaleError: a zero effective scale (γ⁻¹ undefined, T6).
+        NormPropertyError: the bound is exceeded (or the output is not finite).
+    """
+    rows = _rows(x, prep)
+    v = inverse_scale_direction(prep.gamma)
+    y, out = _run(prep, rows)
+    resid = np.abs((y - prep.beta) @ v)
+    _, rho = _row_stats(rows, prep.eps)
+    bound = _bound(prep, out, float(rho.max()))
+    k = int(np.argmax(resid))
+    m = Measurement("T1 hyperplane", float(resid[k]), bound.residual, float(resid[k]) / bound.residual,
+                    prep.d, rows.shape[0], out)
+    if not resid[k] <= bound.residual:
+        raise NormPropertyError("T1 hyperplane", measured=resid[k], bound=bound.residual, gamma=prep.gamma,
+                                beta=prep.beta, x=rows[k : k + 1], eps=prep.eps, dtype=out, d=prep.d,
+                                detail=f"|<v, y - beta>| of row {k} of {rows.shape[0]}, v = gamma^-1/|gamma^-1|")
+    return m
+
+
+def _rms(p: FloatArray) -> float:
+    """√(mean p²) without underflow or overflow (p scaled by max|p| first)."""
+    m = float(np.max(np.abs(p))) if p.size else 0.0
+    return 0.0 if m == 0.0 else m * float(np.sqrt(np.mean((p / m) ** 2)))
+
+
+def _lambda_max(yc: FloatArray) -> float:
+    """Largest eigenvalue of the population covariance of the centred rows yc (via the smaller Gram matrix)."""
+    n, d = yc.shape
+    gram = yc @ yc.T if n <= d else yc.T @ yc
+    return float(np.linalg.eigvalsh(gram)[-1] / n)
+
+
+def check_kernel(prep: PreparedNorm, x: Any) -> Measurement:
+    """T2: vᵀĈv/λmax of the outputs' covariance against the T10 bound (vacuous for < 2 rows or constant outputs).
+
+    Raises:
+        InputShapeError, DegenerateScaleError: as :func:`check_hyperplane`.
+        NormPropertyError: the bound is exceeded.
+    """
+    rows = _rows(x, prep)
+    v = inverse_scale_direction(prep.gamma)
+    y, out = _run(prep, rows)
+    _, rho = _row_stats(rows, prep.eps)
+    bound = _bound(prep, out, float(rho.max()))
+    # in units of s = max|y − ȳ|: the quotient is scale free, and tiny γ (outputs ~1e-300)
+    # would otherwise underflow λmax and residual² to 0
+    yc = y - y.mean(axis=0)
+    s = float(np.max(np.abs(yc))) if yc.size else 0.0
+    lam = _lambda_max(yc / s) if rows.shape[0] >= 2 and s > 0 else 0.0
+    if lam <= 0.0:
+        return Measurement("T2 kernel", 0.0, math.inf, 0.0, prep.d, rows.shape[0], out)
+    # compare √(vᵀĈv) with the residual bound (vᵀĈv ≤ residual², see deadir.bound): the
+    # squares alone underflow for a v along a near-dead channel
+    std, res = _rms(yc @ v / s), bound.residual / s
+    q, limit = std**2 / lam, res**2 / lam  # Rayleigh form for the report (= bound.rayleigh_rel(λmax))
+    if not std <= res:
+        raise NormPropertyError("T2 kernel", measured=q, bound=limit, gamma=prep.gamma, beta=prep.beta,
+                                x=rows[:4], eps=prep.eps, dtype=out, d=prep.d,
+                                detail=f"Rayleigh quotient v^T C v / lambda_max over {rows.shape[0]} rows "
+                                       f"(lambda_max = {lam:.4g})")
+    return Measurement("T2 kernel", q, limit, (std / res) ** 2 if res > 0 else 0.0, prep.d, rows.shape[0], out)
+
+
+def forward_error_bound(z: FloatArray, gamma: FloatArray, beta: FloatArray, rho: FloatArray, *, dtype: Any,
+                        compute_dtype: Any) -> FloatArray:
+    """First-order bound on |ŷᵢ − yᵢ| of a LayerNorm row computed in floating point (units of y), per entry.
+
+    Derivation (standard model fl(a∘b) = (a∘b)(1+δ), |δ| ≤ u; u_c of ``compute_dtype``,
+    u of ``dtype``; z the exact standardised row, ρ = |μ|/√(σ²+ε) per row; Higham's γ_k):
+
+    * the computed mean errs by |e| ≤ γ_{d+1}(u_c)(|μ| + σ), which shifts every ẑᵢ by
+      |e|·r̂ ≤ γ_{d+1}(u_c)(1 + ρ) (r̂ = 1/√(σ̂² + ε));
+    * the variance, accumulated two-pass or by Welford's update, has relative error
+      ≤ γ_{2d+4}(u_c)(1 + ρ) (Welford: n·u·κ with κ = √(1+ρ²) ≤ 1 + ρ; two-pass: γ_{d+2},
+      the mean error entering only at second order); the square root halves it and the
+      reciprocal and division add 2u_c: η = γ_{2d+4}(u_c)(1+ρ) + 2u_c on r̂;
+    * the elementwise standardisation, also in PyTorch's fused form xᵢr̂ − μ̂r̂, rounds
+      three values of magnitude ≤ |zᵢ| + ρ: 3u_c(|zᵢ| + ρ);
+    * γᵢẑᵢ + βᵢ rounds twice in the compute dtype, and up to twice more in the output
+      dtype (a cast, plus the affine map done after the cast as in Llama-style modules):
+      (2u_c + 2u)(|γᵢzᵢ| + |βᵢ|).
+
+    Hence |ŷᵢ − yᵢ| ≤ |γᵢ|·(γ_{d+1}(1+ρ) + 3u_c(|zᵢ|+ρ) + η|zᵢ|) + (2u_c + 2u)(|γᵢzᵢ| + |βᵢ|),
+    to first order in u. Shape of the result: that of ``z``.
+    """
+    u, uc = unit_roundoff(dtype), unit_roundoff(compute_dtype)
+    d = z.shape[-1]
+    r = np.asarray(rho, dtype=np.float64).reshape(-1, 1)
+    eta = gamma_k(2 * d + 4, uc) * (1.0 + r) + 2.0 * uc
+    az = np.abs(z)
+    ag = np.abs(gamma)
+    return np.asarray(
+        ag * (gamma_k(d + 1, uc) * (1.0 + r) + 3.0 * uc * (az + r) + eta * az)
+        + (2.0 * uc + 2.0 * u) * (ag * az + np.abs(beta)),
+        dtype=np.float64,
+    )
+
+
+def _exact_shift_grid(x: FloatArray, t: FloatArray, dtype: str) -> tuple[FloatArray, FloatArray]:
+    """x and t moved onto a grid of step q (a power of two) on which x + t is exact in ``dtype``.
+
+    Every k·q with |k| ≤ 2^p (p significand bits) is representable, so choosing
+    q = 2^(⌈log₂ m⌉ − p + 1) with m = max|x| + max|t| makes x, t and x + t exact.
+    """
+    p = _SIGNIFICAND_BITS[dtype]
+    m = float(np.max(np.abs(x)) + np.max(np.abs(t)))
+    if m == 0.0:
+        return x, t
+    q = 2.0 ** (math.ceil(math.log2(m)) - p + 1)
+    return np.round(x / q) * q, np.round(t / q) * q
+
+
+def check_shift(prep: PreparedNorm, x: Any, t: Any) -> Measurement:
+    """T8: max |ŷ(x + tᵢ𝟙) − ŷ(x)| over entries, relative to the sum of the two forward error bounds.
+
+    ``t`` is one shift per row (or a scalar). x and t are first moved onto a grid on which
+    the shifted input is exact in the norm's dtype, so only the norm's own rounding
+    separates the two outputs. The bound needs the norm's ε (``prep.eps``; 0 assumed when
+    unknown, which only loosens it).
+
+    Raises:
+        InputShapeError: bad x or t.
+        NormPropertyError: the difference exceeds the bound.
+    """
+    rows = _rows(x, prep)
+    ts = np.asarray(t, dtype=np.float64).reshape(-1, 1) if np.ndim(t) else np.full((rows.shape[0], 1), float(t))
+    if ts.shape[0] != rows.shape[0] or not np.all(np.isfinite(ts)):
+        raise InputShapeError(f"t: expected a finite scalar or one shift per row ({rows.shape[0]}), got {np.shape(t)}")
+    coarse = min(prep.dtype, prep.compute_dtype, key=_SIGNIFICAND_BITS.__getitem__)
+    xg, tg = _exact_shift_grid(rows, np.array(ts), coarse)
+    xs = xg + tg
+    if _eps_is_zero(prep):
+        keep = np.ptp(xg, axis=1) > 0
+        xg, xs = xg[keep], xs[keep]
+        if xg.shape[0] == 0:
+            return Measurement("T8 shift invariance", 0.0, math.inf, 0.0, prep.d, 0, prep.dtype)
+    y0, out = _run(prep, xg)
+    y1, _ = _run(prep, xs)
+    z0, rho0 = _row_stats(xg, prep.eps)
+    z1, rho1 = _row_stats(xs, prep.eps)
+    kw = {"dtype": out, "compute_dtype": prep.compute_dtype}
+    bound = (forward_error_bound(z0, prep.gamma, prep.beta, rho0, **kw)
+             + forward_error_bound(z1, prep.gamma, prep.beta, rho1, **kw))
+    diff = np.abs(y1 - y0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(bound > 0, diff / bound, np.where(diff > 0, np.inf, 0.0))
+    k = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+    worst = float(ratio[k])
+    if not worst <= 1.0:
+        raise NormPropertyError("T8 shift invariance", measured=diff[k], bound=bound[k], gamma=prep.gamma,
+                                beta=prep.beta, x=xg[k[0] : k[0] + 1], eps=prep.eps, dtype=out, d=prep.d,
+                                detail=f"|y(x + t) - y(x)| at row {k[0]}, channel {k[1]}, "
+                                       f"shift t = {float(xs[k] - xg[k]):.6g}")
+    return Measurement("T8 shift invariance", float(diff[k]), float(bound[k]), worst, prep.d, xg.shape[0], out)
+
+
+def _default_probe(d: int, dtype: str, seed: int) -> FloatArray:
+    n = max(2, min(2 * d + 8, max(16, 2**16 // d)))
+    return round_to_dtype(np.random.default_rng(seed).standard_normal((n, d)), dtype)
+
+
+def check_no_kernel(prep: PreparedNorm, x: Any = None, *, seed: int = 0) -> Measurement:
+    """T5: neither γ⁻¹ nor 𝟙 is a kernel direction of the outputs' covariance.
+
+    Their Rayleigh quotients vᵀĈv/λmax must exceed ``NO_KERNEL_MARGIN`` times the T10
+    bound a LayerNorm with this γ, β and dtype would meet. ``x`` defaults to Gaussian rows
+    (from ``seed``), for which an RMSNorm's covariance is diag(γ)²-like and full rank (T5).
+    ``measured`` is the smaller quotient, ``bound`` the margin times its LayerNorm bound;
+    ratio = bound/measured (≤ 1 passes, like the other checks).
+
+    Raises:
+        InputShapeError: bad x, d < 2, or fewer than 2 rows.
+        NormPropertyError: a direction is a kernel within the margin.
+    """
+    rows = _rows(_default_probe(prep.d, prep.dtype, seed) if x is None else x, prep)
+    if rows.shape[0] < 2:
+        raise InputShapeError("x: need at least 2 rows to measure a covariance")
+    y, out = _run(prep, rows)
+    _, rho = _row_stats(rows, prep.eps)
+    yc = y - y.mean(axis=0)
+    s = float(np.max(np.abs(yc)))
+    if s == 0.0:
+        raise InconclusiveError("the outputs do not vary: no covariance to look for a kernel in")
+    yc = yc / s  # scale free, and no underflow for tiny γ
+    lam = _lambda_max(yc)
+    worst: tuple[float, float, float] | None = None
+    for label, vec in (("gamma^-1", inverse_scale_direction(prep.gamma)), ("ones", np.ones(prep.d))):
+        v = vec / np.linalg.norm(vec)
+        gamma = prep.gamma if label == "gamma^-1" else np.ones(prep.d)
+        res = kernel_error_bound(gamma, out, beta=prep.beta, compute_dtype=prep.compute_dtype,
+                                 mean_ratio=float(rho.max())).residual / s
+        std = _rms(yc @ v)
+        limit = NO_KERNEL_MARGIN * res**2 / lam
+        q = std**2 / lam
+        above = std > np.sqrt(NO_KERNEL_MARGIN) * res  # q > limit, without squaring tiny numbers
+        if not above and limit >= RESOLUTION_LIMIT:
+            # the LayerNorm bound of this dtype is too loose to tell a kernel from no kernel
+            raise InconclusiveError(f"the {label} direction: Rayleigh quotient {q:.3g} is not above "
+                                    f"{NO_KERNEL_MARGIN:g}x the LayerNorm bound ({limit:.3g}) in {out}, "
+                                    f"which is ≥ {RESOLUTION_LIMIT:g}: unresolvable")
+        if not above:
+            raise NormPropertyError("T5 no kernel", measured=limit, bound=q, gamma=prep.gamma, beta=prep.beta,
+                                    x=rows[:4], eps=prep.eps, dtype=out, d=prep.d,
+                                    detail=f"the {label} direction is a kernel: Rayleigh quotient {q:.4g} is not above "
+                                           f"{NO_KERNEL_MARGIN:g}x the LayerNorm rounding bound ({limit:.4g})")
+        r = (np.sqrt(NO_KERNEL_MARGIN) * res / std) ** 2
+        if worst is None or r > worst[2]:
+            worst = (limit, q, r)
+    assert worst is not None
+    return Measurement("T5 no kernel", worst[1], worst[0], worst[2], prep.d, rows.shape[0], out)
+
+
+def _torch_reference(spec: NormSpec, x: FloatArray, dtype: str) -> FloatArray:
+    """PyTorch's own functional op for ``spec`` run in ``dtype`` (the error the budget is relative to)."""
+    import torch
+    import torch.nn.functional as F
+
+    tdtype = getattr(torch, dtype)
+    t = torch.from_numpy(x).to(tdtype)
+    w = torch.from_numpy(spec.gamma).to(tdtype)
+    b = None if spec.bias is None else torch.from_numpy(spec.beta).to(tdtype)
+    with torch.no_grad():
+        if spec.kind == "layernorm":
+            out = F.layer_norm(t, (spec.size,), w, b, spec.eps)
+        elif spec.kind == "rmsnorm":
+            out = F.rms_norm(t, (spec.size,), w, spec.eps)
+            out = out if b is None else out + b
+        elif spec.kind == "groupnorm":
+            out = F.group_norm(t, spec.groups, w, b, spec.eps)
+        else:
+            return round_to_dtype(spec.apply(x), dtype)
+    return np.asarray(out.to(torch.float64).numpy())
+
+
+def check_reference(prep: PreparedNorm, spec: NormSpec, x: Any, *, factor: float = 2.0) -> Measurement:
+    """Output against ``spec``'s float64 forward, within factor·(PyTorch's own error) + 8u·max|y|.
+
+    ``spec`` supplies the kind, groups and ε (the intended one: a module that ignores its
+    own ε is caught here); γ, β and the weight offset are taken from ``prep``. PyTorch's
+    error is that of its functional op (layer_norm / rms_norm / group_norm) run in the same
+    dtype on the same input; the additive 8u·max|y_ref| (u of the output dtype) absorbs a
+    few extra output roundings. Each entry may instead use its :func:`forward_error_bound`
+    (layernorm and rmsnorm kinds) when that is larger.
+
+    Raises:
+        InputShapeError: bad x or a spec of another size.
+        NormPropertyError: the error exceeds the budget.
+    """
+    if spec.size != prep.d:
+        raise InputShapeError(f"spec: has d={spec.size}, the norm d={prep.d}")
+    if not (math.isfinite(factor) and factor >= 1.0):
+        raise InputShapeError(f"factor: must be ≥ 1, got {factor!r}")
+    rows = _rows(x, prep)
+    ref_spec = dataclasses.replace(spec, weight=prep.gamma, bias=prep.beta if np.any(prep.beta) else None,
+                                   weight_offset=0.0)
+    y, out = _run(prep, rows)
+    y_ref = ref_spec.apply(rows)
+    # PyTorch's error at the precision the norm computes in: the storage dtype, or a lower
+    # compute dtype (HF norms run float64 inputs in float32)
+    low = prep.compute_dtype if unit_roundoff(prep.compute_dtype) > unit_roundoff(prep.dtype) else prep.dtype
+    y_pt = _torch_reference(ref_spec, rows, low)
+    err = np.abs(y - y_ref)
+    err_pt = float(np.max(np.abs(y_pt - y_ref)))
+    budget = factor * err_pt + 8.0 * unit_roundoff(out) * float(np.max(np.abs(y_ref)))
+    # an entry may also use its a-priori forward error bound: ill-conditioned rows (|μ| ≫ σ,
+    # σ² ≪ ε = 0) can put any correct implementation beyond 2x PyTorch's own error there
+    if spec.kind in ("layernorm", "rmsnorm"):
+        centred = spec.kind == "layernorm"
+        xc = rows - rows.mean(axis=1, keepdims=True) if centred else rows
+        scale = np.sqrt((xc * xc).mean(axis=1, keepdims=True) + ref_spec.eps)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(scale > 0, xc / scale, 0.0)
+            rho = np.where(scale[:, 0] > 0, np.abs(rows.mean(axis=1)) / scale[:, 0], 0.0)
+        rho = rho if centred else np.zeros_like(rho)  # RMS: no mean, no cancellation
+        entry_budget = np.maximum(budget, forward_error_bound(z, prep.gamma, prep.beta, rho, dtype=out,
+                                                              compute_dtype=prep.compute_dtype))
+    else:
+        entry_budget = np.full(err.shape, budget)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(entry_budget > 0, err / entry_budget, np.where(err > 0, np.inf, 0.0))
+    k = np.unravel_index(int(np.argmax(rel)), err.shape)
+    measured, budget = float(err[k]), float(entry_budget[k])
+    if not measured <= budget:
+        raise NormPropertyError("reference", measured=measured, bound=budget, gamma=prep.gamma, beta=prep.beta,
+                                x=rows[k[0] : k[0] + 1], eps=ref_spec.eps, dtype=out, d=prep.d,
+                                detail=f"|y - y_ref| at row {k[0]}, channel {k[1]}: got {y[k]!r}, float64 reference "
+                                       f"{spec.kind} gives {y_ref[k]!r}; PyTorch's own error {err_pt:.3g}")
+    return Measurement("reference", measured, budget, measured / budget if budget > 0 else 0.0, prep.d,
+                       rows.shape[0], out)
+
+
+def _prepare(norm: Any, x: Any, kw: dict[str, Any]) -> PreparedNorm:
+    if isinstance(norm, PreparedNorm):
+        return norm
+    d = kw.pop("d", None)
+    if d is None:
+        shape = np.shape(x.detach() if is_torch_tensor(x) else x)
+        if not shape:
+            raise InputShapeError("x: expected shape (..., d), got a scalar")
+        d = int(shape[-1])
+    return prepare_norm(norm, d, **kw)
+
+
+def assert_mean_centring_kernel(norm: Any, x: Any, **kwargs: Any) -> tuple[Measurement, Measurement]:
+    """Assert T1 and T2 for ``norm`` on inputs ``x`` (shape (..., d)) within the T10 bound of its dtype.
+
+    ``norm`` is a :class:`PreparedNorm` or anything :func:`prepare_norm` accepts; the
+    keyword arguments (gamma, beta, eps, dtype, weight_offset, compute_dtype, d) go to it.
+    Returns the (T1, T2) measurements.
+
+    Raises:
+        NormPropertyError: a bound is exceeded (the message is the counterexample).
+        InputShapeError, DegenerateScaleError: bad input, or a zero scale (T6).
+    """
+    prep = _prepare(norm, x, dict(kwargs))
+    return check_hyperplane(prep, x), check_kernel(prep, x)
+
+
+def assert_no_kernel(norm: Any, x: Any = None, *, seed: int = 0, **kwargs: Any) -> Measurement:
+    """Assert T5: ``norm`` (RMS-like) has no kernel along γ⁻¹ or 𝟙. Needs ``d=`` when ``x`` is None.
+
+    Raises:
+        NormPropertyError: a kernel direction was found; InputShapeError: bad input.
+    """
+    kw = dict(kwargs)
+    if x is None and "d" not in kw and not isinstance(norm, PreparedNorm):
+        raise InputShapeError("d: give d= (or x) so the probe inputs can be drawn")
+    prep = _prepare(norm, x if x is not None else np.zeros((1, kw.get("d", 1))), kw)
+    return check_no_kernel(prep, x, seed=seed)
+
+
+def assert_shift_invariant(norm: Any, x: Any, t: Any, **kwargs: Any) -> Measurement:
+    """Assert T8: norm(x + t𝟙) = norm(x) within the forward error bound (see :func:`check_shift`).
+
+    Raises:
+        NormPropertyError: the outputs differ by more; InputShapeError: bad input.
+    """
+    prep = _prepare(norm, x, dict(kwargs))
+    return check_shift(prep, x, t)
+
+
+def assert_matches_reference(norm: Any, spec: NormSpec, x: Any, *, factor: float = 2.0,
+                             **kwargs: Any) -> Measurement:
+    """Assert the output of ``norm`` matches ``spec``'s float64 forward within the PyTorch-relative budget.
+
+    By default γ, β and ε are those of ``spec`` (pass gamma=/beta=/eps= to override).
+
+    Raises:
+        NormPropertyError: the error exceeds the budget; InputShapeError: bad input.
+    """
+    if not isinstance(spec, NormSpec):
+        raise InputShapeError(f"spec: expected a NormSpec, got {type(spec).__name__}")
+    kw = dict(kwargs)
+    kw.setdefault("d", spec.size)
+    if not isinstance(norm, PreparedNorm) and not isinstance(norm, NormSpec):
+        kw.setdefault("gamma", spec.gamma)
+        kw.setdefault("beta", spec.beta if spec.bias is not None else None)
+        kw.setdefault("eps", spec.eps)
+    prep = _prepare(norm, x, kw)
+    return check_reference(prep, spec, x, factor=factor)
+
+
+def reference_spec_for(module: Any, expect: str) -> NormSpec | None:
+    """The float64 reference a module claims to implement, or None when it cannot be known.
+
+    :meth:`NormSpec.from_module` when the class is known; otherwise, for a module that
+    exposes ``eps`` or ``variance_epsilon``, the spec of the expected kind ("layernorm"
+    for mean-centring, "rmsnorm" for rms) with that ε.
+    """
+    try:
+        return NormSpec.from_module(module)
+    except DeadirError:
+        pass
+    _, eps = _module_eps(module)
+    if eps is None:
+        return None
+    kind: NormKind = "layernorm" if expect == "mean-centring" else "rmsnorm"
+    weight: Any = getattr(module, "weight", None)
+    bias: Any = getattr(module, "bias", None)
+    d = int(weight.numel()) if is_torch_tensor(weight) else None
+    if d is None:
+        return None
+    return NormSpec(kind, weight.reshape(-1), bias.reshape(-1) if is_torch_tensor(bias) else None, eps, d=d,
+                    source=type(module).__name__)
+
+
+def inverse_scale_ok(gamma: Any, offset: float = 0.0) -> bool:
+    """Whether γ + offset has no zero or non-finite entry (so γ⁻¹ is defined)."""
+    try:
+        effective_scale(gamma, offset=offset)
+    except DeadirError:
+        return False
+    return True

@@ -1,0 +1,62 @@
+"""Hypothesis profiles and the fuzz summary for property_tests/.
+
+Profiles (choose with DEADIR_HYPOTHESIS_PROFILE or pytest's --hypothesis-profile):
+
+* ``ci`` (default): derandomized, so every run draws the same examples and a failure
+  replays without a database; few examples per test so `nox -s fuzz` stays under
+  5 minutes on 2 cores. deadline=None: speed is never a property, and a shared CI
+  machine's timing noise would turn into flaky failures.
+* ``nightly``: ≥ 10,000 examples per property, random seeds, failures saved in the
+  example database under .hypothesis/ (gitignored) so the next run replays them first.
+* ``dev``: 200 random examples with the database, for local work.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+from deadir.report import write_json_atomic
+from property_tests import _fuzzlog
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "build" / "fuzz"
+_DB = DirectoryBasedExampleDatabase(str(ROOT / ".hypothesis" / "examples"))
+_COMMON: dict[str, Any] = {
+    "deadline": None,
+    "print_blob": True,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+}
+settings.register_profile("ci", max_examples=12, derandomize=True, database=None, **_COMMON)
+settings.register_profile("nightly", max_examples=10_000, derandomize=False, database=_DB, **_COMMON)
+settings.register_profile("dev", max_examples=200, derandomize=False, database=_DB, **_COMMON)
+PROFILE = os.environ.get("DEADIR_HYPOTHESIS_PROFILE", "ci")
+settings.load_profile(PROFILE)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"deadir Hypothesis profile: {PROFILE} ({settings.default.max_examples} examples per test)"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed and not _fuzzlog.mark_failed(item.nodeid):
+        _fuzzlog.RESULTS[(item.name, "-", "-")] = {"examples": 0, "failures": 1, "max_ratio": None, "nodeids": set()}
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not _fuzzlog.RESULTS:
+        return
+    rows = [
+        {"property": p, "backend": b, "dtype": dt, "examples": r["examples"], "failures": r["failures"],
+         "max_ratio": r["max_ratio"]}
+        for (p, b, dt), r in sorted(_fuzzlog.RESULTS.items())
+    ]
+    write_json_atomic(OUT / "results.json", {"profile": PROFILE, "rows": rows, "kills": _fuzzlog.KILLS})

@@ -1,0 +1,102 @@
+"""Deliberately wrong LayerNorm implementations: the evidence that the fuzzing has teeth.
+
+Each mutant is a torch module with LayerNorm's interface (weight, bias, eps, float32) that
+gets one thing wrong. ``CORRECT`` holds implementations that must pass the same pack.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+class _LayerNormLike(torch.nn.Module):
+    def __init__(self, d: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(d))
+        self.bias = torch.nn.Parameter(torch.zeros(d))
+        self.eps = eps
+
+    @staticmethod
+    def stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu = x.mean(-1, keepdim=True)
+        var = ((x - mu) ** 2).mean(-1, keepdim=True)
+        return mu, var
+
+
+class TwoPassLayerNorm(_LayerNormLike):
+    """Correct: two-pass mean and variance, then γ⊙z + β."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu, var = self.stats(x)
+        return (x - mu) / torch.sqrt(var + self.eps) * self.weight + self.bias
+
+
+class ForgetsCentring(_LayerNormLike):
+    """Wrong: divides by σ but never subtracts μ."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, var = self.stats(x)
+        return x / torch.sqrt(var + self.eps) * self.weight + self.bias
+
+
+class CentresAfterScaling(_LayerNormLike):
+    """Wrong: normalises γ⊙x (scale-then-centre); its kernel is 𝟙, not γ⁻¹."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x * self.weight, (x.shape[-1],), None, None, self.eps) + self.bias
+
+
+class WrongStatistic(_LayerNormLike):
+    """Wrong: divides the centred row by the RMS of the *uncentred* row instead of σ."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu, _ = self.stats(x)
+        return (x - mu) / torch.sqrt((x * x).mean(-1, keepdim=True) + self.eps) * self.weight + self.bias
+
+
+class BetaBeforeGamma(_LayerNormLike):
+    """Wrong: γ⊙(z + β) instead of γ⊙z + β."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, (x.shape[-1],), None, None, self.eps).add(self.bias).mul(self.weight)
+
+
+class DropsEps(_LayerNormLike):
+    """Wrong: ignores ε (divides by σ alone)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu, var = self.stats(x)
+        return (x - mu) / torch.sqrt(var) * self.weight + self.bias
+
+
+class WrongAxis(_LayerNormLike):
+    """Wrong: normalises over the batch axis (0) instead of the feature axis."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu = x.mean(0, keepdim=True)
+        var = ((x - mu) ** 2).mean(0, keepdim=True)
+        return (x - mu) / torch.sqrt(var + self.eps) * self.weight + self.bias
+
+
+class SilentHalf(_LayerNormLike):
+    """Wrong: a float32 module that silently computes in float16."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.layer_norm(x.half(), (x.shape[-1],), self.weight.half(), self.bias.half(), self.eps)
+        return h.to(x.dtype)
+
+
+MUTANTS = {
+    "forgets centring": ForgetsCentring,
+    "centres after scaling": CentresAfterScaling,
+    "divides by the wrong statistic": WrongStatistic,
+    "applies beta before gamma": BetaBeforeGamma,
+    "drops eps": DropsEps,
+    "wrong axis": WrongAxis,
+    "silently casts to float16": SilentHalf,
+}
+CORRECT = {
+    "torch.nn.LayerNorm": lambda d: torch.nn.LayerNorm(d),
+    "two-pass LayerNorm": TwoPassLayerNorm,
+}

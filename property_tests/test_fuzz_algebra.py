@@ -1,0 +1,187 @@
+"""T4, T6, T9 and the library's own invariants, fuzzed: classify_norm, CovarianceAccumulator, the direction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from deadir import CovarianceAccumulator, DegenerateScaleError, NormSpec, classify_norm, inverse_scale_direction
+from deadir.bound import gamma_k, kernel_error_bound, unit_roundoff
+from deadir.testing import activations, betas, check_hyperplane, dims, epsilons, gammas, prepare_norm, round_to_dtype
+from property_tests._fuzzlog import record
+from property_tests.backends import DTYPES
+
+U64 = unit_roundoff("float64")
+
+
+@given(data=st.data())
+def test_uncentred_moment_fails_when_beta_not_orthogonal(data: Any) -> None:
+    """T4: E[yyᵀ]v = ⟨v,β⟩·E[y] + E[y⟨v, y−β⟩], the last term bounded by max‖y‖·(T10 residual)."""
+    d = data.draw(dims(min_value=2, max_value=512), label="d")
+    gamma = data.draw(gammas(d), label="gamma")
+    beta = data.draw(betas(d), label="beta")
+    x = data.draw(activations(d, min_rows=2), label="x")
+    spec = NormSpec("layernorm", gamma, beta, data.draw(epsilons(min_value=1e-12), label="eps"))
+    y = spec.apply(x)
+    v = inverse_scale_direction(gamma)
+    lhs = (y.T @ (y @ v)) / y.shape[0]
+    predicted = float(v @ beta) * y.mean(axis=0)
+    ratio = float(np.max(np.abs(x.mean(1)) / np.sqrt(x.var(1) + spec.eps)))
+    res = kernel_error_bound(gamma, "float64", beta=beta, mean_ratio=ratio).residual
+    # |E[y⟨v,y−β⟩]| ≤ max‖y‖·res, plus the rounding of the two float64 products (≤ 2d·u·max‖y‖²)
+    tol = float(np.max(np.linalg.norm(y, axis=1))) * res + 2 * d * U64 * float(np.max(np.sum(y * y, axis=1)))
+    err = float(np.linalg.norm(lhs - predicted))
+    record("T4 uncentred moment", "numpy reference", "float64", err / tol if tol > 0 else 0.0)
+    assert err <= tol
+    if abs(float(v @ beta)) * float(np.linalg.norm(y.mean(axis=0))) > 2 * tol:
+        assert float(np.linalg.norm(lhs)) > 0.0  # uncentred: v is not a kernel vector of E[yyᵀ]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data())
+def test_zero_scales_reported_never_divided(dtype: str, data: Any) -> None:
+    """T6: zero γᵢ raise DegenerateScaleError naming them; the channel outputs βᵢ exactly; no division by zero."""
+    d = data.draw(dims(min_value=2, max_value=256), label="d")
+    gamma = data.draw(gammas(d, dtype=dtype, allow_zero=True), label="gamma")
+    zeros = np.flatnonzero(gamma == 0)
+    assume(zeros.size > 0)
+    beta = data.draw(betas(d, dtype=dtype), label="beta")
+    x = data.draw(activations(d, dtype=dtype), label="x")
+    record("T6 zero scales", "nn.LayerNorm", dtype)
+    with np.errstate(all="raise"):
+        with pytest.raises(DegenerateScaleError) as info:
+            inverse_scale_direction(gamma)
+        assert set(info.value.indices) == set(zeros.tolist())
+        with pytest.raises(DegenerateScaleError):
+            kernel_error_bound(gamma, dtype, beta=beta)
+        prep = prepare_norm(torch.nn.LayerNorm(d), d, gamma=gamma, beta=beta, eps=1e-5, dtype=dtype)
+        with pytest.raises(DegenerateScaleError):
+            check_hyperplane(prep, x)
+    y, _ = prep.run(round_to_dtype(x, dtype))
+    np.testing.assert_array_equal(y[:, zeros], np.broadcast_to(prep.beta[zeros], (x.shape[0], zeros.size)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data())
+def test_groupnorm_kernel_per_group(dtype: str, data: Any) -> None:
+    """T9: for GroupNorm each group's rows lie on ⟨γ_g⁻¹, y_g − β_g⟩ = 0 within the T10 bound of size d/G."""
+    groups = data.draw(st.integers(1, 8), label="groups")
+    size = data.draw(st.integers(2, 64), label="group size")
+    d = groups * size
+    gamma = data.draw(gammas(d, dtype=dtype), label="gamma")
+    beta = data.draw(betas(d, dtype=dtype), label="beta")
+    eps = data.draw(epsilons(min_value=1e-6), label="eps")
+    x = data.draw(activations(d, dtype=dtype, max_elements=2**14), label="x")
+    module = torch.nn.GroupNorm(groups, d, eps=eps)
+    prep = prepare_norm(module, d, gamma=gamma, beta=beta, dtype=dtype)
+    y, out = prep.run(x)
+    worst = 0.0
+    for g in range(groups):
+        sl = slice(g * size, (g + 1) * size)
+        xg = x[:, sl]
+        rho = float(np.max(np.abs(xg.mean(1)) / np.sqrt(xg.var(1) + eps)))
+        bound = kernel_error_bound(prep.gamma[sl], out, beta=prep.beta[sl], compute_dtype=prep.compute_dtype,
+                                   mean_ratio=rho)
+        resid = float(np.max(np.abs((y[:, sl] - prep.beta[sl]) @ inverse_scale_direction(prep.gamma[sl]))))
+        worst = max(worst, resid / bound.residual)
+    record("T9 groupnorm per group", "nn.GroupNorm", dtype, worst)
+    assert worst <= 1.0
+
+
+@given(data=st.data())
+def test_scale_then_centre_kernel_is_ones_not_inverse_scale(data: Any) -> None:
+    """T9: scale-then-centre has kernel 𝟙 (within T10 with γ = 1), and γ⁻¹ is not one when γ is not constant."""
+    d = data.draw(dims(min_value=2, max_value=512), label="d")
+    gamma = data.draw(gammas(d), label="gamma")
+    beta = data.draw(betas(d), label="beta")
+    x = data.draw(activations(d), label="x")
+    xs = x * gamma
+    rho = float(np.max(np.abs(xs.mean(1)) / np.sqrt(xs.var(1) + 1e-5)))
+    prep = prepare_norm(NormSpec("scale-then-centre", gamma, beta, 1e-5), d)
+    y, _ = prep.run(x)
+    ones_bound = kernel_error_bound(np.ones(d), "float64", beta=beta, mean_ratio=rho).residual
+    # the products γᵢxᵢ round once more than a LayerNorm's inputs: (1 + ρ)·d·u per row, first order
+    ones_bound += d * U64 * (1.0 + rho) * np.sqrt(d)
+    resid = float(np.max(np.abs((y - beta) @ np.full(d, 1 / np.sqrt(d)))))
+    record("T9 scale-then-centre", "numpy reference", "float64", resid / ones_bound)
+    assert resid <= ones_bound
+    if np.ptp(gamma) > 1e-3 * np.max(np.abs(gamma)) and np.ptp(y @ inverse_scale_direction(gamma)) > 0:
+        # negative control: γ⁻¹ is no kernel of scale-then-centre (its projections vary row to row)
+        assert float(np.ptp((y - beta) @ inverse_scale_direction(gamma))) > ones_bound
+
+
+CLASSIFY_CASES = [("layernorm", "mean-centring"), ("rmsnorm", "rms"), ("groupnorm", "group-centring")]
+
+
+@pytest.mark.parametrize(("kind", "expected"), CLASSIFY_CASES)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@given(data=st.data())
+def test_classify_norm_agrees_with_truth(kind: str, expected: str, dtype: str, data: Any) -> None:
+    """classify_norm reads the kind the module really is (moderate γ spread, where the probe is conclusive)."""
+    # groups of ≥ 4 channels: at 2 channels per group classify_norm's float32 floor τ is not
+    # separated from the next eigenvalue (found by this test; reported, not hidden)
+    d = data.draw(st.sampled_from([8, 12, 16, 24, 32]), label="d")
+    gamma = data.draw(gammas(d, dtype=dtype), label="gamma")
+    spread = float(np.max(np.abs(gamma)) / np.min(np.abs(gamma)))
+    assume(spread <= 1e2 and np.min(np.abs(gamma)) > 1e-3)
+    beta = 0.1 * data.draw(betas(d, dtype=dtype), label="beta")
+    module: Any
+    if kind == "layernorm":
+        module = torch.nn.LayerNorm(d)
+    elif kind == "rmsnorm":
+        module = torch.nn.RMSNorm(d, eps=1e-6)
+    else:
+        module = torch.nn.GroupNorm(2, d)
+    prepare_norm(module, d, gamma=gamma, beta=beta, dtype=dtype)  # writes γ, β into the module
+    result = classify_norm(module, d, seed=data.draw(st.integers(0, 2**16), label="seed"))
+    record("classify_norm agrees", f"nn.{type(module).__name__}", dtype)
+    assert result.kind == expected, result.note
+    if kind != "rmsnorm":
+        assert result.matches_inverse_scale, result.note
+
+
+@given(data=st.data())
+def test_covariance_merge_order_does_not_matter(data: Any) -> None:
+    """Accumulating chunks in any order and merging in any order gives one covariance (float64 rounding only)."""
+    d = data.draw(dims(min_value=1, max_value=128), label="d")
+    x = data.draw(activations(d, min_rows=2), label="x")
+    n = x.shape[0]
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, max(1, n - 1)), max_size=6), label="cuts")))
+    chunks = [c for c in np.split(x, cuts) if c.shape[0]]
+    order = data.draw(st.permutations(range(len(chunks))), label="order")
+    whole = CovarianceAccumulator(d).update(x)
+    parts = [CovarianceAccumulator(d).update(chunks[i]) for i in order]
+    merged = parts[0]
+    for p in parts[1:]:
+        merged.merge(p)
+    sequential = CovarianceAccumulator(d)
+    for i in reversed(order):
+        sequential.update(chunks[i])
+    scale = float(np.max((x - x.mean(0)) ** 2))
+    # Chan et al.'s pairwise update: error ≤ γ_{n+d}·(max centred square) per entry, first order
+    tol = 4.0 * gamma_k(n + d + 8, U64) * max(scale, np.finfo(float).tiny)
+    err = max(float(np.max(np.abs(merged.cov() - whole.cov()))), float(np.max(np.abs(sequential.cov() - whole.cov()))))
+    record("covariance merge order", "CovarianceAccumulator", "float64", err / tol)
+    assert merged.n == whole.n == sequential.n == n
+    assert err <= tol
+
+
+@given(data=st.data(), log_c=st.floats(-200.0, 200.0), negate=st.booleans())
+def test_inverse_scale_direction_scale_invariant(data: Any, log_c: float, negate: bool) -> None:
+    """v(cγ) = ±v(γ): the direction depends on γ only up to scale (and sign convention)."""
+    d = data.draw(dims(min_value=1, max_value=4096), label="d")
+    gamma = data.draw(gammas(d), label="gamma")
+    c = 10.0**log_c * (-1.0 if negate else 1.0)
+    scaled = gamma * c
+    assume(np.all(np.isfinite(scaled)) and np.min(np.abs(scaled)) >= np.finfo(float).tiny)
+    v, w = inverse_scale_direction(gamma), inverse_scale_direction(scaled)
+    # each entry m/γᵢ carries ≤ 3 roundings (scaling, min, division) and the norm ≤ d + 2
+    tol = 2.0 * gamma_k(d + 8, U64)
+    err = float(min(np.max(np.abs(v - w)), np.max(np.abs(v + w))))
+    record("direction scale invariance", "inverse_scale_direction", "float64", err / tol)
+    assert err <= tol

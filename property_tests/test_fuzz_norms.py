@@ -1,0 +1,117 @@
+"""Theorems T1, T2, T5, T8 and reference agreement, fuzzed over every backend and dtype.
+
+Tolerances: T1/T2 from deadir.bound.kernel_error_bound (T10), T8 from the first-order
+forward bound of deadir.testing.forward_error_bound, the reference budget relative to
+PyTorch's own error against float64; T5 requires γ⁻¹ and 𝟙 to lie 64x above the T10 bound.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, reject
+from hypothesis import strategies as st
+
+from deadir.testing import (
+    NormPropertyError,
+    activations,
+    betas,
+    check_hyperplane,
+    check_kernel,
+    check_no_kernel,
+    check_reference,
+    check_shift,
+    dims,
+    epsilons,
+    gammas,
+    prepare_norm,
+)
+from deadir.testing.assertions import UndefinedOutputError
+from property_tests._fuzzlog import record
+from property_tests.backends import MEAN_CENTRING, RMS, Backend, cases
+
+MAX_D = 4096
+
+
+def draw_case(data: Any, backend: Backend, dtype: str, *, min_d: int = 2, max_d: int = MAX_D) -> tuple[Any, ...]:
+    d = data.draw(dims(min_value=min_d, max_value=max_d), label="d")
+    # a float64 input to a module that computes in float32 is cast there: draw values that
+    # float32 holds, so the module sees the γ, β and x the bound is computed for
+    vdt = backend.compute_dtype if dtype == "float64" and backend.compute_dtype else dtype
+    gamma = data.draw(gammas(d, dtype=vdt), label="gamma")
+    beta = data.draw(betas(d, dtype=vdt), label="beta")
+    eps = data.draw(epsilons(), label="eps") if backend.fixed_eps is None else None
+    x = data.draw(activations(d, dtype=vdt, max_elements=2**15), label="x")
+    prep = prepare_norm(backend.make(d), d, gamma=gamma, beta=beta, eps=eps, dtype=dtype,
+                        weight_offset=backend.weight_offset, compute_dtype=backend.compute_dtype)
+    if np.any(prep.gamma == 0):
+        reject()  # γ − offset + offset rounded to 0: a (1 + w) module cannot hold this γ (T6 is tested apart)
+    return d, prep, x
+
+
+def run(check: Any, prop: str, backend: Backend, dtype: str, *args: Any) -> None:
+    record(prop, backend.name, dtype)
+    try:
+        m = check(*args)
+    except UndefinedOutputError:
+        reject()
+    record(prop, backend.name, dtype, m.ratio, examples=0)
+
+
+@pytest.mark.parametrize(("backend", "dtype"), cases(MEAN_CENTRING))
+@given(data=st.data())
+def test_layernorm_output_on_inverse_scale_hyperplane(backend: Backend, dtype: str, data: Any) -> None:
+    """T1: every output row satisfies |⟨v, ŷ − β⟩| ≤ T10 bound."""
+    _, prep, x = draw_case(data, backend, dtype)
+    run(check_hyperplane, "T1 hyperplane", backend, dtype, prep, x)
+
+
+@pytest.mark.parametrize(("backend", "dtype"), cases(MEAN_CENTRING))
+@given(data=st.data())
+def test_layernorm_inverse_scale_is_covariance_kernel(backend: Backend, dtype: str, data: Any) -> None:
+    """T2: vᵀĈv/λmax ≤ T10 bound for the empirical covariance of the outputs."""
+    _, prep, x = draw_case(data, backend, dtype, max_d=1024)
+    run(check_kernel, "T2 kernel", backend, dtype, prep, x)
+
+
+@pytest.mark.parametrize(("backend", "dtype"), cases(MEAN_CENTRING))
+@given(data=st.data(), t=st.floats(-64.0, 64.0, allow_nan=False))
+def test_layernorm_shift_invariant(backend: Backend, dtype: str, data: Any, t: float) -> None:
+    """T8: LN(x + t𝟙) = LN(x) within the forward error bound."""
+    _, prep, x = draw_case(data, backend, dtype)
+    run(check_shift, "T8 shift invariance", backend, dtype, prep, x, t * max(1.0, float(np.max(np.abs(x)))))
+
+
+@pytest.mark.parametrize(("backend", "dtype"), cases(MEAN_CENTRING + RMS))
+@given(data=st.data())
+def test_norm_matches_float64_reference(backend: Backend, dtype: str, data: Any) -> None:
+    """The output matches the float64 NormSpec forward within 2x PyTorch's own error (+ 8u·max|y|)."""
+    d, prep, x = draw_case(data, backend, dtype)
+    spec = backend.reference(d)
+    spec = spec if prep.eps is None else dataclasses.replace(spec, eps=prep.eps)
+    run(check_reference, "reference", backend, dtype, prep, spec, x)
+
+
+@pytest.mark.parametrize(("backend", "dtype"), cases(RMS))
+@given(data=st.data())
+def test_rmsnorm_has_no_kernel(backend: Backend, dtype: str, data: Any) -> None:
+    """T5: neither γ⁻¹ nor 𝟙 is a kernel direction of an RMS norm's outputs on Gaussian inputs."""
+    _, prep, _ = draw_case(data, backend, dtype, max_d=512)
+    run(check_no_kernel, "T5 no kernel", backend, dtype, prep)
+
+
+@pytest.mark.parametrize(("backend", "dtype"), cases(RMS))
+@given(data=st.data())
+def test_rmsnorm_not_shift_invariant(backend: Backend, dtype: str, data: Any) -> None:
+    """T8 fails for RMSNorm (negative control of the T8 check): shifting Gaussian rows by 𝟙 moves the output."""
+    d = data.draw(dims(min_value=2, max_value=512), label="d")
+    gamma = data.draw(gammas(d, dtype=dtype), label="gamma")
+    prep = prepare_norm(backend.make(d), d, gamma=gamma, eps=1e-6, dtype=dtype, weight_offset=backend.weight_offset,
+                        compute_dtype=backend.compute_dtype)
+    x = np.random.default_rng(d).standard_normal((4, d))
+    record("T8 fails (RMS control)", backend.name, dtype)
+    with pytest.raises(NormPropertyError, match="T8 shift invariance"):
+        check_shift(prep, x, 4.0)

@@ -1,0 +1,151 @@
+"""Error paths and small behaviours of deadir.testing (strategies, assertion helpers, pack)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from deadir import DegenerateScaleError, InputShapeError, NormSpec
+from deadir.testing import (
+    NormPropertyError,
+    activations,
+    assert_matches_reference,
+    assert_mean_centring_kernel,
+    assert_no_kernel,
+    assert_shift_invariant,
+    betas,
+    dims,
+    dtype_name,
+    epsilons,
+    gammas,
+    load_factory,
+    prepare_norm,
+    round_to_dtype,
+    run_pack,
+)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: dims(min_value=0), lambda: dims(max_value=5000), lambda: dims(min_value=9, max_value=3),
+    lambda: gammas(0), lambda: gammas(4, dtype="int8"), lambda: betas(True), lambda: epsilons(min_value=-1.0),
+    lambda: epsilons(min_value=2.0, max_value=1.0), lambda: activations(4, min_rows=0),
+    lambda: activations(4, min_rows=5, max_rows=2), lambda: dtype_name("complex64"),
+])
+def test_strategy_arguments_rejected(call: object) -> None:
+    with pytest.raises(InputShapeError):
+        call()  # type: ignore[operator]
+
+
+@settings(max_examples=30, derandomize=True, database=None, deadline=None)
+@given(data=st.data(), dtype=st.sampled_from(["float16", "bfloat16", "float32", "float64"]))
+def test_strategies_respect_dtype_and_shape(data: st.DataObject, dtype: str) -> None:
+    d = data.draw(dims(max_value=64))
+    g = data.draw(gammas(d, dtype=dtype))
+    x = data.draw(activations(d, dtype=dtype, max_elements=512))
+    assert g.shape == (d,) and np.all(g != 0) and np.all(np.isfinite(g))
+    np.testing.assert_array_equal(round_to_dtype(g, dtype), g)
+    assert x.ndim == 2 and x.shape[1] == d and 1 <= x.shape[0] and np.all(np.isfinite(x))
+    np.testing.assert_array_equal(round_to_dtype(x, dtype), x)
+    e = data.draw(epsilons())
+    assert 0.0 <= e <= 1.0
+
+
+def test_dtype_names() -> None:
+    assert dtype_name(torch.bfloat16) == "bfloat16" and dtype_name(np.float32) == "float32"
+    assert dtype_name("half") == "float16" and dtype_name("float64") == "float64"
+
+
+def test_layernorm_passes_and_rmsnorm_fails_the_kernel_assertion() -> None:
+    rng = np.random.default_rng(0)
+    gamma, beta, x = rng.uniform(0.5, 2, 16), rng.standard_normal(16), rng.standard_normal((40, 16))
+    t1, t2 = assert_mean_centring_kernel(torch.nn.LayerNorm(16), x, gamma=gamma, beta=beta)
+    assert t1.ratio <= 1 and t2.ratio <= 1 and t1.dtype == "float32"
+    with pytest.raises(NormPropertyError, match="T1 hyperplane violated") as info:
+        assert_mean_centring_kernel(torch.nn.RMSNorm(16), x, gamma=gamma)
+    err = info.value
+    assert err.measured > err.bound and err.gamma is not None and err.x.shape == (1, 16)
+    assert "gamma = " in str(err) and "x (1 row(s) shown)" in str(err)
+
+
+def test_no_kernel_assertion() -> None:
+    assert assert_no_kernel(torch.nn.RMSNorm(8), d=8).ratio < 1
+    with pytest.raises(NormPropertyError, match="T5 no kernel"):
+        assert_no_kernel(torch.nn.LayerNorm(8), d=8)
+    with pytest.raises(InputShapeError, match="give d="):
+        assert_no_kernel(torch.nn.RMSNorm(8))
+
+
+def test_shift_assertion() -> None:
+    x = np.random.default_rng(1).standard_normal((5, 12))
+    assert assert_shift_invariant(torch.nn.LayerNorm(12), x, 3.0).ratio <= 1
+    with pytest.raises(NormPropertyError, match="T8 shift invariance"):
+        assert_shift_invariant(torch.nn.RMSNorm(12), x, 3.0)
+    with pytest.raises(InputShapeError, match="t: expected"):
+        assert_shift_invariant(torch.nn.LayerNorm(12), x, [1.0, 2.0])
+
+
+def test_reference_assertion_catches_a_wrong_eps() -> None:
+    x = np.random.default_rng(2).standard_normal((6, 8)) * 1e-3
+    spec = NormSpec("layernorm", np.ones(8), np.zeros(8), 1e-5)
+    assert assert_matches_reference(torch.nn.LayerNorm(8, eps=1e-5), spec, x).ratio <= 1
+    with pytest.raises(NormPropertyError, match="reference violated"):
+        assert_matches_reference(torch.nn.LayerNorm(8), spec, x, eps=1e-2)
+    with pytest.raises(InputShapeError, match="spec: expected a NormSpec"):
+        assert_matches_reference(torch.nn.LayerNorm(8), "layernorm", x)  # type: ignore[arg-type]
+
+
+def test_assertion_input_errors() -> None:
+    ln = torch.nn.LayerNorm(4)
+    with pytest.raises(InputShapeError, match="gamma: expected length 4"):
+        assert_mean_centring_kernel(ln, np.zeros((2, 4)), gamma=np.ones(3))
+    with pytest.raises(InputShapeError, match="last axis of size 4"):
+        assert_mean_centring_kernel(prepare_norm(ln, 4), np.zeros((2, 5)))
+    with pytest.raises(InputShapeError, match="NaN"):
+        assert_mean_centring_kernel(ln, np.array([[1.0, np.nan, 0.0, 2.0]]))
+    with pytest.raises(InputShapeError, match="eps"):
+        prepare_norm(ln, 4, eps=-1.0)
+    with pytest.raises(InputShapeError, match="no row with a defined output"):
+        assert_mean_centring_kernel(ln, np.ones((3, 4)), eps=0.0)
+    with pytest.raises(DegenerateScaleError):
+        assert_mean_centring_kernel(ln, np.eye(4), gamma=np.array([1.0, 0.0, 1.0, 1.0]))
+    with pytest.raises(InputShapeError, match="d ≥ 2"):
+        assert_mean_centring_kernel(torch.nn.LayerNorm(1), np.ones((2, 1)) * np.arange(2)[:, None])
+    with pytest.raises(InputShapeError, match="expected a torch module"):
+        prepare_norm(42, 4)
+
+
+def test_nan_output_is_a_failure_not_a_crash() -> None:
+    class Broken(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x / 0.0
+
+    with pytest.raises(NormPropertyError, match="finite output"):
+        assert_mean_centring_kernel(Broken(), np.random.default_rng(0).standard_normal((3, 4)))
+
+
+def test_pack_and_factory_errors() -> None:
+    with pytest.raises(InputShapeError, match="expect"):
+        run_pack("deadir.testing.examples:layernorm", expect="batch")
+    with pytest.raises(InputShapeError, match="properties"):
+        run_pack("deadir.testing.examples:layernorm", properties=["T5 no kernel"])
+    with pytest.raises(InputShapeError, match="max_examples"):
+        run_pack("deadir.testing.examples:layernorm", max_examples=0)
+    with pytest.raises(InputShapeError, match="max_d"):
+        run_pack("deadir.testing.examples:layernorm", max_d=1)
+    with pytest.raises(InputShapeError, match="cannot import"):
+        load_factory("no_such_module_abc:f")
+    with pytest.raises(InputShapeError, match="not callable"):
+        load_factory("deadir.testing.examples:__doc__")
+
+
+def test_pack_reports_a_crashing_norm_and_a_missing_reference() -> None:
+    def crashing(d: int) -> object:
+        return lambda x: (_ for _ in ()).throw(RuntimeError("boom"))
+
+    report = run_pack(crashing, max_examples=3, max_d=4, shrink=False, properties=["T1 hyperplane", "reference"])
+    t1, ref = report.outcomes
+    assert not report.passed and t1.failures == 1 and "boom" in (t1.counterexample or "")
+    assert ref.skipped and "no float64 reference" in ref.skipped
