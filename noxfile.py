@@ -49,7 +49,7 @@ def run_integration(session: nox.Session) -> None:
     Writes build/integration/report.md, report.json and spectra/*.png. ``DEADIR_CHECKPOINTS``
     picks the checkpoint folder (default .checkpoints/); ``DEADIR_TOKENS`` the tokens per model.
     """
-    session.run("python", "-m", "integration.fetch_checkpoints")
+    run_fetch(session)
     session.run(*PYTEST, "integration", "-m", "integration and not gpu", "--report-dir", "build/integration",
                 *session.posargs)
 
