@@ -43,6 +43,41 @@ def run_lint(session: nox.Session) -> None:
     session.run("mypy")
 
 
+def run_integration(session: nox.Session) -> None:
+    """Install the six real checkpoints (skipped when already verified), then the CPU integration suite.
+
+    Writes build/integration/report.md, report.json and spectra/*.png. ``DEADIR_CHECKPOINTS``
+    picks the checkpoint folder (default .checkpoints/); ``DEADIR_TOKENS`` the tokens per model.
+    """
+    run_fetch(session)
+    session.run(*PYTEST, "integration", "-m", "integration and not gpu", "--report-dir", "build/integration",
+                *session.posargs)
+
+
+def run_summary(session: nox.Session) -> None:
+    """The main job's one-page summary (proofs, fuzzing, integration) and where the full reports are."""
+    session.run("python", "-m", "integration.summary", "--build", "build")
+
+
+@nox.session(default=False)
+def integration(session: nox.Session) -> None:
+    """Real checkpoints and random-init architectures on CPU: build/integration/report.md (+ json, spectra)."""
+    install(session)
+    run_integration(session)
+
+
+@nox.session(default=False)
+def gpu(session: nox.Session) -> None:
+    """Published full-width shapes on CUDA (bf16/fp16/fp32): build/integration-gpu/report.md.
+
+    Without CUDA every test skips with the reason; ``nox -s gpu -- --gpu-as-cpu`` runs them on
+    CPU at reduced width.
+    """
+    install(session)
+    session.run(*PYTEST, "integration", "-m", "gpu", "-rs", "--report-dir", "build/integration-gpu",
+                *session.posargs)
+
+
 FUZZ_PROFILES = ("ci", "nightly", "dev")
 
 

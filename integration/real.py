@@ -1,0 +1,349 @@
+"""Real checkpoints: the six offline models of shared/CHECKPOINTS.md, and any a user names.
+
+Each model is loaded in float32 from its own format (safetensors folder, GGUF through
+transformers' ``gguf_file=``, Whisper's CTranslate2 file through
+``deadir.checkpoints.load_ctranslate2_whisper``) and fed its own kind of input: real
+English text through the model's own tokenizer (GGUF files embed one), log-mel features
+of synthesised speech for Whisper's encoder, and the corpus tokenised by Whisper's own
+tokenizer for its decoder. Every model is also measured at random initialisation with
+the same config and inputs (its "twin"), for claim (iv).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from integration import harness, inputs
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+class ExtraCheckpointError(ValueError):
+    """A user-named checkpoint could not be resolved offline or has no norm deadir can measure."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One table row measured from a loaded checkpoint (Whisper gives two: encoder and decoder)."""
+
+    name: str
+    final: str
+    expected_norm: str
+    modality: str
+    sites_prefix: str = ""
+    blocks_prefix: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class RealCase:
+    """One offline checkpoint (a manifest key of ``integration.fetch_checkpoints``)."""
+
+    key: str
+    family: str
+    rows: tuple[Row, ...]
+    slow: bool = False
+
+
+REAL_CASES = (
+    RealCase("minilm", "bert", (Row("minilm", "encoder.layer.5.output.LayerNorm", "layernorm", "text"),)),
+    RealCase("mpnet", "mpnet", (Row("mpnet", "encoder.layer.11.output.LayerNorm", "layernorm", "text"),), slow=True),
+    RealCase("whisper-base", "whisper", (
+        Row("whisper-base-encoder", "model.encoder.layer_norm", "layernorm", "speech",
+            sites_prefix="model.encoder.", blocks_prefix="model.encoder."),
+        Row("whisper-base-decoder", "model.decoder.layer_norm", "layernorm", "text",
+            sites_prefix="model.decoder.", blocks_prefix="model.decoder."),
+    )),
+    RealCase("gemma3-270m", "gemma3_text", (Row("gemma3-270m", "model.norm", "rmsnorm", "text"),)),
+    RealCase("qwen2.5-0.5b", "qwen2", (Row("qwen2.5-0.5b", "model.norm", "rmsnorm", "text"),), slow=True),
+    RealCase("smollm2-135m", "llama", (Row("smollm2-135m", "model.norm", "rmsnorm", "text"),)),
+)
+
+
+@dataclasses.dataclass
+class Loaded:
+    """A loaded model with what it needs to make inputs."""
+
+    model: Any
+    tokenizer: Any
+    load_s: float
+    fmt: str
+    bos_drop: int = 1
+
+
+DEVIATIONS_FILE = Path(__file__).with_name("deviations.json")
+
+
+@dataclasses.dataclass(frozen=True)
+class Deviations:
+    """Where a real checkpoint is known to deviate from the paper's claims (iv) and (v), and why."""
+
+    more_near_null: bool = True
+    near_null_reason: str = ""
+    expected_drops: tuple[int, ...] = ()
+    drops_reason: str = ""
+
+
+def known_deviations(name: str) -> Deviations:
+    """The recorded deviations of row ``name`` (``integration/deviations.json``; none when absent).
+
+    Read at test time, so a recorded deviation is data with its reason, not code.
+    """
+    data = json.loads(DEVIATIONS_FILE.read_text(encoding="utf-8")) if DEVIATIONS_FILE.is_file() else {}
+    entry = data.get(name, {})
+    return Deviations(
+        more_near_null=bool(entry.get("more_near_null", True)),
+        near_null_reason=str(entry.get("near_null_reason", "")),
+        expected_drops=tuple(int(i) for i in entry.get("expected_drops", ())),
+        drops_reason=str(entry.get("drops_reason", "")),
+    )
+
+
+def load_checkpoint(path: str | os.PathLike[str], fmt: str) -> Loaded:
+    """Load a checkpoint in float32 with its tokenizer. ``fmt``: "safetensors" (folder), "gguf", "ctranslate2", "hf-id".
+
+    Raises:
+        ExtraCheckpointError: the format is unknown or the files cannot be read offline.
+    """
+    import torch
+    import transformers as tf
+
+    t0 = time.perf_counter()
+    p = Path(path)
+    if fmt == "ctranslate2":
+        from deadir.checkpoints import load_ctranslate2_whisper
+
+        model = load_ctranslate2_whisper(p)
+        folder = p.parent if p.is_file() else p
+        tok = tf.PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"))
+        # tokenizer.json carries no special-token roles; Whisper's end of text is its pad and eos.
+        tok.eos_token = tok.pad_token = "<|endoftext|>"
+        return Loaded(model, tok, time.perf_counter() - t0, fmt)
+    if fmt == "gguf":
+        tok = tf.AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name)
+        model = tf.AutoModelForCausalLM.from_pretrained(str(p.parent), gguf_file=p.name, dtype=torch.float32)
+        return Loaded(model.eval(), tok, time.perf_counter() - t0, fmt)
+    if fmt in ("safetensors", "hf-id"):
+        kwargs: dict[str, Any] = {"local_files_only": True}
+        tok = tf.AutoTokenizer.from_pretrained(str(path), **kwargs)
+        config = tf.AutoConfig.from_pretrained(str(path), **kwargs)
+        auto = tf.AutoModelForCausalLM if _is_causal(config) else tf.AutoModel
+        model = auto.from_pretrained(str(path), dtype=torch.float32, **kwargs)
+        return Loaded(model.eval(), tok, time.perf_counter() - t0, fmt, bos_drop=1)
+    raise ExtraCheckpointError(f"{path}: unknown checkpoint format {fmt!r}")
+
+
+def _is_causal(config: Any) -> bool:
+    archs = getattr(config, "architectures", None) or []
+    return any(a.endswith("ForCausalLM") for a in archs)
+
+
+def tokenizer_fn(tok: Any) -> Callable[[list[str], int], dict[str, Any]]:
+    """A ``tokenize(texts, max_len)`` for :func:`integration.inputs.text_batches` (right padding)."""
+    if getattr(tok, "pad_token", None) is None:
+        tok.pad_token = tok.eos_token if getattr(tok, "eos_token", None) is not None else tok.unk_token
+    tok.padding_side = "right"
+
+    def tokenize(texts: list[str], max_len: int) -> dict[str, Any]:
+        enc = tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=max_len)
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+    return tokenize
+
+
+def text_forward(model: Any, batch: dict[str, Any]) -> Any:
+    """Run the base model (no LM head: the final norm is what is measured, the logits are not needed)."""
+    base = getattr(model, "model", None) if hasattr(model, "lm_head") else None
+    target = base if base is not None else model
+    return target(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+
+
+def whisper_encoder_batches(model: Any, n_tokens: int) -> Iterator[dict[str, Any]]:
+    """Log-mel features of synthesised speech, one 30-s clip (1500 encoder positions) per batch."""
+    cfg = model.config
+    n_clips = max(1, -(-n_tokens // int(cfg.max_source_positions)))
+    feats = inputs.speech_features(n_clips, num_mel_bins=int(cfg.num_mel_bins))
+    for i in range(n_clips):
+        yield {"input_features": feats[i : i + 1], "keep": None}
+
+
+def whisper_encoder_forward(model: Any, batch: dict[str, Any]) -> Any:
+    return model.get_encoder()(input_features=batch["input_features"])
+
+
+def whisper_decoder_batches(model: Any, tok: Any, n_tokens: int) -> Iterator[dict[str, Any]]:
+    """Corpus text through Whisper's tokenizer after the start-of-transcript prompt, against one speech clip."""
+    import torch
+
+    cfg = model.config
+    feats = inputs.speech_features(1, num_mel_bins=int(cfg.num_mel_bins), seed=100)
+    with torch.inference_mode():
+        enc = model.get_encoder()(input_features=feats).last_hidden_state
+    prompt = [int(cfg.decoder_start_token_id)]
+    max_len = min(128, int(cfg.max_target_positions)) - len(prompt)
+    tokenize = tokenizer_fn(tok)
+
+    def with_prompt(texts: list[str], n: int) -> dict[str, Any]:
+        e = tokenize(texts, n)
+        ids = torch.cat([torch.full((e["input_ids"].shape[0], 1), prompt[0]), e["input_ids"]], dim=1)
+        mask = torch.cat([torch.ones_like(e["attention_mask"][:, :1]), e["attention_mask"]], dim=1)
+        return {"input_ids": ids, "attention_mask": mask}
+
+    for batch in inputs.text_batches(with_prompt, n_tokens, max_len=max_len, bos_drop=1):
+        b = batch["input_ids"].shape[0]
+        yield {"encoder_outputs": (enc.expand(b, -1, -1),), "decoder_input_ids": batch["input_ids"],
+               "decoder_attention_mask": batch["attention_mask"], "keep": batch["keep"]}
+
+
+def whisper_decoder_forward(model: Any, batch: dict[str, Any]) -> Any:
+    return model.model.decoder(input_ids=batch["decoder_input_ids"], attention_mask=batch["decoder_attention_mask"],
+                               encoder_hidden_states=batch["encoder_outputs"][0])
+
+
+def random_twin(model: Any, seed: int = 0) -> Any:
+    """The same architecture and config at random initialisation (``deadir.models.random_init_like`` when present)."""
+    import torch
+
+    try:
+        from deadir.models import random_init_like  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        random_init_like = None
+    if random_init_like is not None:
+        return random_init_like(model, seed=seed).eval()
+    torch.manual_seed(seed)
+    return type(model)(model.config).eval()
+
+
+def measure_row(loaded: Loaded, row: Row, *, family: str, source: str, n_tokens: int) -> harness.ModelResult:
+    """Measure one row of a loaded checkpoint on its own inputs."""
+    model, tok = loaded.model, loaded.tokenizer
+    if row.name.endswith("-encoder") and row.modality == "speech":
+        batches: Any = whisper_encoder_batches(model, n_tokens)
+        fwd: Any = whisper_encoder_forward
+        desc = "log-mel of synthesised speech (30-s clips)"
+    elif row.name.endswith("-decoder") and family == "whisper":
+        batches, fwd = whisper_decoder_batches(model, tok, n_tokens), whisper_decoder_forward
+        desc = f"{inputs.corpus_source()} via Whisper's tokenizer, after <|startoftranscript|>"
+    else:
+        batches = inputs.text_batches(tokenizer_fn(tok), n_tokens, bos_drop=loaded.bos_drop)
+        fwd = text_forward
+        desc = f"{inputs.corpus_source()}, own tokenizer, distinct prompts, first position dropped"
+    return harness.measure_model(
+        model, batches, fwd, name=row.name, source=source, family=family, expected_norm=row.expected_norm,
+        modality=row.modality, final_path=row.final, sites_prefix=row.sites_prefix,
+        blocks_prefix=row.blocks_prefix, input_desc=desc, load_s=loaded.load_s,
+    )
+
+
+def scan_finals(path: str) -> list[dict[str, object]]:
+    """The γ-only reading (``deadir.scan``, no model built): kind and dead-channel count of the final norms."""
+    from deadir.scan import scan
+
+    rep = scan(path)
+    return [{"path": s.site.path, "kind": s.site.spec.kind, "dead": len(s.dead)}
+            for s in rep.sites if s.site.role == "final"]
+
+
+def measure_real(case: RealCase, path: str, fmt: str, *, n_tokens: int, twin_tokens: int) -> list[harness.ModelResult]:
+    """Load one checkpoint, measure each of its rows, then its random-init twin on the same kind of input."""
+    scanned = scan_finals(path)
+    loaded = load_checkpoint(path, fmt)
+    out = [measure_row(loaded, row, family=case.family, source="checkpoint", n_tokens=n_tokens) for row in case.rows]
+    for res in out:
+        res.extra["scan_final"] = scanned
+    twin = Loaded(random_twin(loaded.model), loaded.tokenizer, 0.0, fmt, loaded.bos_drop)
+    del loaded
+    gc.collect()
+    for res, row in zip(out, case.rows, strict=True):
+        res.twin = measure_row(twin, row, family=case.family, source="random-init twin", n_tokens=twin_tokens)
+    return out
+
+
+# --- user-named checkpoints -------------------------------------------------------------------------
+
+
+def resolve_extra(spec: str) -> tuple[str, str]:
+    """(path, format) of a user-named checkpoint: a folder, a .gguf file, or a Hugging Face id in the local cache.
+
+    Raises:
+        ExtraCheckpointError: the path does not exist and the id is not in the local HF cache.
+    """
+    p = Path(spec).expanduser()
+    if p.is_file() and p.suffix == ".gguf":
+        return str(p), "gguf"
+    if p.is_file() and p.name == "model.bin":
+        return str(p), "ctranslate2"
+    if p.is_dir():
+        if (p / "model.bin").is_file() and not (p / "model.safetensors").exists():
+            return str(p / "model.bin"), "ctranslate2"
+        ggufs = sorted(p.glob("*.gguf"))
+        if ggufs and not (p / "config.json").is_file():
+            return str(ggufs[0]), "gguf"
+        if (p / "config.json").is_file():
+            return str(p), "safetensors"
+        raise ExtraCheckpointError(f"{spec}: folder has no config.json, .gguf or CTranslate2 model.bin")
+    if p.exists():
+        raise ExtraCheckpointError(f"{spec}: not a folder, a .gguf file or a CTranslate2 model.bin")
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(spec, local_files_only=True)
+    except Exception as exc:  # the hub client raises several unrelated types for "not cached"
+        raise ExtraCheckpointError(
+            f"{spec}: no such file or folder, and not a Hugging Face id in the local cache "
+            f"(resolved with local_files_only=True; nothing is downloaded): {type(exc).__name__}"
+        ) from None
+    return local, "hf-id"
+
+
+def extra_specs(option_values: list[str] | None) -> list[str]:
+    """User checkpoints from ``--checkpoint`` (repeatable) and ``DEADIR_EXTRA_CHECKPOINTS`` (os.pathsep-separated)."""
+    env = os.environ.get("DEADIR_EXTRA_CHECKPOINTS", "")
+    specs = [s for s in env.split(os.pathsep) if s.strip()] + list(option_values or [])
+    return list(dict.fromkeys(s.strip() for s in specs))
+
+
+def measure_extra(spec: str, *, n_tokens: int, twin_tokens: int) -> list[harness.ModelResult]:
+    """Measure a user-named checkpoint: its last norm is the final site; its kind decides the expected class."""
+    path, fmt = resolve_extra(spec)
+    loaded = load_checkpoint(path, fmt)
+    model = loaded.model
+    stack = "model.decoder." if fmt == "ctranslate2" else ""
+    sites = harness.norm_sites(model, stack)
+    if not sites:
+        raise ExtraCheckpointError(f"{spec}: no LayerNorm/RMSNorm deadir can read in {type(model).__name__}")
+    final = _final_site(model, sites)
+    kind = next(s for p, _, s in sites if p == final).kind
+    family = str(getattr(model.config, "model_type", "unknown"))
+    name = extra_name(spec)
+    row = Row(name, final, kind, "speech" if fmt == "ctranslate2" else "text",
+              sites_prefix=stack, blocks_prefix=stack)
+    res = measure_row(loaded, row, family=family, source=f"user ({fmt})", n_tokens=n_tokens)
+    twin = Loaded(random_twin(model), loaded.tokenizer, 0.0, fmt, loaded.bos_drop)
+    del loaded, model
+    gc.collect()
+    res.twin = measure_row(twin, row, family=family, source="random-init twin", n_tokens=twin_tokens)
+    return [res]
+
+
+def extra_name(spec: str) -> str:
+    """The table name of a user-named checkpoint: "user:" + its file/folder name (or the HF id)."""
+    p = Path(spec).expanduser()
+    return f"user:{p.name if p.exists() else spec}"
+
+
+def _final_site(model: Any, sites: list[tuple[str, Any, Any]]) -> str:
+    try:
+        from deadir.models import final_norm  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return str(sites[-1][0])
+    paths = {p for p, _, _ in sites}
+    finals = [s.path for s in final_norm(model) if s.path in paths]
+    return str(finals[-1]) if finals else str(sites[-1][0])
