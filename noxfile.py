@@ -132,6 +132,8 @@ def main(session: nox.Session) -> None:
     install(session)
     run_proofs(session)
     run_fuzz(session)
+    run_integration(session)
+    run_summary(session)
 
 
 @nox.session(default=False)
@@ -143,6 +145,8 @@ def ci(session: nox.Session) -> None:
     run_tests(session)
     run_proofs(session)
     run_fuzz(session)
+    run_integration(session)
+    run_summary(session)
 
 
 @nox.session(default=False)
