@@ -59,33 +59,33 @@ def stdlib_docstrings(min_chars: int = 200) -> str:
     def add(obj: Any) -> None:
         if inspect.ismodule(obj) and obj is not module:
             return
-        with warnings.catch_warnings():  # reading a deprecated alias's __doc__ (typing.io) warns; harmless here
-            warnings.simplefilter("ignore")
-            doc = inspect.getdoc(obj)
+        doc = inspect.getdoc(obj)
         if doc and len(doc) >= min_chars and doc not in seen:
             seen.add(doc)
             parts.append(doc)
 
     module: Any = None
-    for name in STDLIB_MODULES:
-        try:
-            with warnings.catch_warnings():  # some modules warn on import in some Python versions
-                warnings.simplefilter("ignore")
+    # Importing some modules, and touching deprecated aliases (typing.io, typing.re) or their
+    # attributes, emits DeprecationWarnings that say nothing about the text gathered here.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in STDLIB_MODULES:
+            try:
                 module = importlib.import_module(name)
-        except ImportError:
-            continue
-        add(module)
-        for attr in sorted(vars(module)):
-            if attr.startswith("_"):
+            except ImportError:
                 continue
-            obj = vars(module)[attr]
-            if getattr(obj, "__module__", None) != module.__name__:
-                continue
-            add(obj)
-            if inspect.isclass(obj):
-                for meth in sorted(vars(obj)):
-                    if not meth.startswith("_"):
-                        add(vars(obj)[meth])
+            add(module)
+            for attr in sorted(vars(module)):
+                if attr.startswith("_"):
+                    continue
+                obj = vars(module)[attr]
+                if getattr(obj, "__module__", None) != module.__name__:
+                    continue
+                add(obj)
+                if inspect.isclass(obj):
+                    for meth in sorted(vars(obj)):
+                        if not meth.startswith("_"):
+                            add(vars(obj)[meth])
     return "\n\n".join(parts)
 
 

@@ -16,7 +16,6 @@ Every generator is deterministic (fixed seeds, fixed text) so the report is repr
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,11 +39,7 @@ def corpus_paragraphs() -> list[str]:
     """Distinct English paragraphs of ``deadir.corpus`` (shipped prose first, then stdlib docstrings), fixed order."""
     from deadir.corpus import corpus_text
 
-    with warnings.catch_warnings():
-        # Reading docstrings touches deprecated stdlib aliases (typing.io on Python 3.11 warns on access);
-        # the text is what we want, the deprecation is not ours.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        text = corpus_text("both")
+    text = corpus_text("both")
     # Distinct prompts: drop a paragraph whose first PREFIX_WORDS words an earlier one already starts with
     # (stdlib docstrings repeat openings such as "Help message formatter which ...").
     out, seen = [], set()

@@ -402,9 +402,6 @@ def test_with_lm_head_wraps_a_base_model() -> None:
     assert with_lm_head(model)[0] is model
 
 
-# deadir.corpus (verify's text inputs, another branch) reads stdlib docstrings and so touches typing.io/re, which
-# warns on import; that is not this feature's concern (reported to the lead)
-@pytest.mark.filterwarnings(r"ignore:typing\.(io|re) is deprecated:DeprecationWarning")
 def test_cli_verify_fisher_json(capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
