@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from deadir.arrays import FloatArray, as_float64, is_torch_tensor
-from deadir.errors import InputShapeError
+from deadir.errors import DeadirError, InputShapeError
 
 
 class CovarianceAccumulator:
@@ -108,6 +108,51 @@ class CovarianceAccumulator:
                           other._m2)
         return self
 
+    def merged_across_ranks(self, *, group: Any = None) -> CovarianceAccumulator:
+        """Every rank's samples merged into one accumulator, the same on every rank.
+
+        A collective over ``torch.distributed`` (gloo on CPU, nccl on CUDA): each rank sends
+        its state (n, shift, mean, M2; d² + 2d + 1 float64 values, not its samples) and all
+        ranks merge them in rank order, so the result does not depend on which rank asks.
+        This accumulator is left unchanged; the result lives on the host.
+
+        Raises:
+            DeadirError: torch.distributed is not initialised.
+            InputShapeError: the ranks accumulate different d (each rank's d is named).
+        """
+        import torch
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            raise DeadirError("merged_across_ranks: torch.distributed is not initialised "
+                              "(call torch.distributed.init_process_group first)")
+        world = dist.get_world_size(group)
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend(group) == "nccl" \
+            else torch.device("cpu")
+        dims = [torch.zeros(1, dtype=torch.float64, device=device) for _ in range(world)]
+        dist.all_gather(dims, torch.tensor([float(self.d)], dtype=torch.float64, device=device), group=group)
+        if any(int(x.item()) != self.d for x in dims):
+            raise InputShapeError(f"merged_across_ranks: ranks accumulate different d: {[int(x.item()) for x in dims]}")
+        d = self.d
+        if self._n:
+            parts = [_to_numpy(self._shift), _to_numpy(self._mean), _to_numpy(self._m2).ravel()]
+        else:
+            parts = [np.zeros(d), np.zeros(d), np.zeros(d * d)]
+        state = torch.from_numpy(np.concatenate([[float(self._n)], *parts])).to(device)
+        states = [torch.empty_like(state) for _ in range(world)]
+        dist.all_gather(states, state, group=group)
+        merged = CovarianceAccumulator(d)
+        for st in states:
+            flat = st.cpu().numpy()
+            n = int(flat[0])
+            if n == 0:
+                continue
+            part = CovarianceAccumulator(d)
+            part._n, part._shift = n, flat[1 : 1 + d].copy()
+            part._mean, part._m2 = flat[1 + d : 1 + 2 * d].copy(), flat[1 + 2 * d :].reshape(d, d).copy()
+            merged.merge(part)
+        return merged
+
     def _update_torch(self, batch: Any) -> None:
         import torch
 
@@ -122,6 +167,10 @@ class CovarianceAccumulator:
         if self._n and not self._torch:  # a host state stays on the host
             self.update(rows.cpu().numpy())
             return
+        if self._torch:
+            # A model split over devices (accelerate device_map) hands one site's rows from
+            # wherever that layer lives; the state stays on the device that fixed it.
+            rows = rows.to(self._torch_device)
         if not bool(torch.isfinite(rows).all()):
             raise InputShapeError("batch: contains NaN or infinite entries")
         rows = rows - self._shift_for(rows.mean(dim=0))
