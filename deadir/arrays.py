@@ -37,6 +37,9 @@ def as_float64(x: Any, *, name: str) -> FloatArray:
         t = x.detach()
         if t.is_complex() or t.dtype == torch.bool:
             raise InputShapeError(f"{name}: expected a real floating tensor, got dtype {t.dtype}")
+        if t.device.type == "meta":
+            raise InputShapeError(f"{name}: is a meta tensor (no data; e.g. a weight offloaded to disk by "
+                                  "accelerate): load that part of the model onto a real device")
         return np.asarray(t.to(device="cpu", dtype=torch.float64).numpy())
     try:
         arr = np.asarray(x)

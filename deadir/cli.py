@@ -229,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens", type=int, default=2048, help="rows (token positions) per site (default 2048)")
     p.add_argument("--seq-len", type=int, default=None, help="text sequence length (default min(64, max positions))")
     p.add_argument("--batch-size", type=int, default=8, help="samples per forward pass (default 8)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"),
+                   help="where the forward runs; auto: accelerate device_map over every GPU, then the host")
     p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16", "float64"),
                    help="forward dtype (default: the checkpoint's); measurements are float64 always")
     p.add_argument("--sites", default="all", choices=("all", "final"), help="measure all sites or only final norms")

@@ -593,6 +593,9 @@ def load_model(path: str, *, dtype: Any = None, device: str = "cpu", seed: int =
     local_files_only=True)``), or a ``.gguf`` file (``AutoModelForCausalLM.from_pretrained(folder,
     gguf_file=name)``, of which the base model is returned). The tokenizer is loaded from the
     same place when it is there (else None). ``dtype`` is a torch dtype or its name.
+    ``device`` is a torch device, or ``"auto"``: accelerate places the layers over every
+    GPU and then the host (``device_map="auto"``), for models larger than one device; the
+    forward's hooks move activations between devices and deadir's accumulators follow.
 
     Raises:
         CheckpointError: the path does not exist, is not a checkpoint, or fails to load (named).
@@ -610,7 +613,9 @@ def load_model(path: str, *, dtype: Any = None, device: str = "cpu", seed: int =
             raise CheckpointError(f"dtype: {dtype!r} is not a torch dtype")
     if path.startswith("random:"):
         model = random_model(path.removeprefix("random:"), seed=seed)
-        model = model.to(device=device, dtype=tdtype) if tdtype is not None else model.to(device)
+        if tdtype is not None:
+            model = model.to(dtype=tdtype)
+        model = _dispatch_auto(model) if device == "auto" else model.to(device)
         return LoadedModel(model, None, f"{path} (tiny random-init config, seed {seed})")
     from pathlib import Path
 
@@ -622,6 +627,8 @@ def load_model(path: str, *, dtype: Any = None, device: str = "cpu", seed: int =
     kwargs: dict[str, Any] = {"local_files_only": True}
     if tdtype is not None:
         kwargs["dtype"] = tdtype
+    if device == "auto":
+        kwargs["device_map"] = "auto"
     try:
         if p.is_file() and p.suffix == ".gguf":
             full = AutoModelForCausalLM.from_pretrained(str(p.parent), gguf_file=p.name, **kwargs)
@@ -644,4 +651,13 @@ def load_model(path: str, *, dtype: Any = None, device: str = "cpu", seed: int =
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, **tok_kwargs)
     except (OSError, ValueError, KeyError, TypeError, ImportError):
         tokenizer = None  # no offline tokenizer: make_inputs falls back to its synthetic distribution
-    return LoadedModel(model.to(device).eval(), tokenizer, str(p))
+    if device != "auto":  # an accelerate-dispatched model is already placed
+        model = model.to(device)
+    return LoadedModel(model.eval(), tokenizer, str(p))
+
+
+def _dispatch_auto(model: Any) -> Any:
+    """Place ``model`` with accelerate's automatic device map (GPUs first, then the host)."""
+    from accelerate import dispatch_model, infer_auto_device_map
+
+    return dispatch_model(model, device_map=infer_auto_device_map(model))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -291,3 +292,27 @@ def test_cli_verify_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     assert "no such file" in capsys.readouterr().err
     assert main(["verify", str(tmp_path), "--no-progress"]) == 2
     assert "no config.json" in capsys.readouterr().err
+
+
+def test_device_map_auto_loads_through_accelerate_and_measures_the_same(tmp_path: Path) -> None:
+    """--device auto: accelerate places the layers (here all on the host); the numbers do not move."""
+    from deadir.models import load_model
+
+    random_model("gpt2").save_pretrained(tmp_path / "ckpt")
+    plain = load_model(str(tmp_path / "ckpt"))
+    auto = load_model(str(tmp_path / "ckpt"), device="auto")
+    inputs = make_inputs(plain.model, n_tokens=128)
+    a, b = verify(plain.model, inputs, progress=False), verify(auto.model, inputs, progress=False)
+    # the same float32 operations on the same device: the float64 measurements agree exactly
+    assert [s.rayleigh_rel for s in a.sites] == [s.rayleigh_rel for s in b.sites]
+    assert set(load_model("random:gpt2", device="auto").model.hf_device_map.values()) == {"cpu"}
+
+
+def test_weights_offloaded_to_disk_are_a_clear_error(tmp_path: Path) -> None:
+    """accelerate's disk offload leaves meta tensors in the module: γ cannot be read, and verify says so."""
+    from accelerate import dispatch_model
+
+    device_map = {"wte": "cpu", "wpe": "cpu", "drop": "cpu", "h.0": "cpu", "h.1": "disk", "ln_f": "cpu"}
+    model = dispatch_model(random_model("gpt2"), device_map=device_map, offload_dir=str(tmp_path / "offload"))
+    with pytest.raises(InputShapeError, match="meta tensor"):
+        verify(model, make_inputs(model, n_tokens=32), progress=False)
