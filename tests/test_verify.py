@@ -114,7 +114,6 @@ def test_bfloat16_forward_is_reported_and_measured_in_float64(gpt2: torch.nn.Mod
 
 
 def test_dead_and_zero_scales(gpt2: torch.nn.Module) -> None:
-    import copy
 
     model = copy.deepcopy(gpt2)
     with torch.no_grad():
@@ -218,7 +217,6 @@ def test_report_json_and_tables(gpt2_report) -> None:  # type: ignore[no-untyped
 
 
 def test_random_init_side_by_side(gpt2: torch.nn.Module) -> None:
-    import copy
 
     trained = copy.deepcopy(gpt2)
     rng = np.random.default_rng(0)
