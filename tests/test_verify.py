@@ -114,7 +114,6 @@ def test_bfloat16_forward_is_reported_and_measured_in_float64(gpt2: torch.nn.Mod
 
 
 def test_dead_and_zero_scales(gpt2: torch.nn.Module) -> None:
-
     model = copy.deepcopy(gpt2)
     with torch.no_grad():
         model.ln_f.weight[3] = 1e-30
@@ -217,7 +216,6 @@ def test_report_json_and_tables(gpt2_report) -> None:  # type: ignore[no-untyped
 
 
 def test_random_init_side_by_side(gpt2: torch.nn.Module) -> None:
-
     trained = copy.deepcopy(gpt2)
     rng = np.random.default_rng(0)
     with torch.no_grad():  # a "trained" γ, β: spread of scales and non-zero shifts
