@@ -149,3 +149,16 @@ def test_pack_reports_a_crashing_norm_and_a_missing_reference() -> None:
     t1, ref = report.outcomes
     assert not report.passed and t1.failures == 1 and "boom" in (t1.counterexample or "")
     assert ref.skipped and "no float64 reference" in ref.skipped
+
+
+def test_pack_on_plain_callables_uses_no_drawn_parameters() -> None:
+    """A parameter-free callable is judged with γ = 1, β = 0 (what it applies), not with drawn values."""
+    ok = run_pack("deadir.testing.examples:functional_layernorm", max_examples=15, max_d=16, shrink=False)
+    assert ok.passed, ok.render()
+    assert all(o.examples > 0 for o in ok.outcomes if not o.skipped)
+    rms = run_pack("deadir.testing.examples:functional_rmsnorm", expect="rms", max_examples=15, max_d=16,
+                   shrink=False)
+    assert rms.passed, rms.render()
+    wrong = run_pack("deadir.testing.examples:functional_rmsnorm", expect="mean-centring", max_examples=15,
+                     max_d=16, shrink=False, properties=["T1 hyperplane"])
+    assert not wrong.passed and "gamma" in (wrong.outcomes[0].counterexample or "")

@@ -28,3 +28,23 @@ def rmsnorm(d: int) -> Any:
     import torch
 
     return torch.nn.RMSNorm(d, eps=1e-6)
+
+
+def functional_layernorm(d: int) -> Any:
+    """A plain callable (no parameters): torch.nn.functional.layer_norm over the last axis, γ = 1, β = 0."""
+    import torch
+
+    def norm(x: Any) -> Any:
+        return torch.nn.functional.layer_norm(x, (d,), eps=1e-5)
+
+    return norm
+
+
+def functional_rmsnorm(d: int) -> Any:
+    """A plain callable (no parameters): torch.nn.functional.rms_norm over the last axis, γ = 1."""
+    import torch
+
+    def norm(x: Any) -> Any:
+        return torch.nn.functional.rms_norm(x, (d,), eps=1e-6)
+
+    return norm
