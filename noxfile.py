@@ -23,8 +23,13 @@ def install(session: nox.Session, extras: str = "test") -> None:
     session.install("-c", "constraints.txt", "-e", f".[{extras}]")
 
 
-def run_tests(session: nox.Session) -> None:
-    session.run(*PYTEST, "tests", *session.posargs)
+# Set where run_fetch has installed the real checkpoints: a test that cannot find one fails
+# instead of skipping, so a broken install never passes as a run of skipped tests.
+REQUIRE_CHECKPOINTS = {"DEADIR_REQUIRE_CHECKPOINTS": "1"}
+
+
+def run_tests(session: nox.Session, *, checkpoints_fetched: bool = False) -> None:
+    session.run(*PYTEST, "tests", *session.posargs, env=REQUIRE_CHECKPOINTS if checkpoints_fetched else {})
 
 
 def run_proofs(session: nox.Session) -> None:
@@ -51,7 +56,7 @@ def run_integration(session: nox.Session) -> None:
     """
     run_fetch(session)
     session.run(*PYTEST, "integration", "-m", "integration and not gpu", "--report-dir", "build/integration",
-                *session.posargs)
+                *session.posargs, env=REQUIRE_CHECKPOINTS)
 
 
 def run_summary(session: nox.Session) -> None:
@@ -142,7 +147,7 @@ def ci(session: nox.Session) -> None:
     install(session, "test,lint")
     run_lint(session)
     run_fetch(session)
-    run_tests(session)
+    run_tests(session, checkpoints_fetched=True)
     run_proofs(session)
     run_fuzz(session)
     run_integration(session)

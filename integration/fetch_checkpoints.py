@@ -52,6 +52,7 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MANIFEST_VERSION = 1
@@ -297,6 +298,22 @@ def read_manifest(dest: Path) -> dict[str, dict[str, object]]:
     models = data.get("models", {})
     assert isinstance(models, dict)
     return models
+
+
+REQUIRE_ENV = "DEADIR_REQUIRE_CHECKPOINTS"
+
+
+def missing_checkpoint(reason: str) -> NoReturn:
+    """Skip the calling test for a checkpoint that is not installed, or fail it where they are required.
+
+    CI and the nox sessions set ``DEADIR_REQUIRE_CHECKPOINTS=1`` after installing them, so a
+    broken install can never pass as a run of skipped tests.
+    """
+    import pytest
+
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_ENV}=1: the real checkpoints are required here)")
+    pytest.skip(reason)
 
 
 def load_manifest(dest: Path | None = None) -> dict[str, dict[str, object]]:

@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from deadir.fisher import FisherProbe, dead_parameter_directions, fisher_report
+from integration.fetch_checkpoints import missing_checkpoint
 
 pytestmark = pytest.mark.integration
 
@@ -50,8 +51,8 @@ def _minilm_folder() -> Path | None:
 def minilm() -> tuple[Any, dict[str, torch.Tensor]]:
     folder = _minilm_folder()
     if folder is None:
-        pytest.skip("MiniLM checkpoint absent: run `python -m integration.fetch_checkpoints` "
-                    "or set DEADIR_CHECKPOINTS to a folder with manifest.json")
+        missing_checkpoint("MiniLM checkpoint absent: run `python -m integration.fetch_checkpoints` "
+                           "or set DEADIR_CHECKPOINTS to a folder with manifest.json")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import transformers as tf
 
@@ -81,9 +82,12 @@ def test_minilm_dead_directions_have_zero_fisher(minilm: tuple[Any, dict[str, to
     print("\n" + report.render())
     families = {r.family for r in report.rows}
     assert families == {"read-bias", "write-residual"}
+    u = FisherProbe(model, inputs).unit_roundoff
     for row in report.rows:
         assert row.exact and row.measured == "dead", row
         assert row.median_random_fisher > 1e3 * row.floor, row
+        # many orders: Fisher along the dead directions sits below u times that of random directions
+        assert row.max_ratio < u, row
     # MiniLM has channels with γ ≈ 1e-33: the notes must say so
     assert any("dead channel" in n for n in report.notes)
 
@@ -111,7 +115,8 @@ def test_minilm_dead_directions_keep_the_output(minilm: tuple[Any, dict[str, tor
 def test_smollm2_rmsnorm_formulas_are_live() -> None:
     gguf = _checkpoint("smollm2-135m")
     if gguf is None or not gguf.is_file():
-        pytest.skip("SmolLM2 GGUF absent: run `python -m integration.fetch_checkpoints` or set DEADIR_CHECKPOINTS")
+        missing_checkpoint("SmolLM2 GGUF absent: run `python -m integration.fetch_checkpoints` "
+                           "or set DEADIR_CHECKPOINTS")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import transformers as tf
 

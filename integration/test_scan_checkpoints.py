@@ -16,6 +16,7 @@ import pytest
 
 from deadir.cli import main
 from deadir.scan import ScanReport, scan
+from integration.fetch_checkpoints import missing_checkpoint
 
 pytestmark = pytest.mark.integration
 
@@ -30,9 +31,12 @@ def _manifest() -> dict[str, dict[str, Any]] | None:
 
 
 MANIFEST = _manifest()
-needs_manifest = pytest.mark.skipif(
-    MANIFEST is None, reason="no .checkpoints/manifest.json: run `python -m integration.fetch_checkpoints`"
-)
+
+
+@pytest.fixture(autouse=True)
+def _needs_manifest() -> None:
+    if MANIFEST is None:
+        missing_checkpoint("no .checkpoints/manifest.json: run `python -m integration.fetch_checkpoints`")
 
 # model -> (number of norm sites, kind, weight offset, predicted kernel)
 EXPECTED = {
@@ -49,13 +53,12 @@ _CACHE: dict[str, ScanReport] = {}
 
 def _scan(name: str) -> ScanReport:
     if MANIFEST is None or name not in MANIFEST:
-        pytest.skip(f"{name} is not in the checkpoint manifest")
+        missing_checkpoint(f"{name} is not in the checkpoint manifest")
     if name not in _CACHE:
         _CACHE[name] = scan(MANIFEST[name]["path"])
     return _CACHE[name]
 
 
-@needs_manifest
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_every_real_checkpoint_scans_from_its_norm_tensors(name: str) -> None:
     n_sites, kind, offset, kernel = EXPECTED[name]
@@ -78,7 +81,6 @@ def test_every_real_checkpoint_scans_from_its_norm_tensors(name: str) -> None:
             assert abs(np.linalg.norm(s.direction) - 1.0) < 1e-12 and np.all(signs == signs[0])
 
 
-@needs_manifest
 def test_minilm_dead_channels() -> None:
     report = _scan("minilm")
     dead = {s.site.path: s for s in report.sites if s.dead}
@@ -90,7 +92,6 @@ def test_minilm_dead_channels() -> None:
     assert all(t.live_fraction == 1.0 for t in report.sites if t is not s)
 
 
-@needs_manifest
 def test_mpnet_dead_channels() -> None:
     report = _scan("mpnet")
     dead = {s.site.path: s for s in report.sites if s.dead}
@@ -101,7 +102,6 @@ def test_mpnet_dead_channels() -> None:
     assert s.gamma_min < 1e-32
 
 
-@needs_manifest
 def test_gemma3_effective_gain_one_plus_w() -> None:
     report = _scan("gemma3-270m")
     final = report.site("output_norm")
@@ -119,7 +119,6 @@ def test_gemma3_effective_gain_one_plus_w() -> None:
     assert all(s.kernel == "none" for s in zero)
 
 
-@needs_manifest
 def test_qwen25_tiny_negative_final_gain() -> None:
     report = _scan("qwen2.5-0.5b")
     final = report.site("output_norm")
@@ -128,7 +127,6 @@ def test_qwen25_tiny_negative_final_gain() -> None:
     assert final.kernel == "none" and final.direction is None and final.dead == ()
 
 
-@needs_manifest
 def test_smollm2_rms_sites() -> None:
     report = _scan("smollm2-135m")
     assert all(s.kernel == "none" and s.site.spec.kind == "rmsnorm" for s in report.sites)
@@ -138,7 +136,6 @@ def test_smollm2_rms_sites() -> None:
     assert all(s.dead == () for s in report.sites)  # smallest gain 1.6e-4 of the median: live
 
 
-@needs_manifest
 def test_whisper_clean_layernorms() -> None:
     report = _scan("whisper-base")
     enc = report.site("encoder/layer_norm")
@@ -146,7 +143,6 @@ def test_whisper_clean_layernorms() -> None:
     assert {s.stored_dtype for s in report.sites} == {"F16"}
 
 
-@needs_manifest
 def test_cli_baseline_gate_on_a_real_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert MANIFEST is not None
     path = MANIFEST["minilm"]["path"]

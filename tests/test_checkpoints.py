@@ -623,20 +623,20 @@ def test_ct2_config_json_next_to_model(tmp_path: Path) -> None:
 
 
 def _manifest() -> dict[str, dict[str, Any]]:
-    from integration.fetch_checkpoints import default_dest, load_manifest
+    from integration.fetch_checkpoints import default_dest, load_manifest, missing_checkpoint
 
     dest = default_dest()
     if not (dest / "manifest.json").is_file():
-        pytest.skip(
-            f"no {dest / 'manifest.json'}: run `python -m integration.fetch_checkpoints` to install them"
-        )
+        missing_checkpoint(f"no {dest / 'manifest.json'}: run `python -m integration.fetch_checkpoints` to install them")
     return load_manifest(dest)
 
 
 def _entry(name: str) -> dict[str, Any]:
     models = _manifest()
     if name not in models:
-        pytest.skip(f"{name} is not installed (python -m integration.fetch_checkpoints --only {name})")
+        from integration.fetch_checkpoints import missing_checkpoint
+
+        missing_checkpoint(f"{name} is not installed (python -m integration.fetch_checkpoints --only {name})")
     return models[name]
 
 
