@@ -627,7 +627,7 @@ def _manifest() -> dict[str, dict[str, Any]]:
 
     dest = default_dest()
     if not (dest / "manifest.json").is_file():
-        missing_checkpoint(f"no {dest / 'manifest.json'}: run `python -m integration.fetch_checkpoints` to install them")
+        missing_checkpoint(f"no {dest / 'manifest.json'}: run `python -m integration.fetch_checkpoints`")
     return load_manifest(dest)
 
 
