@@ -135,10 +135,12 @@ def fuzz(session: nox.Session) -> None:
 def main(session: nox.Session) -> None:
     """The main job: proofs, fuzzing and the real-checkpoint check, with a readable report."""
     install(session)
-    run_proofs(session)
-    run_fuzz(session)
-    run_integration(session)
-    run_summary(session)
+    try:
+        run_proofs(session)
+        run_fuzz(session)
+        run_integration(session)
+    finally:  # the one-page summary also says what did not run or failed
+        run_summary(session)
 
 
 @nox.session(default=False)
@@ -162,4 +164,5 @@ def bench(session: nox.Session) -> None:
     `--`, e.g. `nox -s bench -- --only 2,3`. CUDA rows run where a device is present.
     """
     install(session)
+    run_fetch(session)
     session.run("python", "-m", "benchmarks", *session.posargs)

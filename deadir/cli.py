@@ -28,6 +28,8 @@ def build_builtin_norm(kind: str, d: int, *, groups: int, gamma: np.ndarray, bet
     elif kind == "rmsnorm":
         module = torch.nn.RMSNorm(d, eps=1e-6)
     elif kind == "groupnorm":
+        if groups < 1 or d % groups:
+            raise DeadirError(f"--groups: {groups} groups do not divide d={d} channels evenly")
         module = torch.nn.GroupNorm(groups, d)
     elif kind == "scale-then-centre":
         return NormSpec("scale-then-centre", gamma, beta, 1e-5)

@@ -30,6 +30,10 @@ def test_classify_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> No
     assert main(["classify", "rmsnorm", "--d", "1"]) == 2
     assert "--d: must be ≥ 2" in capsys.readouterr().err
     assert main(["classify", "rmsnorm", "--spread", "0.5"]) == 2
+    capsys.readouterr()
+    assert main(["classify", "groupnorm", "--d", "10", "--groups", "4"]) == 2
+    assert "--groups: 4 groups do not divide d=10" in capsys.readouterr().err
+    assert main(["classify", "groupnorm", "--d", "8", "--groups", "0"]) == 2
     with pytest.raises(SystemExit):
         main(["classify", "batchnorm"])
 
