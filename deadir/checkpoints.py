@@ -761,6 +761,24 @@ def _added_token_ids(tokenizer_file: Path) -> dict[str, int]:
         return {}  # the ids are a convenience for generation; the weights do not depend on them
 
 
+def ctranslate2_whisper_tokenizer(folder: str | os.PathLike[str]) -> Any:
+    """The fast tokenizer of a CTranslate2 Whisper folder (its tokenizer.json).
+
+    tokenizer.json carries no special-token roles; Whisper's end of text is its pad and eos.
+
+    Raises:
+        CheckpointError: the folder has no tokenizer.json.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    file = Path(folder) / "tokenizer.json"
+    if not file.is_file():
+        raise CheckpointError(f"{file}: no tokenizer.json beside the CTranslate2 model")
+    tok = PreTrainedTokenizerFast(tokenizer_file=str(file))
+    tok.eos_token = tok.pad_token = "<|endoftext|>"
+    return tok
+
+
 def load_ctranslate2_whisper(path: str | os.PathLike[str]) -> WhisperForConditionalGeneration:
     """Build a float32 ``WhisperForConditionalGeneration`` from a CTranslate2 Whisper model.
 

@@ -591,8 +591,10 @@ def load_model(path: str, *, dtype: Any = None, device: str = "cpu", seed: int =
     ``path`` is ``random:<model_type>`` (a tiny random-init model, :data:`TINY_CONFIGS`), a
     local folder with config.json and safetensors (``AutoModel.from_pretrained(folder,
     local_files_only=True)``), or a ``.gguf`` file (``AutoModelForCausalLM.from_pretrained(folder,
-    gguf_file=name)``, of which the base model is returned). The tokenizer is loaded from the
-    same place when it is there (else None). ``dtype`` is a torch dtype or its name.
+    gguf_file=name)``, of which the base model is returned), or a CTranslate2 Whisper
+    ``model.bin`` or its folder (:func:`deadir.checkpoints.load_ctranslate2_whisper`). Pickled
+    weights are refused, never loaded. The tokenizer is loaded from the same place when it is
+    there (else None). ``dtype`` is a torch dtype or its name.
     ``device`` is a torch device, or ``"auto"``: accelerate places the layers over every
     GPU and then the host (``device_map="auto"``), for models larger than one device; the
     forward's hooks move activations between devices and deadir's accumulators follow.
@@ -629,6 +631,21 @@ def load_model(path: str, *, dtype: Any = None, device: str = "cpu", seed: int =
         kwargs["dtype"] = tdtype
     if device == "auto":
         kwargs["device_map"] = "auto"
+    from deadir.checkpoints import (
+        ctranslate2_whisper_tokenizer,
+        detect_format,
+        load_ctranslate2_whisper,
+    )
+
+    # refuses pickled weights and unknown files before transformers sees them
+    if detect_format(p) == "ctranslate2":  # Whisper's model.bin (or its folder): a flat binary, not pickle
+        model = load_ctranslate2_whisper(p)
+        if tdtype is not None:
+            model = model.to(tdtype)
+        folder = p.parent if p.is_file() else p
+        tokenizer = ctranslate2_whisper_tokenizer(folder) if (folder / "tokenizer.json").is_file() else None
+        model = _dispatch_auto(model) if device == "auto" else model.to(device)
+        return LoadedModel(model.eval(), tokenizer, str(p))
     try:
         if p.is_file() and p.suffix == ".gguf":
             full = AutoModelForCausalLM.from_pretrained(str(p.parent), gguf_file=p.name, **kwargs)
@@ -638,7 +655,8 @@ def load_model(path: str, *, dtype: Any = None, device: str = "cpu", seed: int =
         elif p.is_dir():
             if not (p / "config.json").is_file():
                 raise CheckpointError(f"{path}: folder has no config.json")
-            model = AutoModel.from_pretrained(str(p), **kwargs)
+            # safetensors only: a folder with nothing but a pickled pytorch_model.bin is refused, never unpickled
+            model = AutoModel.from_pretrained(str(p), use_safetensors=True, **kwargs)
             tok_kwargs, folder = {}, p
         else:
             raise CheckpointError(f"{path}: expected a folder with config.json and safetensors, or a .gguf file")

@@ -751,6 +751,9 @@ class InitComparison:
                 "eigval_along_direction_init": i.eigval_along_direction,
                 "deepening": deep,
                 "near_null": {f"{t:g}": [s.near_null[t], i.near_null[t]] for t in self.trained.tolerances},
+                # deepening of the near-null count: model / init (None when init has none)
+                "near_null_deepening": {f"{t:g}": (s.near_null[t] / i.near_null[t] if i.near_null[t] else None)
+                                        for t in self.trained.tolerances},
                 "at_floor": s.at_floor, "at_floor_init": i.at_floor,
             })
         return out
@@ -766,9 +769,14 @@ class InitComparison:
         headers = ("site", "kind", "rayleigh_rel", "at init", "deepening",
                    *(f"null@{t:g} (model/init)" for t in tols))
         rows = [(r["path"], r["kind"], r["rayleigh_rel"], r["rayleigh_rel_init"], r["deepening"],
-                 *(f"{r['near_null'][f'{t:g}'][0]}/{r['near_null'][f'{t:g}'][1]}" for t in tols))
+                 *(_count_pair(r["near_null"][f"{t:g}"], r["near_null_deepening"][f"{t:g}"]) for t in tols))
                 for r in self.rows()]
         return render_table(headers, rows, title=f"model vs random init (seed {self.seed}), same inputs")
+
+
+def _count_pair(counts: list[int], ratio: float | None) -> str:
+    """"model/init (×ratio)" for one near-null threshold."""
+    return f"{counts[0]}/{counts[1]}" + (f" (×{ratio:.3g})" if ratio is not None else "")
 
 
 def verify_against_init(model: Any, inputs: Any, *, seed: int = 0, **kwargs: Any) -> InitComparison:

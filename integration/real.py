@@ -118,13 +118,10 @@ def load_checkpoint(path: str | os.PathLike[str], fmt: str) -> Loaded:
     t0 = time.perf_counter()
     p = Path(path)
     if fmt == "ctranslate2":
-        from deadir.checkpoints import load_ctranslate2_whisper
+        from deadir.checkpoints import ctranslate2_whisper_tokenizer, load_ctranslate2_whisper
 
         model = load_ctranslate2_whisper(p)
-        folder = p.parent if p.is_file() else p
-        tok = tf.PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"))
-        # tokenizer.json carries no special-token roles; Whisper's end of text is its pad and eos.
-        tok.eos_token = tok.pad_token = "<|endoftext|>"
+        tok = ctranslate2_whisper_tokenizer(p.parent if p.is_file() else p)
         return Loaded(model, tok, time.perf_counter() - t0, fmt)
     if fmt == "gguf":
         tok = tf.AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name)

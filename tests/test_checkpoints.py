@@ -918,3 +918,34 @@ def test_real_gguf_header_agrees_with_gguf_reader() -> None:
     norm = read_tensors(entry["path"], ["output_norm.weight"])["output_norm.weight"]
     theirs = next(t for t in reader.tensors if t.name == "output_norm.weight")
     assert np.array_equal(norm, np.asarray(theirs.data, dtype=np.float64))
+
+
+# ----------------------------------------------------------------------------- load_model (verify's loader)
+
+
+def test_load_model_refuses_a_pickle_only_folder_without_unpickling(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from deadir.models import load_model, random_model
+
+    random_model("gpt2").config.save_pretrained(tmp_path)
+    torch.save({"w": torch.ones(2)}, tmp_path / "pytorch_model.bin")
+
+    def no_unpickling(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("torch.load was called on an untrusted file")
+
+    monkeypatch.setattr(torch, "load", no_unpickling)
+    with pytest.raises(CheckpointError, match="never unpickles"):
+        load_model(str(tmp_path))
+
+
+def test_load_model_reads_a_ctranslate2_whisper(tmp_path: Path) -> None:
+    from deadir.models import load_model
+
+    model = _tiny_whisper()
+    write_ct2(tmp_path / "model.bin", _whisper_to_ct2(model), _ALIAS)
+    for path in (tmp_path / "model.bin", tmp_path):  # the file or its folder
+        loaded = load_model(str(path), dtype="float64")
+        assert type(loaded.model).__name__ == "WhisperForConditionalGeneration" and loaded.tokenizer is None
+        ours = dict(loaded.model.named_parameters())
+        for name, param in model.named_parameters():
+            assert torch.equal(ours[name].detach(), param.detach().double()), name

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from deadir import InputShapeError, UnknownNormError, make_inputs, verify, verify_against_init
 from deadir.cli import main
@@ -228,9 +229,9 @@ def test_random_init_side_by_side(gpt2: torch.nn.Module) -> None:
     rows = {r["path"]: r for r in cmp.rows()}
     assert set(rows) == {"h.0.ln_1", "h.0.ln_2", "h.1.ln_1", "h.1.ln_2", "ln_f"}
     for r in rows.values():
-        assert r["deepening"] is not None and r["deepening"] > 0
+        assert r["deepening"] == pytest.approx(r["rayleigh_rel_init"] / r["rayleigh_rel"], rel=1e-12)
         assert r["at_floor"] and r["at_floor_init"]
-        assert r["near_null"]["1e-10"] == [1, 1]
+        assert r["near_null"]["1e-10"] == [1, 1] and r["near_null_deepening"]["1e-10"] == 1.0
     assert cmp.init.site("h.0.ln_1").site.spec.gamma.tolist() == [1.0] * 32  # init γ = 1
     assert "deepening" in cmp.table()
     json.loads(dumps(cmp.to_dict()))
@@ -286,6 +287,9 @@ def test_cli_verify_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     assert "no tiny config" in capsys.readouterr().err
     assert main(["verify", str(tmp_path / "missing"), "--no-progress"]) == 2
     assert "no such file" in capsys.readouterr().err
+    assert main(["verify", str(tmp_path), "--no-progress"]) == 2
+    assert "no weights" in capsys.readouterr().err
+    save_file({"w": torch.ones(2)}, str(tmp_path / "model.safetensors"))
     assert main(["verify", str(tmp_path), "--no-progress"]) == 2
     assert "no config.json" in capsys.readouterr().err
 
