@@ -1080,7 +1080,7 @@ def compare_to_baseline(
     """Every site whose normalisation changed between ``baseline`` and ``current``.
 
     Flags sites added or removed, a changed kind (including Gemma's (1 + w) offset), a
-    changed kernel presence, a changed size, changed zero-scale indices, and a kernel
+    changed kernel presence, a β that appeared or vanished, a changed size, changed zero-scale indices, and a kernel
     direction that turned by more than ``max_angle`` radians. An empty list means no change.
 
     Raises:
@@ -1108,6 +1108,11 @@ def compare_to_baseline(
         if o["kernel_predicted"] != s["kernel_predicted"]:
             changes.append(Change(path, "kernel", "kernel predicted -> no kernel" if o["kernel_predicted"]
                                   else "no kernel -> kernel predicted"))  # fmt: skip
+        if (o.get("bias_name") is None) != (s.get("bias_name") is None):
+            # With the config unchanged the kind comes from the architecture table, so a LayerNorm
+            # swapped for an RMSNorm in the model code shows in the tensors only as a vanished β.
+            changes.append(Change(path, "bias", "β present -> absent (norm swapped for a bias-free one, "
+                                  "e.g. RMSNorm?)" if o.get("bias_name") is not None else "β absent -> present"))
         if o["d"] != s["d"]:
             changes.append(Change(path, "size", f"d {o['d']} -> {s['d']}"))
             continue

@@ -493,6 +493,24 @@ def test_baseline_unchanged_exits_0(
     assert "no normalisation change" in capsys.readouterr().out
 
 
+def test_baseline_catches_a_norm_swap_with_the_config_unchanged(
+    tmp_path: Path, rng: np.random.Generator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The model code swapped LayerNorm for RMSNorm, config.json untouched: only the β tensors vanish."""
+    d = 16
+    config = {"model_type": "gpt_neox", "hidden_size": d, "layer_norm_eps": 1e-5}
+    ln = {f"gpt_neox.layers.{i}.{n}.{p}": gammas(rng, d) for i in range(2)
+          for n in ("input_layernorm", "post_attention_layernorm") for p in ("weight", "bias")}
+    before = write_hf(tmp_path / "before", config, ln)
+    _cli_json(before, tmp_path / "base.json", capsys)
+    swapped = write_hf(tmp_path / "after", config, {k: v for k, v in ln.items() if k.endswith(".weight")})
+    assert main(["scan", str(swapped), "--baseline", str(tmp_path / "base.json")]) == 1
+    out = capsys.readouterr().out
+    assert out.count("β present -> absent") == 4
+    # control: the unchanged checkpoint passes the same gate
+    assert main(["scan", str(before), "--baseline", str(tmp_path / "base.json")]) == 0
+
+
 def test_baseline_catches_layernorm_swapped_for_rmsnorm(
     tmp_path: Path, rng: np.random.Generator, capsys: pytest.CaptureFixture[str]
 ) -> None:
