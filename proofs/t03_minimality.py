@@ -6,10 +6,10 @@ P = I − 𝟙𝟙ᵀ/d, rank C = d − 1 and ker C = span(γ⁻¹).
 Machine-checked: (closed form) ‖z‖² = d for symbolic d and for d = 2..8; z is odd in x
 (d = 2..6; 𝟙ᵀz = 0 is T1); the two constants a, b of the symmetry ansatz
 E[zzᵀ] = aP + b𝟙𝟙ᵀ are forced to a = d/(d−1), b = 0 (symbolic d); (rank) P² = P,
-tr P = d − 1, C γ⁻¹ = 0 for symbolic d; for every concrete d = 2..12 with symbolic γ: C γ⁻¹ = 0 and the leading (d−1)-minor of C equals
-(d/(d−1))^{d−1}·Πᵢ<d γᵢ²/d ≠ 0. Cited: the symmetry lemma (the law of x is invariant under
-every orthogonal Q with Q𝟙 = 𝟙, hence E[zzᵀ] commutes with all of them and is aP + b𝟙𝟙ᵀ),
-and rank–nullity.
+tr P = d − 1, C γ⁻¹ = 0 for symbolic d; for every concrete d = 2..12 with symbolic γ:
+C γ⁻¹ = 0 and the leading (d−1)-minor of C equals (d/(d−1))^{d−1}·Πᵢ<d γᵢ²/d ≠ 0.
+Cited: the symmetry lemma (the law of x is invariant under every orthogonal Q with
+Q𝟙 = 𝟙, hence E[zzᵀ] commutes with all of them and is aP + b𝟙𝟙ᵀ), and rank–nullity.
 Negative controls: 𝟙 in place of γ⁻¹ (non-constant γ); the uncentred closed form
 d/(d−1)·diag(γ)²  (P replaced by I).
 """
