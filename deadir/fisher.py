@@ -171,6 +171,7 @@ class Read:
     consumer: str
     role: Role = "linear"
     rotary: bool = False  # keys: a position-dependent rotation is applied to them
+    softcap: bool = False  # lm-head: logits pass through cap·tanh(ℓ/cap) before the softmax
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,11 +259,14 @@ def _plan_bert(mods: Mapping[str, Any], config: Any) -> Plan:
     if "cls.predictions.transform.dense" in mods:
         reads.append(Read(prev, "cls.predictions.transform.dense"))
         reads.append(Read("cls.predictions.transform.LayerNorm", "cls.predictions.decoder", "lm-head"))
+    if "lm_head.dense" in mods:  # RoBERTa's masked-LM head
+        reads.append(Read(prev, "lm_head.dense"))
+        reads.append(Read("lm_head.layer_norm", "lm_head.decoder", "lm-head"))
     note = (
         "post-LN: every residual sum (embeddings, attention output + input, MLP output + input) is "
         "read by exactly one LayerNorm, so each writer into it is a write-residual direction"
     )
-    return Plan("bert", tuple(reads), tuple(writes), note)
+    return Plan(str(getattr(config, "model_type", "bert")), tuple(reads), tuple(writes), note)
 
 
 def _plan_llama(mods: Mapping[str, Any], config: Any) -> Plan:
@@ -287,6 +291,32 @@ def _plan_llama(mods: Mapping[str, Any], config: Any) -> Plan:
     return Plan(str(getattr(config, "model_type", "llama")), tuple(reads), tuple(writes), note)
 
 
+def _plan_gemma2(mods: Mapping[str, Any], config: Any) -> Plan:
+    """Gemma 2 / Gemma 3 text: sandwich norms (a norm before and after attention and the MLP)."""
+    blocks = _blocks(mods, "layers.{i}.pre_feedforward_layernorm")
+    if not blocks:
+        raise UnsupportedArchitectureError("gemma2: no module named like 'layers.<i>.pre_feedforward_layernorm'")
+    p = blocks[0][0]
+    readers = tuple(f"{p}layers.{i}.{n}" for _, i in blocks for n in ("input_layernorm", "pre_feedforward_layernorm"))
+    readers += (f"{p}norm",)
+    reads: list[Read] = []
+    writes: list[Write] = [Write(f"{p}embed_tokens", readers)]
+    for _, i in blocks:
+        b = f"{p}layers.{i}."
+        reads += [Read(b + "input_layernorm", b + f"self_attn.{x}_proj", "key" if x == "k" else "linear", True)
+                  for x in "qkv"]
+        reads += [Read(b + "pre_feedforward_layernorm", b + f"mlp.{x}_proj") for x in ("gate", "up")]
+        # the attention and MLP outputs are read only by their post-norms, whose outputs join the stream
+        writes += [Write(b + "self_attn.o_proj", (b + "post_attention_layernorm",)),
+                   Write(b + "mlp.down_proj", (b + "post_feedforward_layernorm",))]
+    if "lm_head" in mods:
+        reads.append(Read(f"{p}norm", "lm_head", "lm-head",
+                          softcap=getattr(config, "final_logit_softcapping", None) is not None))
+    note = ("sandwich-norm decoder: the stream is read by input_layernorm/pre_feedforward_layernorm and the "
+            "final norm; o_proj and down_proj are read only by post_attention/post_feedforward_layernorm")
+    return Plan(str(getattr(config, "model_type", "gemma2")), tuple(reads), tuple(writes), note)
+
+
 #: model_type → plan builder (the per-architecture consumer table).
 ARCHITECTURES: dict[str, PlanBuilder] = {
     "gpt2": _plan_gpt2,
@@ -296,6 +326,9 @@ ARCHITECTURES: dict[str, PlanBuilder] = {
     "mistral": _plan_llama,
     "qwen2": _plan_llama,
     "gemma": _plan_llama,
+    "gemma2": _plan_gemma2,
+    "gemma3_text": _plan_gemma2,
+    "roberta": _plan_bert,
 }
 
 
@@ -535,8 +568,11 @@ def _read_candidates(
         default = np.concatenate([ginv, np.zeros(free - d)])
         why = ("T7 softmax: δW = 𝟙wᵀ shifts every logit of a position by ⟨w, y⟩, which softmax ignores; "
                "exact for any w and any norm (T7 names w = γ⁻¹)")
+        if read.softcap:
+            why = ("not exact: the logits are soft-capped (cap·tanh(ℓ/cap)) before the softmax, and the cap "
+                   "does not commute with a common shift")
         out.append(DeadDirection(
-            "lm-head-softmax", params=names, free_dim=free, exact=True, reason=why,
+            "lm-head-softmax", params=names, free_dim=free, exact=not read.softcap, reason=why,
             _build=build_head, _shapes=shapes, _default=default, **base,
         ))
     return out
