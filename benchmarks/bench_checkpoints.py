@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import synthetic
-from benchmarks.harness import RatioRow, Row, SkippedRow, Target, Timing, time_repeats
+from benchmarks.harness import RateRow, RatioRow, Row, SkippedRow, Target, Timing, time_repeats
 
 TOKENS_PER_SEQUENCE = 128
 GAMMA_TARGET = Target(">=", 10_000.0, "γ-read vs forward+eigensolve")
@@ -69,7 +69,8 @@ def real_subjects(root: Path) -> tuple[list[Subject], list[str]]:
     out: list[Subject] = []
     if "minilm" in models and (root / models["minilm"]["path"]).exists():
         out.append(Subject(
-            key="minilm", title="MiniLM-L6 (safetensors, 91 MB)", path=root / models["minilm"]["path"], d=384,
+            key="minilm", title=f"MiniLM-L6 (safetensors, {_mb(models['minilm'])})",
+            path=root / models["minilm"]["path"], d=384,
             final_norm_module="encoder.layer.5.output.LayerNorm", final_gamma="encoder.layer.5.output.LayerNorm.weight",
             loader="auto",
         ))  # fmt: skip
@@ -77,12 +78,31 @@ def real_subjects(root: Path) -> tuple[list[Subject], list[str]]:
         missing.append("minilm not in the checkpoint folder")
     if "smollm2-135m" in models and (root / models["smollm2-135m"]["path"]).exists():
         out.append(Subject(
-            key="smollm2", title="SmolLM2-135M (GGUF Q4_1, 98 MB)", path=root / models["smollm2-135m"]["path"],
+            key="smollm2", title=f"SmolLM2-135M (GGUF Q4_1, {_mb(models['smollm2-135m'])})",
+            path=root / models["smollm2-135m"]["path"],
             d=576, final_norm_module="model.norm", final_gamma="output_norm.weight", loader="gguf", vocab_high=49000,
         ))  # fmt: skip
     else:
         missing.append("smollm2-135m not in the checkpoint folder")
     return out, missing
+
+
+def scan_peak_bytes(scan: Callable[[Path], Any], folder: Path) -> int:
+    """Peak bytes allocated (Python objects and numpy buffers, tracemalloc) during one scan of ``folder``."""
+    import tracemalloc
+
+    scan(folder)  # warm: module imports are not the scan's own memory (safetensors headers are not cached)
+    tracemalloc.start()
+    try:
+        scan(folder)
+        return int(tracemalloc.get_traced_memory()[1])
+    finally:
+        tracemalloc.stop()
+
+
+def _mb(entry: dict[str, Any]) -> str:
+    """The checkpoint file's size as the manifest records it (bytes, checksummed at install)."""
+    return f"{int(entry['size']) / 1e6:.0f} MB"
 
 
 def synthetic_subject(folder: Path, spec: synthetic.GPT2Spec) -> Subject:
@@ -270,11 +290,21 @@ def run(repo: Path, out_dir: Path, *, slow_repeats: int = 2, scan_budget_s: floa
         floor_4x = time_repeats(lambda: floor_read(file4, header4, spans4), "floor 4×", min_repeats=5,
                                 max_repeats=500, budget_s=1.0, warmup=2)
         scan_4x = _scan_timing(scan, folder_4x, "scan 4×", scan_budget_s)
+        # memory: the scan's peak of Python/numpy allocations (tracemalloc) must not grow with the matmul bytes
+        peaks = {key: scan_peak_bytes(scan, folder) for key, folder in (("1x", folder_1x), ("4x", folder_4x))}
+        rows.append(RateRow(
+            id="memory:gpt2", item=1, title="scan peak allocation (tracemalloc), 1× and 4× checkpoints",
+            unit="bytes", values=(float(peaks["1x"]), float(peaks["4x"])),
+            extra={"peak_1x": peaks["1x"], "peak_4x": peaks["4x"], "peak_4x_over_1x": peaks["4x"] / peaks["1x"]},
+            notes=f"4×/1× peak = {peaks['4x'] / peaks['1x']:.2f} (flat: the matmul weights are never read)",
+        ))  # fmt: skip
+        bytes_1x = folder_1x.joinpath("model.safetensors").stat().st_size
+        bytes_4x = folder_4x.joinpath("model.safetensors").stat().st_size
         rows.append(RatioRow(
-            id="flat:gpt2-4x", item=1, title="scan: non-norm weights 4× larger (4.87 GB vs 1.22 GB)",
+            id="flat:gpt2-4x", item=1,
+            title=f"scan: non-norm weights 4× larger ({bytes_4x / 1e9:.2f} GB vs {bytes_1x / 1e9:.2f} GB)",
             fast=scans[base.name], slow=scan_4x, target=FLAT_TARGET,
-            extra={"bytes_1x": folder_1x.joinpath("model.safetensors").stat().st_size,
-                   "bytes_4x": folder_4x.joinpath("model.safetensors").stat().st_size,
+            extra={"bytes_1x": bytes_1x, "bytes_4x": bytes_4x,
                    "floor_4x_over_1x_median": floor_4x.stats.median / floors[base.name].stats.median},
             notes="same norm tensors (names, shapes, values); MLP width 4096→22592, vocabulary 50,257→201,028",
         ))  # fmt: skip

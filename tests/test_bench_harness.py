@@ -9,6 +9,7 @@ import json
 import math
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -268,3 +269,24 @@ def test_fuzz_pack_rows_count_examples() -> None:
     for r in rows:
         assert isinstance(r, RateRow) and r.unit == "examples/s"
         assert all(n >= 1 for n in r.extra["examples"]) and all(v > 0 for v in r.values)
+
+
+def test_scan_peak_memory_is_flat_in_the_matmul_bytes(tmp_path: Path) -> None:
+    """The memory row's measurement: a checkpoint with 30× more matmul bytes scans within the same peak."""
+    from deadir import scan
+
+    small = synthetic.GPT2Spec(name="mem-small", d=64, n_layer=2, n_head=2, n_inner=64, vocab=64, n_positions=8)
+    large = synthetic.GPT2Spec(name="mem-large", d=64, n_layer=2, n_head=2, n_inner=2560, vocab=20000,
+                               n_positions=8)
+    assert large.nbytes(norms=False) > 30 * small.nbytes(norms=False)
+    peaks = [bench_checkpoints.scan_peak_bytes(scan, synthetic.ensure_checkpoint(tmp_path, s)) for s in (small, large)]
+    # same norm tensors and tensor count: the headers differ only in their offsets' digits
+    assert peaks[1] < 1.1 * peaks[0], peaks
+    # control: the peak would see the matmul bytes if the scan read them (here: reading one 20,000×64 matrix)
+    from safetensors.numpy import load_file
+
+    def scan_and_read_all(folder: Path) -> Any:
+        return scan(folder), load_file(str(folder / "model.safetensors"))
+
+    eager = bench_checkpoints.scan_peak_bytes(scan_and_read_all, synthetic.ensure_checkpoint(tmp_path, large))
+    assert eager > 10 * peaks[1]
