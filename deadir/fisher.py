@@ -269,52 +269,47 @@ def _plan_bert(mods: Mapping[str, Any], config: Any) -> Plan:
     return Plan(str(getattr(config, "model_type", "bert")), tuple(reads), tuple(writes), note)
 
 
-def _plan_llama(mods: Mapping[str, Any], config: Any) -> Plan:
-    blocks = _blocks(mods, "layers.{i}.input_layernorm")
+def _decoder_plan(mods: Mapping[str, Any], config: Any, *, mlp_norm: str, sandwich: bool) -> Plan:
+    """Llama-style decoders: ``input_layernorm`` feeds attention, ``mlp_norm`` the gated MLP.
+
+    ``sandwich`` (Gemma 2 / 3): o_proj and down_proj are read only by their post-norms
+    (post_attention_layernorm / post_feedforward_layernorm), whose outputs join the stream;
+    otherwise they write straight into the stream the block and final norms read.
+    """
+    arch = str(getattr(config, "model_type", "llama"))
+    blocks = _blocks(mods, f"layers.{{i}}.{mlp_norm}")
     if not blocks:
-        raise UnsupportedArchitectureError("llama: no module named like 'layers.<i>.input_layernorm'")
+        raise UnsupportedArchitectureError(f"{arch}: no module named like 'layers.<i>.{mlp_norm}'")
     p = blocks[0][0]
-    readers = tuple(f"{p}layers.{i}.{n}" for _, i in blocks for n in ("input_layernorm", "post_attention_layernorm"))
-    readers += (f"{p}norm",)
+    readers = tuple(f"{p}layers.{i}.{n}" for _, i in blocks for n in ("input_layernorm", mlp_norm)) + (f"{p}norm",)
     reads: list[Read] = []
     writes: list[Write] = [Write(f"{p}embed_tokens", readers)]
     for _, i in blocks:
         b = f"{p}layers.{i}."
         reads += [Read(b + "input_layernorm", b + f"self_attn.{x}_proj", "key" if x == "k" else "linear", True)
                   for x in "qkv"]
-        reads += [Read(b + "post_attention_layernorm", b + f"mlp.{x}_proj") for x in ("gate", "up")]
-        writes += [Write(b + "self_attn.o_proj", readers), Write(b + "mlp.down_proj", readers)]
+        reads += [Read(b + mlp_norm, b + f"mlp.{x}_proj") for x in ("gate", "up")]
+        if sandwich:
+            writes += [Write(b + "self_attn.o_proj", (b + "post_attention_layernorm",)),
+                       Write(b + "mlp.down_proj", (b + "post_feedforward_layernorm",))]
+        else:
+            writes += [Write(b + "self_attn.o_proj", readers), Write(b + "mlp.down_proj", readers)]
     if "lm_head" in mods:
-        reads.append(Read(f"{p}norm", "lm_head", "lm-head"))
-    note = ("pre-norm decoder: the residual stream is read by input_layernorm/post_attention_layernorm "
-            "and the final norm")
-    return Plan(str(getattr(config, "model_type", "llama")), tuple(reads), tuple(writes), note)
+        reads.append(Read(f"{p}norm", "lm_head", "lm-head",
+                          softcap=getattr(config, "final_logit_softcapping", None) is not None))
+    note = (f"pre-norm decoder: the residual stream is read by input_layernorm/{mlp_norm} and the final norm"
+            + ("; o_proj and down_proj are read only by post_attention/post_feedforward_layernorm" if sandwich
+               else ""))
+    return Plan(arch, tuple(reads), tuple(writes), note)
+
+
+def _plan_llama(mods: Mapping[str, Any], config: Any) -> Plan:
+    return _decoder_plan(mods, config, mlp_norm="post_attention_layernorm", sandwich=False)
 
 
 def _plan_gemma2(mods: Mapping[str, Any], config: Any) -> Plan:
     """Gemma 2 / Gemma 3 text: sandwich norms (a norm before and after attention and the MLP)."""
-    blocks = _blocks(mods, "layers.{i}.pre_feedforward_layernorm")
-    if not blocks:
-        raise UnsupportedArchitectureError("gemma2: no module named like 'layers.<i>.pre_feedforward_layernorm'")
-    p = blocks[0][0]
-    readers = tuple(f"{p}layers.{i}.{n}" for _, i in blocks for n in ("input_layernorm", "pre_feedforward_layernorm"))
-    readers += (f"{p}norm",)
-    reads: list[Read] = []
-    writes: list[Write] = [Write(f"{p}embed_tokens", readers)]
-    for _, i in blocks:
-        b = f"{p}layers.{i}."
-        reads += [Read(b + "input_layernorm", b + f"self_attn.{x}_proj", "key" if x == "k" else "linear", True)
-                  for x in "qkv"]
-        reads += [Read(b + "pre_feedforward_layernorm", b + f"mlp.{x}_proj") for x in ("gate", "up")]
-        # the attention and MLP outputs are read only by their post-norms, whose outputs join the stream
-        writes += [Write(b + "self_attn.o_proj", (b + "post_attention_layernorm",)),
-                   Write(b + "mlp.down_proj", (b + "post_feedforward_layernorm",))]
-    if "lm_head" in mods:
-        reads.append(Read(f"{p}norm", "lm_head", "lm-head",
-                          softcap=getattr(config, "final_logit_softcapping", None) is not None))
-    note = ("sandwich-norm decoder: the stream is read by input_layernorm/pre_feedforward_layernorm and the "
-            "final norm; o_proj and down_proj are read only by post_attention/post_feedforward_layernorm")
-    return Plan(str(getattr(config, "model_type", "gemma2")), tuple(reads), tuple(writes), note)
+    return _decoder_plan(mods, config, mlp_norm="pre_feedforward_layernorm", sandwich=True)
 
 
 #: model_type → plan builder (the per-architecture consumer table).
