@@ -281,7 +281,7 @@ def _decoder_plan(mods: Mapping[str, Any], config: Any, *, mlp_norm: str, sandwi
     if not blocks:
         raise UnsupportedArchitectureError(f"{arch}: no module named like 'layers.<i>.{mlp_norm}'")
     p = blocks[0][0]
-    readers = tuple(f"{p}layers.{i}.{n}" for _, i in blocks for n in ("input_layernorm", mlp_norm)) + (f"{p}norm",)
+    readers = (*(f"{p}layers.{i}.{n}" for _, i in blocks for n in ("input_layernorm", mlp_norm)), f"{p}norm")
     reads: list[Read] = []
     writes: list[Write] = [Write(f"{p}embed_tokens", readers)]
     for _, i in blocks:
