@@ -589,8 +589,13 @@ def list_tensors(path: str | os.PathLike[str]) -> dict[str, TensorInfo]:
     return _ct2_infos(file)
 
 
-def read_tensors(path: str | os.PathLike[str], names: Iterable[str]) -> dict[str, npt.NDArray[np.float64]]:
+def read_tensors(
+    path: str | os.PathLike[str], names: Iterable[str], *, infos: Mapping[str, TensorInfo] | None = None
+) -> dict[str, npt.NDArray[np.float64]]:
     """The named tensors as float64 arrays (row-major shapes), reading only their bytes.
+
+    ``infos``: what :func:`list_tensors` returned for the same path, so the header is not
+    parsed twice (a scan lists the tensors first, then reads the norms).
 
     F16/BF16/F32 values are widened exactly. GGUF quantised tensors are dequantised with
     ``gguf.quants`` (CheckpointError if gguf has no dequantiser for the type); quantised
@@ -601,7 +606,10 @@ def read_tensors(path: str | os.PathLike[str], names: Iterable[str]) -> dict[str
     wanted = list(dict.fromkeys(names))
     fmt, file = _resolve(path)
     header = _gguf_header(file) if fmt == "gguf" else None
-    infos = header.tensors if header is not None else list_tensors(path)
+    if header is not None:
+        infos = header.tensors
+    elif infos is None:
+        infos = list_tensors(path)
     missing = [n for n in wanted if n not in infos]
     if missing:
         raise CheckpointError(f"{path}: no tensor named {', '.join(repr(m) for m in missing)}")

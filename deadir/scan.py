@@ -816,9 +816,10 @@ class _Source:
     config_warning: str | None = None
 
 
-def _read_tensors(path: str | os.PathLike[str], names: Sequence[str]) -> dict[str, FloatArray]:
+def _read_tensors(path: str | os.PathLike[str], names: Sequence[str],
+                  infos: Mapping[str, checkpoints.TensorInfo] | None = None) -> dict[str, FloatArray]:
     """All tensor reads of a file checkpoint go through here (tests count what is asked for)."""
-    return checkpoints.read_tensors(path, names)
+    return checkpoints.read_tensors(path, names, infos=infos)
 
 
 def _open_file(path: str | os.PathLike[str]) -> _Source:
@@ -841,7 +842,7 @@ def _open_file(path: str | os.PathLike[str]) -> _Source:
         if "no config.json" not in str(exc):
             raise
         config, warning = {}, f"no config.json next to the weights: architecture unknown ({exc})"
-    return _Source(fmt, infos, config, lambda names: _read_tensors(path, names), warning)
+    return _Source(fmt, infos, config, lambda names: _read_tensors(path, names, infos), warning)
 
 
 def _read_tensors_gguf(header: Any, names: Sequence[str]) -> dict[str, FloatArray]:

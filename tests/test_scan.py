@@ -390,9 +390,9 @@ def test_bytes_read_do_not_grow_with_matmul_weights(
     if fmt == "safetensors":
         real = scan_module._read_tensors
 
-        def spy(path: Any, names: Any) -> Any:
+        def spy(path: Any, names: Any, infos: Any = None) -> Any:
             requested.append(list(names))
-            return real(path, names)
+            return real(path, names, infos)
 
         monkeypatch.setattr(scan_module, "_read_tensors", spy)
     else:
