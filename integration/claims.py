@@ -11,7 +11,14 @@ Tolerances:
   consequence of the Rayleigh quotient (Davis–Kahan: sin²θ ≤ (R + floor)/gap); otherwise the
   same 1e-8 is required of the angle between v and the smallest bottom eigenspace whose
   next eigenvalue does resolve it (at most d/2 dimensions); and when the forward's own
-  dtype floor (bf16/fp16) makes 1e-8 unreachable, 1 − |cos| ≤ (R + floor)/gap.
+  dtype floor (bf16/fp16) makes 1e-8 unreachable, 1 − ‖P_k v‖ ≤ (R + floor)/λ_{k+1} (or
+  (R + floor)/gap for k = 1) provided that bound is ≤ ``harness.ALIGN_MAX``. A bound above
+  that would hold for any vector: the claim is then reported "not applicable" with the
+  reason (never passed), as it is when the T10 bound is void (γ with exact zeros, T6);
+  a void bound for any other reason fails the claim.
+* (iv) besides the near-null counts, the depth along v (random-init R(v) / trained R(v)) must
+  reach ``DEPTH_RATIO`` (the paper's "~10³× deeper", to within an order of magnitude) unless
+  deviations.json records that it does not, with the reason.
 * (ii) an RMSNorm's v must have a Rayleigh quotient ≥ ``RMS_ORDERS`` orders of magnitude
   above the LayerNorm floor that the same γ, dtype and inputs would allow.
 * (iii) each dead channel's variance must sit at the float64 eigensolver floor (4d·u₆₄·λmax):
@@ -23,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from integration.harness import ModelResult, SiteResult
+from integration.harness import ALIGN_MAX, ModelResult, SiteResult
 
 RMS_ORDERS = 4.0
 # In half precision the a-priori LayerNorm floor of an 8-/11-bit significand is within a few orders of an
@@ -37,6 +44,9 @@ def rms_orders_for(dtype: str) -> float:
 
 
 NORM_TO_CLASS = {"layernorm": "mean-centring", "rmsnorm": "rms"}
+
+# Claim (iv), depth: the paper's "~10³× deeper" read as "at least 10² deeper" (within an order of magnitude).
+DEPTH_RATIO = 1e2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,20 +70,37 @@ def layernorm_direction(site: SiteResult, claim: str = "i") -> Verdict:
     """(i) v is a kernel vector at the float floor, and aligned with the bottom eigen(space)."""
     if site.kind != "layernorm":
         return _na(claim, f"{site.path} is {site.kind}")
+    if not site.bound_valid:
+        if site.gamma_min_abs == 0.0:  # T6: γ⁻¹ undefined; the zero channels are claim (iii)'s
+            return _na(claim, f"{site.path}: γ has exact zeros, so γ⁻¹ is undefined (T6) and the T10 bound "
+                              f"is void ({site.bound_note}); R(v) of the live part = {site.rayleigh_rel:.3e} "
+                              "is not judged; the zero channels are checked as exact null directions by (iii)")
+        return Verdict(claim, True, False, f"{site.path}: no a-priori tolerance, the T10 bound is void "
+                                           f"({site.bound_note}); R = {site.rayleigh_rel:.3e} cannot be judged")
     # With dead channels (γᵢ ≈ 0, T6) v is essentially the dead axes; the bound still applies (its
     # Σ|βᵢ/γᵢ| term is divided by ‖γ⁻¹‖, of the same size), and the alignment is with the floor eigenspace.
     r_ok = site.rayleigh_rel <= site.tolerance
+    r_what = f"{site.path}: R = {site.rayleigh_rel:.3e} vs T10 tolerance {site.tolerance:.3e}"
+    if site.angle_mode == "none" or not site.angle_bound <= ALIGN_MAX:
+        # The alignment half cannot be tested: a bound ≥ ALIGN_MAX would pass any vector.
+        why = site.angle_note or f"alignment bound {site.angle_bound:.2e} > {ALIGN_MAX:.0e} is no test"
+        if not r_ok:
+            return Verdict(claim, True, False, f"{r_what}: FAILED; alignment not testable ({why})")
+        return _na(claim, f"{r_what} (ok), but the alignment with the bottom eigen(space) is not applicable: {why}")
     a_ok = 1.0 - site.angle_cos <= site.angle_bound
     if site.angle_mode == "cos":
         what = f"|cos| with the bottom eigenvector = {site.angle_cos:.12f} ≥ 1 − 1e-8 (gap {site.gap_rel:.2e})"
     elif site.angle_mode == "subspace":
         what = (f"gap {site.gap_rel:.2e} too small for a cosine at 1e-8; ‖projection on the bottom "
                 f"{site.angle_k}-dim eigenspace‖ = {site.angle_cos:.12f} ≥ 1 − 1e-8")
-    else:
+    elif site.angle_k == 1:
         what = (f"the {site.dtype} floor keeps the angle above 1e-8: |cos| = {site.angle_cos:.10f}, "
                 f"1 − |cos| ≤ (R + floor)/gap = {site.angle_bound:.2e} (gap {site.gap_rel:.2e})")
-    return Verdict(claim, True, r_ok and a_ok,
-                   f"{site.path}: R = {site.rayleigh_rel:.3e} vs T10 tolerance {site.tolerance:.3e}; {what}")
+    else:
+        what = (f"the {site.dtype} floor keeps the angle above 1e-8 and the gap {site.gap_rel:.2e} is too small "
+                f"for a cosine: ‖projection on the bottom {site.angle_k}-dim eigenspace‖ = {site.angle_cos:.10f}, "
+                f"1 − it ≤ (R + floor)/λ_{{k+1}} = {site.angle_bound:.2e}")
+    return Verdict(claim, True, r_ok and a_ok, f"{r_what}; {what}")
 
 
 def rms_absent(site: SiteResult) -> Verdict:
@@ -120,7 +147,7 @@ def side_by_side(model: ModelResult, expect_more_near_null: bool = True) -> Verd
         return _na("iv", "no random-init twin measured")
     t, r = model.final, twin.final
     more = t.near_null["1e-04"] >= r.near_null["1e-04"]
-    floors = t.kind != "layernorm" or (t.rayleigh_rel <= t.tolerance and r.rayleigh_rel <= r.tolerance)
+    floors = t.kind != "layernorm" or all(x.bound_valid and x.rayleigh_rel <= x.tolerance for x in (t, r))
     ratio = r.rayleigh_rel / t.rayleigh_rel if t.rayleigh_rel > 0 else math.inf
     return Verdict("iv", True, more == expect_more_near_null and floors,
                    f"R(v): trained {t.rayleigh_rel:.2e} vs random init {r.rayleigh_rel:.2e} (twin/trained "
@@ -130,20 +157,60 @@ def side_by_side(model: ModelResult, expect_more_near_null: bool = True) -> Verd
                    f"{'' if expect_more_near_null else '; known deviation'})")
 
 
+def depth_along_direction(model: ModelResult, expect_deeper: bool = True) -> Verdict:
+    """(iv, depth) the paper: on trained checkpoints the eigenvalue along v sits ~10³× deeper than at init.
+
+    Judged on LayerNorm rows with a random-init twin: ratio = twin R(v) / trained R(v) (both relative
+    to their own λmax) ≥ DEPTH_RATIO. ``expect_deeper`` False records a known deviation (reason in
+    deviations.json); the verdict then requires that the deviation is still there, so a stale record fails.
+    """
+    twin = model.twin
+    if twin is None:
+        return _na("iv-depth", "no random-init twin measured")
+    t, r = model.final, twin.final
+    if t.kind != "layernorm":
+        return _na("iv-depth", f"{t.path} is {t.kind}: no kernel direction whose depth could deepen "
+                               f"(R(v): trained {t.rayleigh_rel:.2e}, random init {r.rayleigh_rel:.2e})")
+    ratio = r.rayleigh_rel / t.rayleigh_rel if t.rayleigh_rel > 0 else math.inf
+    deeper = ratio >= DEPTH_RATIO
+    return Verdict("iv-depth", True, deeper == expect_deeper,
+                   f"depth along v: random-init R(v) {r.rayleigh_rel:.2e} / trained R(v) {t.rayleigh_rel:.2e} = "
+                   f"{ratio:.3g} ({'≥' if deeper else '<'} {DEPTH_RATIO:.0e}; paper: ~1e3 deeper"
+                   f"{'' if expect_deeper else '; recorded deviation'}); T10 tolerances: trained {t.tolerance:.1e}, "
+                   f"random init {r.tolerance:.1e}; dead channels in the trained final norm: {len(t.dead)}")
+
+
 def residual_preserved(model: ModelResult, expected_drops: tuple[int, ...] = ()) -> Verdict:
     """(v) the residual stream's σ_min is preserved block to block: the flagged drops are the expected ones."""
     if not model.residual_sigma_min:
         return _na("v", "no residual blocks found")
     ok = tuple(model.residual_drops) == tuple(expected_drops)
     ratio = model.residual_ratio
+    ln_at = [i for i, p in enumerate(model.residual_post_ln) if p is not None]
+    post = ""
+    if ln_at:
+        raw = [model.residual_sigma_min_raw[i] / model.residual_sigma_max[i] for i in ln_at
+               if model.residual_sigma_max[i] > 0]
+        post = (f"; boundaries {ln_at} are LayerNorm outputs (post-LN), whose plain σ_min is 0 by T2 "
+                f"(measured σ_min/σ_max ≤ {max(raw, default=0.0):.1e}): there σ_min is taken on the complement "
+                "of the norm's known kernel span(γ⁻¹, dead axes)")
     return Verdict("v", True, ok,
                    f"σ_min over {len(model.residual_sigma_min)} block boundaries: min/max "
                    f"{'-' if ratio is None else f'{ratio:.3g}'}; drops flagged at {model.residual_drops}"
-                   + (f" (expected {list(expected_drops)})" if expected_drops or not ok else ""))
+                   + (f" (expected {list(expected_drops)})" if expected_drops or not ok else "") + post)
 
 
 def classification_agrees(model: ModelResult) -> Verdict:
     """(vi) the norm's class read from its parameters (probe of the module) matches the architecture."""
+    if model.expected_norm not in NORM_TO_CLASS:
+        return _na("vi", f"architecture {model.family!r} is not in the architecture table "
+                         f"(deadir.scan.HF_ARCHS): no expected norm to compare with; classified "
+                         f"{model.classification}")
+    if model.expected_norm == "layernorm" and model.final.gamma_min_abs == 0.0:
+        # T6: exact zero scales (e.g. γ ≈ 1e-33 flushed to 0 by a float16 cast) make those channels constant
+        # and leave the live channels without a kernel: the module is no longer the architecture's LayerNorm.
+        return _na("vi", f"{model.final.path}: γ has exact zeros (T6), so the module is not a LayerNorm with a "
+                         f"γ⁻¹ kernel any more; classified {model.classification}: {model.classification_note}")
     want = NORM_TO_CLASS[model.expected_norm]
     ok = model.classification == want
     if want == "mean-centring" and model.classification_matches_inverse_scale is False:
@@ -158,7 +225,8 @@ def classification_agrees(model: ModelResult) -> Verdict:
 
 
 def all_verdicts(
-    model: ModelResult, expected_drops: tuple[int, ...] = (), expect_more_near_null: bool = True
+    model: ModelResult, expected_drops: tuple[int, ...] = (), expect_more_near_null: bool = True,
+    expect_deeper: bool = True,
 ) -> list[Verdict]:
     """Every claim on one model, in order (i) … (vi); (i)/(ii) on the reported (final) site."""
     return [
@@ -166,6 +234,7 @@ def all_verdicts(
         rms_absent(model.final),
         dead_channels_exact([model.final, *model.sites]),
         side_by_side(model, expect_more_near_null),
+        depth_along_direction(model, expect_deeper),
         residual_preserved(model, expected_drops),
         classification_agrees(model),
     ]

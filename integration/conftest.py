@@ -42,6 +42,9 @@ class Store:
         self.errors: dict[str, str] = {}
         self.expected_drops: dict[str, tuple[int, ...]] = {}
         self.expect_more_near_null: dict[str, bool] = {}
+        self.expect_deeper: dict[str, bool] = {}
+        # Extra report sections (title -> rows of dicts), e.g. the Fisher numbers of test_fisher_real.
+        self.sections: dict[str, list[dict[str, Any]]] = {}
         self.outcomes: dict[str, dict[str, int]] = collections.defaultdict(lambda: collections.defaultdict(int))
         self.started = time.time()
         self.report_dir = REPO / "build" / "integration"
@@ -128,17 +131,18 @@ def tokens(request: pytest.FixtureRequest) -> int:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     store = session.config.stash.get(STORE_KEY, None)
-    if store is None or not store.results:
+    if store is None or not (store.results or store.sections):
         return
     from integration import report
 
     results = sorted(store.results.values(), key=lambda m: (m.source == "random-init", m.name))
-    if all("width" in m.source for m in results):  # only the gpu suite ran
+    if results and all("width" in m.source for m in results):  # only the gpu suite ran
         on_cuda = any("cuda" in m.source for m in results)
         store.title = ("deadir GPU report (published widths, CUDA)" if on_cuda
                        else "deadir gpu suite on CPU (--gpu-as-cpu, reduced widths)")
     verdicts = {m.name: claims.all_verdicts(m, store.expected_drops.get(m.name, ()),
-                                            store.expect_more_near_null.get(m.name, True)) for m in results}
+                                            store.expect_more_near_null.get(m.name, True),
+                                            store.expect_deeper.get(m.name, True)) for m in results}
     meta = {
         "suite_seconds": round(time.time() - store.started, 1),
         "tokens_option": session.config.getoption("--tokens"),
@@ -146,5 +150,5 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "pytest_exitstatus": int(exitstatus),
     }
     path = report.write_report(results, verdicts, store.report_dir, title=store.title, meta=meta,
-                               outcomes={k: dict(v) for k, v in store.outcomes.items()})
+                               outcomes={k: dict(v) for k, v in store.outcomes.items()}, sections=store.sections)
     session.config.pluginmanager.get_plugin("terminalreporter").write_line(f"deadir integration report: {path}")

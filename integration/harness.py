@@ -12,7 +12,10 @@ From them it derives, per site, the claim-level quantities of the paper and of d
   meaningful, else with the smallest bottom eigenspace that the gap does resolve;
 * dead channels (γᵢ ≈ 0) and their own variances;
 * near-null eigenvalue counts at stated relative thresholds;
-* the residual stream's smallest singular value per block (centred), drops flagged;
+* the residual stream's smallest singular value per block (centred), drops flagged; where a
+  block boundary is itself a LayerNorm's output (post-LN encoders, an embedding LayerNorm)
+  σ_min is 0 by T2, so it is measured on the complement of that norm's known kernel
+  span(γ⁻¹, dead axes) (see :func:`known_kernel_basis`);
 * the classification of the final norm by probing (``deadir.classify_norm``).
 
 The same quantities come from ``deadir.verify`` once it exists; the harness keeps its own
@@ -45,6 +48,10 @@ DEAD_REL_TOL = 1e-6
 SIGMA_DROP = 0.1
 # "Cosine mode" needs the Davis–Kahan bound on 1 − |cos| to be below this (the claim's 1e-8).
 COS_TARGET = 1e-8
+# Largest bound on 1 − ‖P_k v‖ that still makes an alignment test: a random unit vector has
+# ‖P_k v‖ ≈ √(k/d) ≤ √½ for k ≤ d/2, i.e. 1 − ‖P_k v‖ ≥ 0.29, so a bound of 1e-2 separates a kernel
+# vector from an arbitrary one by more than an order of magnitude. Above it the angle is not tested.
+ALIGN_MAX = 1e-2
 
 
 @dataclasses.dataclass
@@ -77,6 +84,9 @@ class SiteResult:
     gamma_min_abs: float
     gamma_median_abs: float
     eigvals_rel: np.ndarray = dataclasses.field(repr=False)
+    # Why the T10 bound is void (bound_valid False), and why no alignment test applies (angle_mode "none").
+    bound_note: str = ""
+    angle_note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -109,6 +119,11 @@ class ModelResult:
     input_desc: str
     twin: ModelResult | None = None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Per block boundary: the LayerNorm whose output the boundary is (post-LN), else None. At such a
+    # boundary residual_sigma_min is σ_min on the complement of that norm's known kernel, and
+    # residual_sigma_min_raw the plain σ_min (0 by T2, i.e. at the float floor).
+    residual_post_ln: list[str | None] = dataclasses.field(default_factory=list)
+    residual_sigma_min_raw: list[float] = dataclasses.field(default_factory=list)
 
     @property
     def residual_ratio(self) -> float | None:
@@ -134,6 +149,8 @@ class ModelResult:
             "residual_sigma_max": self.residual_sigma_max,
             "residual_ratio": self.residual_ratio,
             "residual_drops": self.residual_drops,
+            "residual_post_ln": self.residual_post_ln,
+            "residual_sigma_min_raw": self.residual_sigma_min_raw,
             "classification": self.classification,
             "classification_note": self.classification_note,
             "classification_matches_inverse_scale": self.classification_matches_inverse_scale,
@@ -280,11 +297,27 @@ def measure_model(
     ]
     _, blocks = find_blocks(model, blocks_prefix)
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    # Every norm of the stack is watched (output kept by reference, no copy) so that a block boundary
+    # which *is* a LayerNorm's output (post-LN) can be recognised on the first batch.
+    watched = {p: (m, s) for p, m, s in norm_sites(model, blocks_prefix) if s.kind == "layernorm"}
 
-    state: dict[str, Any] = {"keep": None}
+    state: dict[str, Any] = {"keep": None, "last_norm": None}
     caps: dict[str, _Capture] = {}
     block_caps: list[_Capture] = []
+    post_ln: dict[int, str | None] = {}
     handles = []
+
+    def watch_hook(path: str) -> Callable[..., None]:
+        def hook(module: Any, args: Any, output: Any) -> None:
+            state["last_norm"] = (path, output[0] if isinstance(output, tuple) else output)
+
+        return hook
+
+    def note_boundary(i: int, t: Any) -> None:
+        if i in post_ln:
+            return
+        last = state["last_norm"]
+        post_ln[i] = last[0] if last is not None and _same_tensor(last[1], t) else None
 
     def site_hook(path: str) -> Callable[..., None]:
         def hook(module: Any, args: Any, output: Any) -> None:
@@ -301,6 +334,7 @@ def measure_model(
             out = output[0] if isinstance(output, tuple) else output
             while len(block_caps) <= i + 1:
                 block_caps.append(_Capture(int(out.shape[-1])))
+            note_boundary(i + 1, out)
             block_caps[i + 1].add(out, state["keep"])
 
         return hook
@@ -311,10 +345,13 @@ def measure_model(
             return
         if not block_caps:
             block_caps.append(_Capture(int(x.shape[-1])))
+        note_boundary(0, x)
         block_caps[0].add(x, state["keep"])
 
     for path in chosen:
         handles.append(by_path[path][0].register_forward_hook(site_hook(path)))
+    for path, (module, _) in watched.items():
+        handles.append(module.register_forward_hook(watch_hook(path)))
     for i, block in enumerate(blocks):
         handles.append(block.register_forward_hook(block_hook(i)))
     if blocks:
@@ -323,7 +360,7 @@ def measure_model(
     try:
         with torch.inference_mode():
             for batch in batches:
-                state["keep"] = batch.get("keep")
+                state["keep"], state["last_norm"] = batch.get("keep"), None
                 forward(model, batch)
     finally:
         for h in handles:
@@ -333,13 +370,20 @@ def measure_model(
     results = {p: site_result(p, by_path[p][1], caps[p], dtype) for p in chosen if p in caps}
     if final_path not in results:
         raise DeadirError(f"{name}: the final norm {final_path} never ran on the inputs")
-    smin, smax = [], []
-    for cap in block_caps:
+    smin, smax, smin_raw, ln_at = [], [], [], []
+    for i, cap in enumerate(block_caps):
         if cap.acc.n < 2:
             continue
-        ev = np.linalg.eigvalsh(cap.acc.cov())
-        smin.append(float(np.sqrt(max(ev[0], 0.0) * cap.acc.n)))
+        c = cap.acc.cov()
+        ev = np.linalg.eigvalsh(c)
+        smin_raw.append(float(np.sqrt(max(ev[0], 0.0) * cap.acc.n)))
         smax.append(float(np.sqrt(max(ev[-1], 0.0) * cap.acc.n)))
+        norm_path = post_ln.get(i)
+        ln_at.append(norm_path)
+        if norm_path is None:
+            smin.append(smin_raw[-1])
+        else:
+            smin.append(sigma_min_off_kernel(c, cap.acc.n, watched[norm_path][1]))
     drops = residual_drops(smin, smax, d=results[final_path].d)
     final_module = by_path[final_path][0]
     final_spec = by_path[final_path][1]
@@ -353,17 +397,60 @@ def measure_model(
         tokens=results[final_path].n, final=results[final_path],
         sites=[r for p, r in results.items() if p != final_path],
         residual_sigma_min=smin, residual_sigma_max=smax, residual_drops=drops,
+        residual_post_ln=ln_at, residual_sigma_min_raw=smin_raw,
         classification=kind, classification_note=note, classification_matches_inverse_scale=matches,
         load_s=load_s, forward_s=forward_s, input_desc=input_desc,
     )
 
 
+def _same_tensor(a: Any, b: Any) -> bool:
+    """Whether ``b`` is ``a`` (or equal to it elementwise): the boundary is that norm's output."""
+    import torch
+
+    if a is b:
+        return True
+    return bool(isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
+                and a.dtype == b.dtype and torch.equal(a.detach(), b.detach()))
+
+
+def known_kernel_basis(spec: NormSpec) -> np.ndarray:
+    """Orthonormal columns spanning the kernel a LayerNorm's γ predicts: γ⁻¹ (T2) and its dead axes eᵢ (T6).
+
+    With dead channels v = γ⁻¹/‖γ⁻¹‖ lies (almost) in the span of the dead axes; the basis is
+    rank-revealed (singular values ≤ 1e-8 dropped), so no live direction is removed by accident.
+    """
+    gamma = spec.gamma
+    d = gamma.size
+    dead = deadir.dead_channels(gamma, rel_tol=DEAD_REL_TOL) if np.all(np.isfinite(gamma)) else np.array([], int)
+    cols = [np.eye(d)[:, i] for i in dead]
+    if np.all(gamma != 0):
+        cols.append(deadir.inverse_scale_direction(gamma))
+    if not cols:
+        return np.zeros((d, 0))
+    u, s, _ = np.linalg.svd(np.stack(cols, axis=1), full_matrices=False)
+    return np.asarray(u[:, s > 1e-8 * s[0]])
+
+
+def sigma_min_off_kernel(cov: np.ndarray, n: int, spec: NormSpec) -> float:
+    """σ_min of a LayerNorm's centred outputs on the complement of its known kernel (see known_kernel_basis).
+
+    The plain σ_min of a LayerNorm output is 0 by T2 whatever the model does; restricted to the
+    orthogonal complement of span(γ⁻¹, dead axes) it is the stream's smallest singular value in
+    the directions the model can use, and can drop (a collapse the plain σ_min would hide).
+    """
+    k = known_kernel_basis(spec)
+    q, _ = np.linalg.qr(np.concatenate([k, np.eye(cov.shape[0])], axis=1))
+    comp = q[:, k.shape[1]:]
+    ev = np.linalg.eigvalsh(comp.T @ cov @ comp)
+    return float(np.sqrt(max(ev[0], 0.0) * n))
+
+
 def residual_drops(smin: list[float], smax: list[float], *, d: int) -> list[int]:
     """Blocks i whose σ_min fell below SIGMA_DROP × the previous block's.
 
-    Only a fall from above the float64 floor counts: a post-LN block output is itself a
-    LayerNorm output, so its σ_min sits at the floor √(4d·u₆₄)·σ_max by T2, and ratios of
-    two floor values are noise, not drops.
+    Only a fall from above the float64 floor counts: ratios of two floor values are noise, not
+    drops. (A post-LN block output is itself a LayerNorm output whose plain σ_min sits at the
+    floor by T2; :func:`measure_model` passes σ_min off the known kernel for those boundaries.)
     """
     floor = math.sqrt(eigensolver_floor_rel(d))
     return [
@@ -410,8 +497,10 @@ def site_result(path: str, spec: NormSpec, cap: _Capture, dtype: str) -> SiteRes
                                mean_ratio=cap.mean_ratio)
         bound = b.rayleigh_rel(lam_max, n_samples=acc.n) if b.valid else math.inf
         valid, s_beta = b.valid, b.beta_over_gamma
-    except DeadirError:
+        bound_note = "" if b.valid else f"(d+1)·u_c ≥ 1 for d = {d} in {b.compute_dtype}: first-order bound void"
+    except DeadirError as exc:
         bound, valid, s_beta = math.inf, False, math.inf
+        bound_note = f"{type(exc).__name__}: {exc}"
     tol = bound + floor_rel
     rel = eigvals / lam_max
     floor_dim = int(np.count_nonzero(rel <= floor_rel))
@@ -420,21 +509,14 @@ def site_result(path: str, spec: NormSpec, cap: _Capture, dtype: str) -> SiteRes
     # Davis–Kahan for one vector: sin²θ(v, u₁) ≤ (R(v) − λ₁)/(λ₂ − λ₁), plus eigensolver error in u₁ of order
     # floor/gap; 1 − |cos| ≤ sin²θ. Cosine mode when that bound is ≤ 1e-8 ("the gap allows"), else the
     # subspace angle, else (half-precision forwards) the Davis–Kahan alignment at the dtype's floor.
-    cos_bound = (max(rayleigh, 0.0) + floor_rel) / gap if gap > 0 else math.inf
-    need = (max(rayleigh, 0.0) + floor_rel) / COS_TARGET
-    above = np.flatnonzero(rel[1:] >= need)
-    if cos_bound <= COS_TARGET:
-        mode, k, angle_cos, angle_bound = "cos", 1, cos_bottom, COS_TARGET
-    elif above.size and int(above[0]) + 1 <= d // 2:
-        # Subspace mode: the smallest bottom eigenspace (k eigenvalues) whose next eigenvalue is far enough
-        # above R(v) that sin²∠(v, span) ≤ (R(v) + floor)/λ_{k+1} ≤ 1e-8.
-        k = int(above[0]) + 1
+    # For the bottom k-dim eigenspace U_k: vᵀCv ≥ λ_{k+1}·‖(I − P_k)v‖², so 1 − ‖P_k v‖ ≤ sin²∠(v, U_k) ≤
+    # (R(v) + floor)/λ_{k+1} — a bound that is a test only when it is well below 1 (ALIGN_MAX).
+    s = max(rayleigh, 0.0) + floor_rel
+    mode, k, angle_bound, angle_note = alignment_mode(rel, s, gap)
+    if mode in ("subspace", "dk") and k > 1:
         angle_cos = float(np.linalg.norm(eigvecs[:, :k].T @ v))
-        mode, angle_bound = "subspace", COS_TARGET
     else:
-        # The forward dtype's own floor (R(v) itself, e.g. ≈ 1e-7 in bf16) keeps any angle above 1e-8:
-        # the alignment the gap then guarantees is Davis–Kahan's 1 − |cos| ≤ sin²θ ≤ (R + floor)/gap.
-        mode, k, angle_cos, angle_bound = "dk", 1, cos_bottom, min(1.0, cos_bound)
+        angle_cos = cos_bottom
     dead_var = None
     if dead.size:
         dead_var = float(np.max(np.diag(c)[dead]) / lam_max)
@@ -448,4 +530,41 @@ def site_result(path: str, spec: NormSpec, cap: _Capture, dtype: str) -> SiteRes
         dead=[int(i) for i in dead], dead_var_rel_max=dead_var,
         live_fraction=float(deadir.live_fraction(gamma, dead)) if nonzero else 0.0,
         gamma_min_abs=float(absg.min()), gamma_median_abs=float(np.median(absg)), eigvals_rel=rel,
+        bound_note=bound_note, angle_note=angle_note,
     )
+
+
+def alignment_mode(rel: np.ndarray, s: float, gap: float) -> tuple[str, int, float, str]:
+    """Which alignment of v the spectrum ``rel`` (eigenvalues/λmax, ascending) can test, given s = R(v) + floor.
+
+    Returns (mode, k, bound on 1 − ‖P_k v‖ for the bottom k-dim eigenspace, note):
+
+    * "cos": the gap makes Davis–Kahan's (R + floor)/gap ≤ 1e-8, so |cos| with the bottom eigenvector
+      must be ≥ 1 − 1e-8 (the claim as stated);
+    * "subspace": the smallest bottom eigenspace (k ≤ d/2) with s/λ_{k+1} ≤ 1e-8 ("test the subspace
+      angle instead");
+    * "dk": the forward dtype's floor (R(v) itself, ≈ 1e-7 in bf16) keeps every angle above 1e-8; the
+      bound is then the smallest of (R + floor)/gap (k = 1) and s/λ_{k+1} (k ≤ d/2) that is ≤ ALIGN_MAX;
+    * "none": no eigenspace of dimension ≤ d/2 resolves v to within ALIGN_MAX (e.g. fewer rows than
+      d/2, or a flat bottom spectrum): the alignment cannot be tested here, and ``note`` says why.
+    """
+    d = rel.size
+    cos_bound = s / gap if gap > 0 else math.inf
+    ratio = np.full(d, math.inf)
+    with np.errstate(divide="ignore"):
+        ratio[1:] = np.where(rel[1:] > 0, s / np.where(rel[1:] > 0, rel[1:], 1.0), math.inf)
+    fits = lambda target: [k for k in range(1, d // 2 + 1) if ratio[k] <= target]  # noqa: E731
+    if cos_bound <= COS_TARGET:
+        return "cos", 1, COS_TARGET, ""
+    tight = fits(COS_TARGET)
+    if tight:
+        return "subspace", tight[0], COS_TARGET, ""
+    if cos_bound <= ALIGN_MAX:
+        return "dk", 1, cos_bound, ""
+    loose = fits(ALIGN_MAX)
+    if loose:
+        return "dk", loose[0], float(ratio[loose[0]]), ""
+    best = float(np.min(ratio[1 : d // 2 + 1])) if d >= 2 else math.inf
+    return "none", 1, math.nan, (
+        f"no bottom eigenspace of dimension ≤ d/2 = {d // 2} resolves v: the best bound on 1 − ‖P_k v‖ is "
+        f"{best:.2e} > {ALIGN_MAX:.0e} (R(v) + floor = {s:.2e}; gap {gap:.2e})")

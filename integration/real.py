@@ -40,6 +40,9 @@ class Row:
     modality: str
     sites_prefix: str = ""
     blocks_prefix: str = ""
+    # What the row is fed: "text" (the model's own tokenizer), "whisper-encoder" (log-mel features),
+    # "whisper-decoder" (text through Whisper's tokenizer against one encoded clip).
+    feed: str = "text"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,9 +60,9 @@ REAL_CASES = (
     RealCase("mpnet", "mpnet", (Row("mpnet", "encoder.layer.11.output.LayerNorm", "layernorm", "text"),), slow=True),
     RealCase("whisper-base", "whisper", (
         Row("whisper-base-encoder", "model.encoder.layer_norm", "layernorm", "speech",
-            sites_prefix="model.encoder.", blocks_prefix="model.encoder."),
+            sites_prefix="model.encoder.", blocks_prefix="model.encoder.", feed="whisper-encoder"),
         Row("whisper-base-decoder", "model.decoder.layer_norm", "layernorm", "text",
-            sites_prefix="model.decoder.", blocks_prefix="model.decoder."),
+            sites_prefix="model.decoder.", blocks_prefix="model.decoder.", feed="whisper-decoder"),
     )),
     RealCase("gemma3-270m", "gemma3_text", (Row("gemma3-270m", "model.norm", "rmsnorm", "text"),)),
     RealCase("qwen2.5-0.5b", "qwen2", (Row("qwen2.5-0.5b", "model.norm", "rmsnorm", "text"),), slow=True),
@@ -89,6 +92,13 @@ class Deviations:
     near_null_reason: str = ""
     expected_drops: tuple[int, ...] = ()
     drops_reason: str = ""
+    deeper: bool = True
+    depth_reason: str = ""
+
+    def reasons(self) -> dict[str, str]:
+        """claim -> recorded reason, for the report."""
+        pairs = (("iv", self.near_null_reason), ("iv-depth", self.depth_reason), ("v", self.drops_reason))
+        return {k: v for k, v in pairs if v}
 
 
 def known_deviations(name: str) -> Deviations:
@@ -103,6 +113,8 @@ def known_deviations(name: str) -> Deviations:
         near_null_reason=str(entry.get("near_null_reason", "")),
         expected_drops=tuple(int(i) for i in entry.get("expected_drops", ())),
         drops_reason=str(entry.get("drops_reason", "")),
+        deeper=bool(entry.get("deeper", True)),
+        depth_reason=str(entry.get("depth_reason", "")),
     )
 
 
@@ -200,7 +212,8 @@ def whisper_decoder_batches(model: Any, tok: Any, n_tokens: int) -> Iterator[dic
 
 
 def whisper_decoder_forward(model: Any, batch: dict[str, Any]) -> Any:
-    return model.model.decoder(input_ids=batch["decoder_input_ids"], attention_mask=batch["decoder_attention_mask"],
+    # get_decoder: WhisperForConditionalGeneration (CTranslate2, built-in) and WhisperModel (a saved HF folder)
+    return model.get_decoder()(input_ids=batch["decoder_input_ids"], attention_mask=batch["decoder_attention_mask"],
                                encoder_hidden_states=batch["encoder_outputs"][0])
 
 
@@ -221,22 +234,36 @@ def random_twin(model: Any, seed: int = 0) -> Any:
 def measure_row(loaded: Loaded, row: Row, *, family: str, source: str, n_tokens: int) -> harness.ModelResult:
     """Measure one row of a loaded checkpoint on its own inputs."""
     model, tok = loaded.model, loaded.tokenizer
-    if row.name.endswith("-encoder") and row.modality == "speech":
+    if row.feed == "whisper-encoder":
         batches: Any = whisper_encoder_batches(model, n_tokens)
         fwd: Any = whisper_encoder_forward
         desc = "log-mel of synthesised speech (30-s clips)"
-    elif row.name.endswith("-decoder") and family == "whisper":
+    elif row.feed == "whisper-decoder":
         batches, fwd = whisper_decoder_batches(model, tok, n_tokens), whisper_decoder_forward
         desc = f"{inputs.corpus_source()} via Whisper's tokenizer, after <|startoftranscript|>"
-    else:
-        batches = inputs.text_batches(tokenizer_fn(tok), n_tokens, bos_drop=loaded.bos_drop)
+    elif row.feed == "text":
+        batches = inputs.text_batches(tokenizer_fn(tok), n_tokens, max_len=text_max_len(model),
+                                      bos_drop=loaded.bos_drop)
         fwd = text_forward
         desc = f"{inputs.corpus_source()}, own tokenizer, distinct prompts, first position dropped"
+    else:
+        raise ValueError(f"row {row.name}: unknown feed {row.feed!r}")
     return harness.measure_model(
         model, batches, fwd, name=row.name, source=source, family=family, expected_norm=row.expected_norm,
         modality=row.modality, final_path=row.final, sites_prefix=row.sites_prefix,
         blocks_prefix=row.blocks_prefix, input_desc=desc, load_s=loaded.load_s,
     )
+
+
+def text_max_len(model: Any, default: int = 128) -> int:
+    """Tokens per prompt: 128, or fewer when the model has fewer positions (BERT-likes keep 2 for specials)."""
+    cfg = model.config
+    limit = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+    if not isinstance(limit, int) or limit <= 0:
+        return default
+    # RoBERTa/MPNet offset their positions by padding_idx + 1
+    usable = limit - (int(getattr(cfg, "pad_token_id", 0) or 0) + 1 if cfg.model_type in ("roberta", "mpnet") else 0)
+    return max(8, min(default, usable))
 
 
 def scan_finals(path: str) -> list[dict[str, object]]:
@@ -307,27 +334,103 @@ def extra_specs(option_values: list[str] | None) -> list[str]:
     return list(dict.fromkeys(s.strip() for s in specs))
 
 
+def expected_norm_of(model_type: str) -> str:
+    """The norm kind an architecture uses ("layernorm" / "rmsnorm"), or "unknown": the ground truth for claim (vi).
+
+    Read from the architecture tables, never from the model being judged: ``deadir.scan.HF_ARCHS``
+    (Hugging Face model_type, with its aliases), then the GGUF architecture lists of ``deadir.scan``,
+    then this suite's own random-init matrix (``integration.configs``, e.g. electra, distilbert, granite).
+    """
+    # The private GGUF lists and aliases are read, not copied: one table for the library and the suite.
+    from deadir.scan import _GGUF_GEMMA, _GGUF_LN, _GGUF_RMS, _HF_ALIASES, HF_ARCHS
+
+    arch = _HF_ALIASES.get(model_type, model_type)
+    if arch in HF_ARCHS:
+        return str(HF_ARCHS[arch].kind)
+    if model_type in _GGUF_RMS or model_type in _GGUF_GEMMA:
+        return "rmsnorm"
+    if model_type in _GGUF_LN:
+        return "layernorm"
+    from integration import configs
+
+    by_family = {c.family: c.norm for c in configs.matrix()}
+    return by_family.get(model_type, "unknown")
+
+
+def extra_rows(model: Any, name: str, fmt: str) -> tuple[Row, ...]:
+    """The table rows of a user-named checkpoint: Whisper gives an encoder (speech) and a decoder (text) row.
+
+    The expected norm comes from :func:`expected_norm_of` (the architecture), not from the model's own
+    final site, so claim (vi) can disagree with what the model contains.
+    """
+    family = str(getattr(model.config, "model_type", "unknown"))
+    expected = expected_norm_of(family)
+    if family == "whisper":
+        finals = {p.rsplit(".", 2)[-2]: p for p in _final_paths(model)}
+        if set(finals) != {"encoder", "decoder"}:
+            raise ExtraCheckpointError(f"{name}: Whisper model without encoder and decoder final norms: {finals}")
+        out = []
+        for side, modality in (("encoder", "speech"), ("decoder", "text")):
+            stack = finals[side].removesuffix("layer_norm")
+            out.append(Row(f"{name}-{side}", finals[side], expected, modality, sites_prefix=stack,
+                           blocks_prefix=stack, feed=f"whisper-{side}"))
+        return tuple(out)
+    sites = harness.norm_sites(model)
+    if not sites:
+        raise ExtraCheckpointError(f"{name}: no LayerNorm/RMSNorm deadir can read in {type(model).__name__}")
+    return (Row(name, _final_site(model, sites), expected, "text"),)
+
+
 def measure_extra(spec: str, *, n_tokens: int, twin_tokens: int) -> list[harness.ModelResult]:
-    """Measure a user-named checkpoint: its last norm is the final site; its kind decides the expected class."""
+    """Measure a user-named checkpoint row by row (see :func:`extra_rows`), then its random-init twin."""
+    from deadir.errors import DeadirError
+
     path, fmt = resolve_extra(spec)
     loaded = load_checkpoint(path, fmt)
     model = loaded.model
-    stack = "model.decoder." if fmt == "ctranslate2" else ""
-    sites = harness.norm_sites(model, stack)
-    if not sites:
-        raise ExtraCheckpointError(f"{spec}: no LayerNorm/RMSNorm deadir can read in {type(model).__name__}")
-    final = _final_site(model, sites)
-    kind = next(s for p, _, s in sites if p == final).kind
     family = str(getattr(model.config, "model_type", "unknown"))
-    name = extra_name(spec)
-    row = Row(name, final, kind, "speech" if fmt == "ctranslate2" else "text",
-              sites_prefix=stack, blocks_prefix=stack)
-    res = measure_row(loaded, row, family=family, source=f"user ({fmt})", n_tokens=n_tokens)
+    rows = extra_rows(model, extra_name(spec), fmt)
+    try:
+        scanned: list[dict[str, object]] | None = scan_finals(path)
+    except DeadirError:  # the γ-only reader does not know this layout: (vi) rests on the module probe
+        scanned = None
+    out = [measure_row(loaded, row, family=family, source=f"user ({fmt})", n_tokens=n_tokens) for row in rows]
     twin = Loaded(random_twin(model), loaded.tokenizer, 0.0, fmt, loaded.bos_drop)
     del loaded, model
     gc.collect()
-    res.twin = measure_row(twin, row, family=family, source="random-init twin", n_tokens=twin_tokens)
-    return [res]
+    for res, row in zip(out, rows, strict=True):
+        if scanned is not None:
+            res.extra["scan_final"] = [s for s in scanned if _same_stack(str(s["path"]), row.final)]
+        res.twin = measure_row(twin, row, family=family, source="random-init twin", n_tokens=twin_tokens)
+    return out
+
+
+def _same_stack(scanned_path: str, final: str) -> bool:
+    """Whether a scanned final site (tensor prefix, maybe "/"-separated) is the row's final norm's stack."""
+    for side in ("encoder", "decoder"):
+        if side in final:
+            return side in scanned_path
+    return True
+
+
+def _final_paths(model: Any) -> list[str]:
+    from deadir.models import final_norm
+
+    return [s.path for s in final_norm(model)]
+
+
+def extra_row_names(spec: str) -> list[str]:
+    """The row names :func:`measure_extra` will produce for ``spec``, read without loading the model."""
+    path, fmt = resolve_extra(spec)
+    name = extra_name(spec)
+    model_type = "whisper" if fmt == "ctranslate2" else ""
+    config = Path(path) / "config.json"
+    if fmt in ("safetensors", "hf-id") and config.is_file():
+        try:
+            model_type = str(json.loads(config.read_text(encoding="utf-8")).get("model_type", ""))
+        except (OSError, ValueError):
+            model_type = ""
+    return [f"{name}-encoder", f"{name}-decoder"] if model_type == "whisper" else [name]
 
 
 def extra_name(spec: str) -> str:

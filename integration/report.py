@@ -25,8 +25,10 @@ from integration.harness import NEAR_NULL_THRESHOLDS, ModelResult
 HEADERS = (
     "model", "source", "norm", "d", "dtype", "tokens", "Rayleigh vᵀCv/λmax", "T10 tol", "|cos| bottom",
     "gap", "near-null ≤1e-6", "dead ch.", "σ_min ratio min/max", "drops", "class", "twin Rayleigh",
-    "twin near-null", "claims", "pass",
+    "twin near-null", "depth twin/trained", "claims", "pass",
 )
+
+FISHER_SECTION = "Parameter-space dead directions (Fisher)"
 
 
 def row_of(m: ModelResult, verdicts: Sequence[claims.Verdict]) -> list[Any]:
@@ -41,6 +43,7 @@ def row_of(m: ModelResult, verdicts: Sequence[claims.Verdict]) -> list[Any]:
         ",".join(map(str, m.residual_drops)) or "-", m.classification,
         None if m.twin is None else m.twin.final.rayleigh_rel,
         None if m.twin is None else m.twin.final.near_null["1e-06"],
+        None if m.twin is None or m.final.rayleigh_rel <= 0 else m.twin.final.rayleigh_rel / m.final.rayleigh_rel,
         " ".join(f"{v.claim}{'✓' if v.ok else '✗'}" for v in applied),
         "pass" if all(v.ok for v in applied) else "FAIL",
     ]
@@ -60,8 +63,13 @@ def write_report(
     title: str = "deadir integration report (CPU)",
     meta: dict[str, Any] | None = None,
     outcomes: dict[str, dict[str, int]] | None = None,
+    sections: dict[str, list[dict[str, Any]]] | None = None,
 ) -> Path:
-    """Write report.md, report.json and spectra/<model>.png under ``out_dir``; returns the .md path."""
+    """Write report.md, report.json and spectra/<model>.png under ``out_dir``; returns the .md path.
+
+    ``sections`` (title -> rows, each a dict with the same keys) become extra tables after the
+    claim details, and a "sections" object in report.json (e.g. :data:`FISHER_SECTION`).
+    """
     out = Path(out_dir)
     rows = []
     for m in results:
@@ -110,6 +118,13 @@ def write_report(
         if m.name in pngs:
             lines.append(f"- spectrum: [spectra/{pngs[m.name].name}](spectra/{pngs[m.name].name})")
         lines.append("")
+    for title, srows in (sections or {}).items():
+        lines += [f"## {title}", ""]
+        if title == FISHER_SECTION:
+            lines += [FISHER_INTRO, ""]
+        if srows:
+            keys = list(srows[0])
+            lines += [render_markdown_table(keys, [[r.get(k) for k in keys] for r in srows]), ""]
     if outcomes:
         lines += ["## pytest outcomes", "", render_markdown_table(
             ("outcome", "count"), sorted((k, sum(v.values())) for k, v in outcomes.items())), ""]
@@ -120,8 +135,42 @@ def write_report(
         "rows": [dict(zip(HEADERS, r, strict=True)) for r in rows],
         "models": [{**m.to_dict(), "verdicts": [v.to_dict() for v in verdicts[m.name]]} for m in results],
         "pytest_outcomes": outcomes or {},
+        "sections": sections or {},
     })
     return md
+
+
+FISHER_INTRO = (
+    "Directional Fisher information F(δθ) along the exact function-preserving parameter directions of T7/T8 "
+    "(read side: (δW, δb) = (u γ⁻¹ᵀ, −⟨γ⁻¹,β⟩u); write side: δW_out = 𝟙wᵀ), against the median over random "
+    "directions of the same tensors. A dead family passes when its largest F over random draws of u/w, divided "
+    "by the median random F, is below the unit roundoff u of the forward (max ratio < u); F in the table is that \
+largest value. The RMSNorm control "
+    "(SmolLM2) builds the same formulas on a model without the kernel: they must be live (F above the floor and "
+    "within a few orders of random directions); a control row that came out dead would fail.")
+
+
+def fisher_row(
+    model: str, family: str, where: str, *, fisher: float, random: float, floor: float, unit_roundoff: float,
+    expect: str, count: int = 1, ratio: float | None = None,
+) -> dict[str, Any]:
+    """One row of the :data:`FISHER_SECTION` table, with its verdict.
+
+    ``expect`` "dead": F/median random F must be below ``unit_roundoff`` (the family's largest F over its
+    draws is passed as ``fisher``); "live": F must exceed ``floor`` and 1e-4 of the random directions' F.
+    """
+    if ratio is None:  # else the caller's (e.g. FisherRow.max_ratio: the largest per-draw ratio)
+        ratio = fisher / random if random > 0 else float("inf")
+    if expect == "dead":
+        ok = ratio < unit_roundoff and random > 1e3 * floor
+    elif expect == "live":
+        ok = fisher > floor and fisher > 1e-4 * random
+    else:
+        raise ValueError(f"expect: 'dead' or 'live', got {expect!r}")
+    return {"model": model, "family": family, "where": where, "directions": count,
+            "F": fisher, "F random (median)": random,
+            "ratio": ratio, "floor": floor, "u": unit_roundoff, "expected": expect,
+            "verdict": "pass" if ok else "FAIL"}
 
 
 def _slug(name: str) -> str:

@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from deadir.fisher import FisherProbe, dead_parameter_directions, fisher_report
+from integration import report as integration_report
 from integration.fetch_checkpoints import missing_checkpoint
 
 pytestmark = pytest.mark.integration
@@ -76,13 +77,22 @@ def _one_thread() -> Any:
     torch.set_num_threads(before)
 
 
-def test_minilm_dead_directions_have_zero_fisher(minilm: tuple[Any, dict[str, torch.Tensor]]) -> None:
+def _record(store: Any, rows: list[dict[str, Any]]) -> None:
+    """Put rows into the report's Fisher section (written at session end with the model table)."""
+    store.sections.setdefault(integration_report.FISHER_SECTION, []).extend(rows)
+
+
+def test_minilm_dead_directions_have_zero_fisher(store: Any, minilm: tuple[Any, dict[str, torch.Tensor]]) -> None:
     model, inputs = minilm
     report = fisher_report(model, inputs, n_random=3, seed=0)
     print("\n" + report.render())
     families = {r.family for r in report.rows}
-    assert families == {"read-bias", "write-residual"}
     u = FisherProbe(model, inputs).unit_roundoff
+    _record(store, [integration_report.fisher_row(
+        "minilm", r.family, f"layer {r.layer}", fisher=r.max_fisher, random=r.median_random_fisher, floor=r.floor,
+        unit_roundoff=u, expect="dead" if r.exact else "live", count=r.count, ratio=r.max_ratio)
+        for r in report.rows])
+    assert families == {"read-bias", "write-residual"}
     for row in report.rows:
         assert row.exact and row.measured == "dead", row
         assert row.median_random_fisher > 1e3 * row.floor, row
@@ -112,7 +122,7 @@ def test_minilm_dead_directions_keep_the_output(minilm: tuple[Any, dict[str, tor
 
 
 @pytest.mark.slow
-def test_smollm2_rmsnorm_formulas_are_live() -> None:
+def test_smollm2_rmsnorm_formulas_are_live(store: Any) -> None:
     gguf = _checkpoint("smollm2-135m")
     if gguf is None or not gguf.is_file():
         missing_checkpoint("SmolLM2 GGUF absent: run `python -m integration.fetch_checkpoints` "
@@ -136,12 +146,19 @@ def test_smollm2_rmsnorm_formulas_are_live() -> None:
     probe = FisherProbe(model, ids)
     rng = np.random.default_rng(0)
     gen = torch.Generator().manual_seed(0)
+    measured = []
     for c in picked:
         value = probe.fisher(c.perturbation(rng.standard_normal(c.free_dim), dtype=torch.float64))
         random = float(np.median([probe.fisher(probe.random_direction(list(c.params), gen)) for _ in range(2)]))
         floor = probe.fisher_floor(random)
         print(f"{c.family:15s} {c.module:45s} F {value:.2e} random {random:.2e} ratio {value / random:.2g} "
               f"floor {floor:.1e}")
+        measured.append(integration_report.fisher_row(
+            "smollm2-135m (RMSNorm control)", c.family, c.module, fisher=value, random=random, floor=floor,
+            unit_roundoff=probe.unit_roundoff, expect="live"))
+    _record(store, measured)
+    for c, row in zip(picked, measured, strict=True):
+        value, random, floor = row["F"], row["F random (median)"], row["floor"]
         # live: above the (float32, since Llama's code computes in float32 inside) floor and within a few
         # orders of random directions of the same tensors (measured 1e-3 .. 2)
         assert value > floor and value > 1e-4 * random, (c.module, value, random, floor)

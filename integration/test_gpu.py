@@ -10,15 +10,23 @@ measured on 4·d random-token rows. Without CUDA these tests skip, with the reas
 Claims per (architecture, dtype): (i) or (ii) against the T10 tolerance of that dtype (the
 statistics accumulate in float32 for half formats, as in PyTorch's and Hugging Face's
 kernels), (v) residual σ_min, (vi) classification in that dtype.
+
+Real checkpoint: MiniLM from the installed manifest (``DEADIR_CHECKPOINTS``; on the GPU machine
+carry a copy, e.g. the bf16 safetensors, ~45 MB) is converted to each dtype on the device and
+measured on real text: (i) against that dtype's tolerance, (iii) its dead channels, (vi). In
+float16 its γ ≈ 1e-33 channels round to exactly 0 (below fp16's smallest subnormal): γ⁻¹ is then
+undefined (T6), claim (i) must come out "not applicable" and (iii) must still hold.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Any
 
 import pytest
 
+import deadir
 from integration import claims, configs, harness
 
 pytestmark = pytest.mark.gpu
@@ -98,6 +106,67 @@ def measure(store: Any, device: Device, name: str, dtype_name: str) -> harness.M
 
 
 PARAMS = [pytest.param(n, dt, id=f"{n}-{dt}") for n in CASES for dt in DTYPES]
+
+
+def measure_real(store: Any, device: Device, dtype_name: str, n_tokens: int) -> harness.ModelResult:
+    """MiniLM (real weights, from the manifest) converted to ``dtype_name`` on the device, on real text."""
+    import torch
+
+    from integration import real
+    from integration.fetch_checkpoints import load_manifest, missing_checkpoint
+
+    try:
+        entry = load_manifest().get("minilm")
+    except FileNotFoundError as exc:
+        entry, why = None, str(exc)
+    else:
+        why = "minilm is not in the checkpoint manifest"
+    if entry is None:
+        missing_checkpoint(f"{why}: run python -m integration.fetch_checkpoints or set DEADIR_CHECKPOINTS")
+    key = f"minilm-{dtype_name}-{device.name}"
+
+    def compute() -> list[harness.ModelResult]:
+        loaded = real.load_checkpoint(str(entry["path"]), str(entry["format"]))
+        loaded.model = loaded.model.to(device=device.name, dtype=getattr(torch, dtype_name))
+        dev = device.name
+
+        def fwd(m: Any, batch: dict[str, Any]) -> Any:
+            return m(input_ids=batch["input_ids"].to(dev), attention_mask=batch["attention_mask"].to(dev))
+
+        row = real.REAL_CASES[0].rows[0]
+        res = harness.measure_model(
+            loaded.model, real.inputs.text_batches(real.tokenizer_fn(loaded.tokenizer), n_tokens), fwd, name=key,
+            source=f"checkpoint converted to {dtype_name} ({dev})", family="bert", expected_norm="layernorm",
+            modality="text", final_path=row.final, input_desc="real text, own tokenizer")
+        if dtype_name != "float32":
+            # (vi) is about the parameters: classify a float32 copy of the final norm. The probe in the half
+            # format itself is recorded: deadir.classify_norm reads MiniLM's final LayerNorm in bfloat16 as
+            # "other" (its γ ≈ 1e-33 channels leave a kernel component the bf16 rounding cannot tell from 0).
+            res.extra["classification_in_forward_dtype"] = f"{res.classification}: {res.classification_note}"
+            module = copy.deepcopy(loaded.model.get_submodule(row.final)).float().cpu()
+            cls = deadir.classify_norm(module, int(module.weight.numel()),
+                                       gamma=module.weight.detach().double().numpy())
+            res.classification, res.classification_note = cls.kind, f"float32 copy: {cls.note}"
+            res.classification_matches_inverse_scale = cls.matches_inverse_scale
+        del loaded
+        return [res]
+
+    return store.get(key, compute)
+
+
+@pytest.mark.parametrize("dtype_name", DTYPES)
+def test_real_checkpoint_in_forward_dtype(store: Any, device: Device, dtype_name: str) -> None:
+    m = measure_real(store, device, dtype_name, 2048 if device.full_width else 1024)
+    direction = claims.layernorm_direction(m.final)
+    cls = claims.classification_agrees(m)
+    if m.final.gamma_min_abs == 0.0:  # fp16 flushed the γ ≈ 1e-33 channels to 0 (T6): (i) and (vi) do not apply
+        assert dtype_name == "float16" and not direction.applies, direction.detail
+        assert not cls.applies and "constant channel" in cls.detail, cls.detail
+    else:
+        assert direction.applies and direction.ok, direction.detail
+        assert cls.applies and cls.ok, cls.detail
+    dead = claims.dead_channels_exact([m.final, *m.sites])
+    assert dead.applies and dead.ok, dead.detail  # MiniLM's near-zero channels are exact nulls in every dtype
 
 
 @pytest.mark.parametrize(("name", "dtype_name"), PARAMS)

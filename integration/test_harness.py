@@ -223,3 +223,156 @@ def test_report_roundtrip(tmp_path: Path, gpt2: harness.ModelResult, llama: harn
     lines, ok = summary.integration_part(tmp_path.parent, tmp_path.name)
     assert ok and "2/2 models pass" in lines[0]
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporaries
+
+
+# --- claim (i): the alignment half and the tolerance are never vacuous ----------------------------------
+
+
+def _site_from_rows(gamma: np.ndarray, beta: np.ndarray, x: np.ndarray, dtype: str = "float32") -> harness.SiteResult:
+    """site_result on LayerNorm outputs of the rows x, computed in float64 (a reference forward)."""
+    import torch
+
+    from deadir.norms import NormSpec
+
+    spec = NormSpec("layernorm", weight=gamma, bias=beta, eps=1e-5)
+    cap = harness._Capture(gamma.size)
+    cap.add(torch.from_numpy(spec.apply(x)), None, inputs=torch.from_numpy(x))
+    return harness.site_result("ln", spec, cap, dtype)
+
+
+def test_claim_i_alignment_not_testable_is_not_applicable_never_a_pass() -> None:
+    # 16 distinct rows for d = 64: the covariance has rank 15, so v sits in a 49-dim floor eigenspace and no
+    # eigenspace of dimension ≤ d/2 resolves it. The old "dk" mode set the bound to min(1, ∞) = 1 and passed.
+    rng = np.random.default_rng(0)
+    d = 64
+    site = _site_from_rows(rng.uniform(0.5, 2.0, d), rng.standard_normal(d), rng.standard_normal((16, d)))
+    assert site.angle_mode == "none" and "no bottom eigenspace" in site.angle_note, site
+    verdict = claims.layernorm_direction(site)
+    assert not verdict.applies and "not applicable" in verdict.detail, verdict.detail
+    # With the Rayleigh half failing as well the claim fails outright.
+    assert not claims.layernorm_direction(dataclasses.replace(site, rayleigh_rel=1.0)).ok
+
+
+def test_claim_i_rejects_a_vacuous_alignment_bound(gpt2: harness.ModelResult) -> None:
+    # A bound ≥ ALIGN_MAX would pass any vector (a random one has 1 − ‖P_k v‖ ≈ 0.3): never a pass.
+    fake = dataclasses.replace(gpt2.final, angle_mode="dk", angle_k=1, angle_cos=0.2, angle_bound=1.0)
+    verdict = claims.layernorm_direction(fake)
+    assert not (verdict.applies and verdict.ok), verdict.detail
+
+
+def test_claim_i_dk_mode_bound_is_a_test(gpt2: harness.ModelResult) -> None:
+    # A half-precision floor (R + floor ≈ 1e-6) keeps every angle above 1e-8; the Davis–Kahan bound must then be
+    # a real test (≤ ALIGN_MAX), and a misaligned vector must fail it.
+    rel = np.concatenate([[1e-9], np.linspace(1e-3, 1.0, 63)])
+    mode, k, bound, _ = harness.alignment_mode(rel, 1e-6, rel[1] - rel[0])
+    assert (mode, k) == ("dk", 1) and bound <= harness.ALIGN_MAX
+    # No gap at the bottom (10 eigenvalues at the floor): the subspace of the 10 is tested instead.
+    rel_flat = np.concatenate([np.full(10, 1e-9), np.linspace(1e-3, 1.0, 54)])
+    mode, k, bound, _ = harness.alignment_mode(rel_flat, 1e-5, 0.0)
+    assert (mode, k) == ("dk", 10) and bound <= harness.ALIGN_MAX
+    fake = dataclasses.replace(gpt2.final, angle_mode="dk", angle_k=10, angle_bound=bound, angle_cos=0.9)
+    assert not claims.layernorm_direction(fake).ok
+
+
+def test_claim_i_void_bound_is_not_a_pass() -> None:
+    rng = np.random.default_rng(1)
+    d = 32
+    gamma = rng.uniform(0.5, 2.0, d)
+    gamma[3] = 0.0  # T6: γ⁻¹ undefined, kernel_error_bound raises, tolerance is ∞
+    site = _site_from_rows(gamma, rng.standard_normal(d), rng.standard_normal((512, d)))
+    assert not site.bound_valid and site.tolerance == float("inf") and "DegenerateScaleError" in site.bound_note
+    verdict = claims.layernorm_direction(site)
+    assert not verdict.applies and "T6" in verdict.detail, verdict.detail
+    # A void bound without zero scales: the claim fails (no tolerance to judge R against).
+    void = dataclasses.replace(site, gamma_min_abs=0.5, bound_note="(d+1)·u_c ≥ 1")
+    assert not claims.layernorm_direction(void).ok
+    # (iii) still holds: the zero channel is an exact null direction of its own.
+    assert claims.dead_channels_exact([site]).ok
+
+
+# --- claim (iv): depth along v -----------------------------------------------------------------------
+
+
+def test_claim_iv_depth_ratio_is_judged(gpt2: harness.ModelResult, llama: harness.ModelResult) -> None:
+    trained = dataclasses.replace(gpt2.final, rayleigh_rel=1e-19)
+    twin = dataclasses.replace(gpt2, final=dataclasses.replace(gpt2.final, rayleigh_rel=1e-15))
+    deeper = dataclasses.replace(gpt2, final=trained, twin=twin)
+    assert claims.depth_along_direction(deeper).ok
+    # Negative controls: no deeper (ratio 1) fails the paper's claim; a recorded deviation that no longer
+    # holds (the model is deeper after all) fails too.
+    same = dataclasses.replace(gpt2, twin=gpt2)
+    assert not claims.depth_along_direction(same).ok
+    assert claims.depth_along_direction(same, expect_deeper=False).ok
+    assert not claims.depth_along_direction(deeper, expect_deeper=False).ok
+    assert not claims.depth_along_direction(dataclasses.replace(llama, twin=llama)).applies
+    assert not claims.depth_along_direction(gpt2).applies  # no twin
+
+
+# --- claim (v): post-LN boundaries are measured off the known kernel -----------------------------------
+
+
+def test_claim_v_post_ln_sigma_min_is_measured_off_the_kernel_and_can_fail() -> None:
+    import torch
+
+    res = _measure("bert")
+    assert all(p is not None for p in res.residual_post_ln), res.residual_post_ln  # every boundary is an LN output
+    for raw, proj, smax in zip(res.residual_sigma_min_raw, res.residual_sigma_min, res.residual_sigma_max,
+                               strict=True):
+        assert raw <= 1e-6 * smax and proj >= 1e-2 * smax, (raw, proj, smax)  # T2 floor vs the live directions
+    assert claims.residual_preserved(res).ok
+    # Negative control: two small live gains (γ₅ = γ₉ = 1e-3) in the last block's output LayerNorm squeeze the
+    # stream along (e₅ − e₉)/√2, which is orthogonal to γ⁻¹. The plain σ_min is at the floor either way and
+    # cannot see it; σ_min off the kernel drops 1000× and the drop is flagged.
+    torch.manual_seed(0)
+    model = CASES["bert"].build(configs.TINY).eval()
+    with torch.no_grad():
+        ln = model.get_submodule(CASES["bert"].final)
+        ln.weight[5] = ln.weight[9] = 1e-3
+    squeezed = _measure("bert", model)
+    assert squeezed.residual_drops == [len(squeezed.residual_sigma_min) - 1], squeezed.residual_sigma_min
+    assert not claims.residual_preserved(squeezed).ok
+
+
+def test_claim_v_pre_ln_boundaries_are_plain_residual_sums(gpt2: harness.ModelResult) -> None:
+    assert gpt2.residual_post_ln and all(p is None for p in gpt2.residual_post_ln)
+    assert gpt2.residual_sigma_min == gpt2.residual_sigma_min_raw
+
+
+# --- the Fisher section of the report -----------------------------------------------------------------
+
+
+def test_fisher_section_written_and_a_failing_row_shows(tmp_path: Path, gpt2: harness.ModelResult) -> None:
+    dead = report.fisher_row("minilm", "read-bias", "layer 0", fisher=1e-30, random=1e-3, floor=1e-12,
+                             unit_roundoff=2.0**-24, expect="dead", ratio=1e-27)
+    live = report.fisher_row("smollm2", "read-bias", "q_proj", fisher=1e-4, random=1e-3, floor=1e-12,
+                             unit_roundoff=2.0**-24, expect="live")
+    assert dead["verdict"] == live["verdict"] == "pass"
+    # Negative controls: a "dead" family at the size of random directions, a "live" control at the floor.
+    assert report.fisher_row("m", "f", "w", fisher=1e-3, random=1e-3, floor=1e-12, unit_roundoff=2.0**-24,
+                             expect="dead")["verdict"] == "FAIL"
+    assert report.fisher_row("m", "f", "w", fisher=1e-13, random=1e-3, floor=1e-12, unit_roundoff=2.0**-24,
+                             expect="live")["verdict"] == "FAIL"
+    md = report.write_report([gpt2], {"gpt2": claims.all_verdicts(gpt2)}, tmp_path,
+                             sections={report.FISHER_SECTION: [dead, live]}).read_text()
+    assert f"## {report.FISHER_SECTION}" in md and "| minilm | read-bias |" in md
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["sections"][report.FISHER_SECTION][1]["model"] == "smollm2"
+
+
+# --- the gpu suite's --gpu-as-cpu path ----------------------------------------------------------------
+
+
+def test_gpu_suite_runs_on_cpu_with_gpu_as_cpu(tmp_path: Path) -> None:
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "integration/test_gpu.py", "-m", "gpu", "-q", "-p", "no:cacheprovider",
+         "--gpu-as-cpu", "-k", "test_direction_claim_at_published_shape and (gpt2-float32 or llama-float32)",
+         "--report-dir", str(tmp_path)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "2 passed" in out, out[-3000:]
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["title"] == "deadir gpu suite on CPU (--gpu-as-cpu, reduced widths)"
+    assert sorted(r["model"] for r in data["rows"]) == ["gpt2-float32-reduced", "llama-float32-reduced"]
+    assert all("reduced width" in r["source"] and r["pass"] == "pass" for r in data["rows"])

@@ -44,12 +44,13 @@ def measure(store: Any, manifest: dict[str, Any], tokens: int, name: str) -> har
     dev = real.known_deviations(name)
     store.expected_drops[name] = dev.expected_drops
     store.expect_more_near_null[name] = dev.more_near_null
+    store.expect_deeper[name] = dev.deeper
     if case.key not in manifest:
         pytest.fail(f"{case.key} is not in the checkpoint manifest; run python -m integration.fetch_checkpoints")
     entry = manifest[case.key]
     res = store.get(name, lambda: real.measure_real(case, str(entry["path"]), str(entry["format"]),
                                                     n_tokens=tokens, twin_tokens=tokens))
-    deviations = {k: v for k, v in (("iv", dev.near_null_reason), ("v", dev.drops_reason)) if v}
+    deviations = dev.reasons()
     if deviations:
         res.extra["known_deviations"] = deviations
     return res
@@ -88,6 +89,13 @@ def test_dead_channels_reported_as_exact_null_directions(measured: Measure, name
 @pytest.mark.parametrize("name", _params())
 def test_trained_vs_random_init_side_by_side(measured: Measure, name: str) -> None:
     verdict = claims.side_by_side(measured(name), real.known_deviations(name).more_near_null)
+    assert verdict.applies and verdict.ok, verdict.detail
+
+
+@pytest.mark.parametrize("name", _params(lambda r: r.expected_norm == "layernorm"))
+def test_trained_direction_deeper_than_random_init(measured: Measure, name: str) -> None:
+    # The paper: the eigenvalue along v sits ~10³× deeper after training (rows that deviate record why).
+    verdict = claims.depth_along_direction(measured(name), real.known_deviations(name).deeper)
     assert verdict.applies and verdict.ok, verdict.detail
 
 
