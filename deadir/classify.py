@@ -8,13 +8,23 @@ and a bottom eigenvector nearly parallel to γ⁻¹ (Gemma 3 and Qwen2.5 checkpo
 do this), yet R is well conditioned. A LayerNorm's R has an eigenvalue at the
 rounding floor of the norm's dtype, along S·γ⁻¹.
 
-The floor τ (in units of R, whose eigenvalues average 1) is the first-order
-rounding model of the forward: every output entry carries a relative error ≤ u
-of the output dtype, i.e. ≤ u·(|z| + |β/γ|) after standardisation, plus the
-centring error of the statistics, ≈ √d·u_c in the compute dtype. Hence
-τ = (16·u·(1 + b))² + (4·√d·u_c)² with b = max |mean yᵢ| / std yᵢ. An eigenvalue
-counts as kernel when ≤ τ, and the classification is only made when the next
-eigenvalue is ≥ 8τ (a clear gap); otherwise the kind is "other" with a note.
+Probe inputs: four families of 2d + 16 rows each (isotropic Gaussian; correlated with a
+random per-row scale; a large common offset, |mean| ≈ 32·std; heavy-tailed Student-t with
+2 degrees of freedom), each centred on its own mean before pooling (see the code).
+
+The floor τ is the T10 bound (:func:`deadir.bound.kernel_error_bound`) carried into
+standardised units. For a LayerNorm-like block of g channels, a unit kernel vector of R is
+w = Sγ⁻¹/‖Sγ⁻¹‖, so wᵀRw = Var⟨γ⁻¹, ŷ⟩/‖Sγ⁻¹‖² ≤ mean over rows of raw(ρₖ)²/‖Sγ⁻¹‖², where
+raw(ρ) = |⟨γ⁻¹, ŷ − β⟩|'s bound for a row with |mean|/std = ρ (affine in ρ) and depends on
+γ, β only through S_β = Σ|βᵢ/γᵢ|. Neither is known for an arbitrary norm, so the outputs'
+own statistics stand in: |γᵢ| by stdᵢ (then ‖Sγ⁻¹‖² = g) and |βᵢ/γᵢ| by |mean yᵢ|/stdᵢ.
+ρₖ is measured on the probe rows (with the norm's ε when it exposes one, else 0). First the
+whole row is one block (LayerNorm); when that gives no clean split, each group size g | d
+(GroupNorm: 2-channel groups meet rows with |mean| ≫ std that the whole row does not).
+
+Decision margins (not tolerances): an eigenvalue ≤ τ counts as kernel, and the kind is only
+decided when the next one is ≥ GAP_MARGIN·τ; a floor within GAP_MARGIN of Marchenko–Pastur's
+lower edge (1 − √(d/N))² cannot show a gap and the probe is "inconclusive".
 """
 
 from __future__ import annotations
@@ -26,12 +36,33 @@ from typing import Any, Literal
 import numpy as np
 
 from deadir.arrays import FloatArray, as_float64, as_vector, is_torch_tensor
-from deadir.bound import unit_roundoff
+from deadir.bound import gamma_k, kernel_error_bound, unit_roundoff
 from deadir.errors import DeadirError, InputShapeError
 from deadir.norms import NormSpec
 
 ClassKind = Literal["mean-centring", "group-centring", "rms", "none", "other"]
 
+# Decision margin: τ is an upper bound on a kernel eigenvalue, so anything above it is not
+# one under the rounding model; the factor 8 keeps a clear gap for what that first-order
+# model leaves out (O(u²) terms, and the std/mean stand-ins for |γ| and |β/γ|), while any
+# generic non-kernel eigenvalue (≥ Marchenko–Pastur's edge, ≈ 0.4 for N ≈ 8d) is far above it.
+GAP_MARGIN = 8.0
+# Decision margin for "no zero component": relative to an equal-weight unit vector (entries
+# 1/√d), a standardised kernel component 1000x smaller counts as zero. A LayerNorm's kernel
+# S·γ⁻¹ has entries ±std(zᵢ)/‖·‖, all O(1/√d) whatever the spread of γ, so it is far above;
+# a kernel vector supported on a subset of channels (constant channels, a projection) is
+# at rounding level there. The eigenvector's own error (≈ √τ/gap) is far below this margin.
+ZERO_COMPONENT = 1e-3
+# "Large" common offset of the offset probe family, in units of the rows' std: ρ ≈ 32 is far
+# from centred inputs, yet the T10 floor (∝ 1 + ρ) stays resolvable in float32 at d = 1000.
+COMMON_OFFSET = 32.0
+# Decision margin: probe rows with |mean| > RHO_CAP·std are not measured (a LayerNorm's floor
+# grows as (1 + ρ)²); 4x the common offset keeps most of the offset family in.
+RHO_CAP = 4.0 * COMMON_OFFSET
+# Decision margin of the scale-invariance test: norm(2x) − norm(x) is rounding (and ε) for a
+# scale-invariant norm, O(1) of the output's spread for anything else (identity: 100 %, tanh:
+# tens of %); 1 % sits between, above bfloat16's output rounding (u = 2⁻⁸ ≈ 0.4 %).
+SCALE_INVARIANCE_MARGIN = 1e-2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,33 +149,66 @@ def classify_norm(
     d = int(d)
     probe = _make_probe(norm, d, gamma, dtype, compute_dtype)
     rng = np.random.default_rng(seed)
-    n_each = 4 * d + 32
-    iso = rng.standard_normal((n_each, d))
-    mix = rng.standard_normal((d, d)) / np.sqrt(d) + np.eye(d)
-    corr = (rng.standard_normal((n_each, d)) @ mix) * np.exp(0.5 * rng.standard_normal((n_each, 1)))
-    x = np.concatenate([iso, corr])
+    x, families = _probe_inputs(rng, d)
     y = _run(probe, x, d)
+    eps = _probe_eps(norm)
+    iso_rows = families["isotropic"]
+    m = min(64, iso_rows.stop - iso_rows.start)
+    scale_inv = _scale_invariant(probe, x[iso_rows][:m], y[iso_rows][:m])
 
-    std = y.std(axis=0)
+    # rows with |mean| > RHO_CAP·std are left out: a LayerNorm's rounding on them grows as
+    # (1 + ρ) without bound (ε = 0 and ρ = ∞ at d = 2), and the kernel property is per row,
+    # so any subset of rows still has it
+    var_x = x.var(axis=1) + eps
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho_row = np.where(var_x > 0, np.abs(x.mean(axis=1)) / np.sqrt(var_x), np.inf)
+    well = rho_row <= RHO_CAP
+    label = np.empty(x.shape[0], dtype=np.int64)
+    for i, rows in enumerate(families.values()):
+        label[rows] = i
+    x, y, label = x[well], y[well], label[well]
+
+    # centre within each probe family: a kernel vector of every family's covariance is one of
+    # their pooled within-family covariance, and the offset family's mean does not leak in as
+    # a spurious common direction (it would make the identity look nearly rank one)
+    yc = y.copy()
+    for i in np.unique(label):
+        yc[label == i] -= y[label == i].mean(axis=0)
+    n_rows = yc.shape[0]
+    std = np.sqrt(np.mean(yc * yc, axis=0))
     mean = y.mean(axis=0)
     constant = np.flatnonzero(std == 0.0)
     live = np.flatnonzero(std > 0.0)
-    u = unit_roundoff(probe.dtype)
-    u_c = unit_roundoff(probe.compute_dtype)
-    m = min(64, n_each)
-    scale_inv = _scale_invariant(probe, iso[:m], y[:m])
     if live.size < 2:
         return _result(probe, d, "other", np.eye(d)[:, constant], constant, np.inf, (), np.inf, None, scale_inv,
                        False, "the output is constant in all but at most one channel")
 
-    z = (y[:, live] - mean[live]) / std[live]
-    r = (z.T @ z) / z.shape[0]
+    z = yc[:, live] / std[live]
+    r = (z.T @ z) / n_rows
     mu, w = np.linalg.eigh((r + r.T) / 2.0)
-    b = float(np.max(np.abs(mean[live]) / std[live]))
-    tau = (16.0 * u * (1.0 + b)) ** 2 + (4.0 * np.sqrt(d) * u_c) ** 2 + 4.0 * d * unit_roundoff("float64") * mu[-1]
-    k = int(np.count_nonzero(mu <= tau))
-    gap = float(mu[k]) if k < mu.size else np.inf
+    # float64 rounding of the Gram matrix: |fl(zᵀz) − zᵀz| ≤ γ_N(u)·|z|ᵀ|z| entrywise, and
+    # (|z|ᵀ|z|)ᵢⱼ/N ≤ √(RᵢᵢRⱼⱼ) = 1 (Cauchy–Schwarz), so a unit w moves by ≤ γ_N(u)·‖w‖₁² ≤ γ_N(u)·d;
+    # eigh is backward stable with ‖ΔR‖ ≤ d·u·‖R‖ (LAPACK's small constant absorbed in d)
+    u64 = unit_roundoff("float64")
+    gram = gamma_k(n_rows, u64) * live.size + live.size * u64 * float(mu[-1])
 
+    def floor_for(size: int) -> float:
+        return _floor(x, std, mean, live, probe, size, eps) + gram
+
+    tau = floor_for(live.size)
+    k = int(np.count_nonzero(mu <= tau))
+    if live.size == d:
+        # small groups (2 channels) see ill-conditioned rows (|mean| ≫ std within a group) that
+        # the whole-row floor does not: a group size whose own floor splits the spectrum cleanly
+        # at its number of groups, more than the whole-row count, is the better hypothesis
+        for groups in range(max(2, k + 1), d // 2 + 1):
+            if d % groups or (groups < mu.size and mu[groups] < GAP_MARGIN * mu[groups - 1]):
+                continue  # no group structure, or no gap after the groups-th eigenvalue at any floor
+            tau_g = floor_for(d // groups)
+            if mu[groups - 1] <= tau_g and (groups == mu.size or mu[groups] >= GAP_MARGIN * tau_g):
+                tau, k = tau_g, groups
+                break
+    gap = float(mu[k]) if k < mu.size else np.inf
     kernel_std = w[:, :k]  # in standardised coordinates
     basis_full = np.zeros((d, k + constant.size))
     basis_full[live, :k] = kernel_std / std[live, None]
@@ -156,25 +220,39 @@ def classify_norm(
         norm_s = float(np.linalg.norm(s))
         return float(s @ r @ s) / norm_s**2 if norm_s > 0 else np.inf
 
-    ones_kernel = bool(k == 1 and std_rayleigh(np.ones(d)) <= tau)
+    def in_kernel(vec: FloatArray) -> bool:
+        """At the floor, or (nearly) inside the measured kernel: its component off the kernel ≤ ZERO_COMPONENT."""
+        if std_rayleigh(vec) <= tau:
+            return True
+        s = vec[live] * std[live]
+        s = s / np.linalg.norm(s)
+        return bool(np.linalg.norm(s - kernel_std @ (kernel_std.T @ s)) <= ZERO_COMPONENT)
+
+    ones_kernel = bool(k == 1 and in_kernel(np.ones(d)))
     inv_rayleigh = None
-    groups_inv: list[float] = []
+    inv_in_kernel = False
+    groups_inv: list[bool] = []
     if probe.gamma is not None and probe.gamma.size == d and np.all(probe.gamma != 0):
         inv = 1.0 / probe.gamma
         inv_rayleigh = std_rayleigh(inv)
+        inv_in_kernel = k >= 1 and in_kernel(inv)
         if k > 1 and d % k == 0:
             size = d // k
             for g in range(k):
                 block = np.zeros(d)
                 block[g * size : (g + 1) * size] = inv[g * size : (g + 1) * size]
-                groups_inv.append(std_rayleigh(block))
+                groups_inv.append(in_kernel(block))
 
     bottom = tuple(float(m) for m in mu[: min(mu.size, max(k + 2, 3))])
-    if tau >= 0.05:
+    # the non-kernel eigenvalues of a standardised sample covariance of N generic rows sit near
+    # or above Marchenko–Pastur's lower edge (1 − √(d/N))²; a floor within GAP_MARGIN of it
+    # cannot show a gap whatever the norm is
+    resolvable = (1.0 - np.sqrt(live.size / n_rows)) ** 2 / GAP_MARGIN
+    if tau >= resolvable:
         return _result(probe, d, "other", basis, constant, tau, bottom, gap, inv_rayleigh, scale_inv, ones_kernel,
                        f"inconclusive: the rounding floor τ={tau:.2g} of {probe.dtype} is too high to resolve a "
-                       f"kernel (max |β/γ| ≈ {b:.3g}); probe in a wider dtype")
-    if gap < 8.0 * tau:
+                       "kernel; probe in a wider dtype")
+    if gap < GAP_MARGIN * tau:
         return _result(probe, d, "other", basis, constant, tau, bottom, gap, inv_rayleigh, scale_inv, ones_kernel,
                        f"no clear gap above the floor τ={tau:.2g}: next eigenvalue {gap:.2g}")
     prefix = f"{constant.size} constant channel(s) {constant[:10].tolist()} are kernel axes; " if constant.size else ""
@@ -188,16 +266,16 @@ def classify_norm(
             kind, note = "none", "no kernel at the rounding floor; not scale invariant (no normalisation)"
         return _result(probe, d, kind, basis, constant, tau, bottom, gap, inv_rayleigh, scale_inv, False, note)
     if k == 1:
-        if np.min(np.abs(kernel_std[:, 0])) * np.sqrt(live.size) < 1e-3:
+        if np.min(np.abs(kernel_std[:, 0])) * np.sqrt(live.size) < ZERO_COMPONENT:
             return _result(probe, d, "other", basis, constant, tau, bottom, gap, inv_rayleigh, scale_inv,
                            ones_kernel, prefix + "a one-dimensional kernel with (near-)zero components")
-        matches = None if inv_rayleigh is None else bool(inv_rayleigh <= tau)
+        matches = None if inv_rayleigh is None else inv_in_kernel
         what = "γ⁻¹" if matches else ("𝟙" if ones_kernel else "a direction other than γ⁻¹")
         return _result(probe, d, "mean-centring", basis, constant, tau, bottom, gap, inv_rayleigh, scale_inv,
                        ones_kernel, prefix + f"one kernel direction at the rounding floor, spanned by {what}",
                        matches=matches)
     if _block_structured(kernel_std, live, d, k, tau):
-        matches = None if not groups_inv else bool(all(q <= tau for q in groups_inv))
+        matches = None if not groups_inv else all(groups_inv)
         return _result(probe, d, "group-centring", basis, constant, tau, bottom, gap, inv_rayleigh, scale_inv,
                        False, prefix + f"{k} kernel directions, one per contiguous group of {d // k} channels",
                        matches=matches)
@@ -205,12 +283,62 @@ def classify_norm(
                    prefix + f"a {k}-dimensional kernel without group structure")
 
 
+def _probe_inputs(rng: np.random.Generator, d: int) -> tuple[FloatArray, dict[str, slice]]:
+    """The probe rows and the row range of each family (see the module docstring)."""
+    n = 2 * d + 16
+    iso = rng.standard_normal((n, d))
+    mix = rng.standard_normal((d, d)) / np.sqrt(d) + np.eye(d)
+    corr = (rng.standard_normal((n, d)) @ mix) * np.exp(0.5 * rng.standard_normal((n, 1)))
+    offset = COMMON_OFFSET * rng.choice([-1.0, 1.0]) + rng.standard_normal((n, d))
+    heavy = rng.standard_t(2.0, (n, d))
+    names = ("isotropic", "correlated", "common-offset", "heavy-tailed")
+    return np.concatenate([iso, corr, offset, heavy]), {f: slice(i * n, (i + 1) * n) for i, f in enumerate(names)}
+
+
+def _probe_eps(norm: Any) -> float:
+    """The norm's ε when it exposes one (``eps`` / ``variance_epsilon``), else 0 (the conservative choice)."""
+    for attr in ("eps", "variance_epsilon"):
+        value = getattr(norm, attr, None)
+        if isinstance(value, (float, int)) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+    return 0.0
+
+
+def _floor(x: FloatArray, std: FloatArray, mean: FloatArray, live: Any, probe: _Probe, size: int,
+           eps: float) -> float:
+    """τ for "one kernel vector per contiguous block of ``size`` live channels" (module docstring).
+
+    The T10 bound is affine in ρ: raw(ρ) = raw(0) + (raw(1) − raw(0))·ρ, both read from
+    kernel_error_bound; the floor is the largest block's mean over rows of raw(ρₖ)²/size.
+    """
+    worst = 0.0
+    xl = x if size == live.size and live.size != x.shape[1] else None
+    for start in range(0, live.size, size):
+        block = live[start : start + size]
+        rows = xl if xl is not None else x[:, block]
+        mu_x = rows.mean(axis=1)
+        var_x = rows.var(axis=1) + eps
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rho = np.where(var_x > 0, np.abs(mu_x) / np.sqrt(var_x), 0.0)  # constant rows: no LayerNorm output
+        kw: dict[str, Any] = {"beta": mean[block], "compute_dtype": probe.compute_dtype}
+        raw0 = kernel_error_bound(std[block], probe.dtype, **kw, mean_ratio=0.0).residual_raw
+        slope = kernel_error_bound(std[block], probe.dtype, **kw, mean_ratio=1.0).residual_raw - raw0
+        if not (np.isfinite(raw0) and np.isfinite(slope)):
+            return np.inf
+        worst = max(worst, float(np.mean((raw0 + slope * rho) ** 2)) / size)
+    return worst
+
+
 def _block_structured(kernel: FloatArray, live: Any, d: int, k: int, tau: float) -> bool:
-    """Whether the kernel is the direct sum of one vector per contiguous block of d/k channels."""
+    """Whether the kernel is the direct sum of one vector per contiguous block of d/k channels.
+
+    Each block's rows of the orthonormal basis have singular values (1, 0, …) up to
+    ZERO_COMPONENT, or up to √τ (the size of a kernel direction's rounding) when larger.
+    """
     if d % k or live.size != d:
         return False
     size = d // k
-    tol = max(1e-3, float(np.sqrt(tau)))
+    tol = max(ZERO_COMPONENT, float(np.sqrt(tau)))
     for g in range(k):
         sv = np.linalg.svd(kernel[g * size : (g + 1) * size], compute_uv=False)
         if sv[0] < 1.0 - tol or (sv.size > 1 and sv[1] > tol * sv[0]):
@@ -234,7 +362,7 @@ def _result(
 def _scale_invariant(probe: _Probe, x: FloatArray, y: FloatArray) -> bool:
     y2 = _run(probe, 2.0 * x, x.shape[1])
     scale = float(np.max(np.abs(y - y.mean(axis=0)))) or 1.0
-    return float(np.max(np.abs(y2 - y))) <= 1e-2 * scale
+    return float(np.max(np.abs(y2 - y))) <= SCALE_INVARIANCE_MARGIN * scale
 
 
 def _run(probe: _Probe, x: FloatArray, d: int) -> FloatArray:

@@ -51,7 +51,7 @@ def test_six_cases_at_d_1000(case: str) -> None:
     _check(case, 1000)
 
 
-@pytest.mark.parametrize("d,groups", [(4, 2), (64, 4), (60, 3)])
+@pytest.mark.parametrize("d,groups", [(4, 2), (8, 4), (6, 3), (64, 4), (60, 3), (64, 32)])
 def test_groupnorm_has_one_kernel_direction_per_group(d: int, groups: int) -> None:
     gamma = draw_gamma(d, spread=1e3, seed=1)
     m = build_builtin_norm("groupnorm", d, groups=groups, gamma=gamma, beta=np.zeros(d), dtype="float32")
