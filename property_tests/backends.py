@@ -48,11 +48,13 @@ class Backend:
     # HF norms upcast to float32 whatever the input dtype (`.to(torch.float32)` / `.float()` in
     # their forward), so in float64 they compute in float32: declared, not hidden
     compute_dtype: str | None = None
+    groups: Callable[[int], int] | None = None  # number of groups at size d (GroupNorm)
 
     def reference(self, d: int) -> NormSpec:
         """The float64 spec of the algebra the backend implements (γ, β, ε are filled in by the checks)."""
+        extra: dict[str, Any] = {} if self.groups is None else {"groups": self.groups(d)}
         return NormSpec(self.kind, d=d, eps=self.fixed_eps if self.fixed_eps is not None else 1e-5,
-                        weight_offset=self.weight_offset, source=self.name)
+                        weight_offset=self.weight_offset, source=self.name, **extra)
 
 
 def _hf(module_path: str, cls: str) -> Callable[[int], Any]:
@@ -79,7 +81,16 @@ MEAN_CENTRING = (
     Backend("hf OlmoLayerNorm", _hf("transformers.models.olmo.modeling_olmo", "OlmoLayerNorm"), "layernorm",
             fixed_eps=1e-5, compute_dtype="float32"),
 )
+def _gn_groups(d: int) -> int:
+    """The largest of 4, 3, 2 groups that divides d (1 when none does: then GroupNorm is a LayerNorm)."""
+    return next((g for g in (4, 3, 2) if d % g == 0 and d // g >= 2), 1)
+
+
+GROUP_CENTRING = (
+    Backend("nn.GroupNorm", lambda d: torch.nn.GroupNorm(_gn_groups(d), d), "groupnorm", groups=_gn_groups),
+)
 RMS = (
+    Backend("numpy reference", _spec("rmsnorm"), "rmsnorm", ("float64",)),
     Backend("nn.RMSNorm", lambda d: torch.nn.RMSNorm(d, eps=1e-6), "rmsnorm"),
     Backend("hf LlamaRMSNorm", _hf("transformers.models.llama.modeling_llama", "LlamaRMSNorm"), "rmsnorm",
             compute_dtype="float32"),

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, reject
 from hypothesis import strategies as st
 
@@ -31,12 +32,13 @@ from deadir.testing import (
 )
 from deadir.testing.assertions import UndefinedOutputError
 from property_tests._fuzzlog import record
-from property_tests.backends import MEAN_CENTRING, RMS, Backend, cases
+from property_tests.backends import GROUP_CENTRING, MEAN_CENTRING, RMS, Backend, cases
 
 MAX_D = 4096
 
 
-def draw_case(data: Any, backend: Backend, dtype: str, *, min_d: int = 2, max_d: int = MAX_D) -> tuple[Any, ...]:
+def draw_case(data: Any, backend: Backend, dtype: str, *, min_d: int = 2, max_d: int = MAX_D,
+              min_rows: int = 1) -> tuple[Any, ...]:
     d = data.draw(dims(min_value=min_d, max_value=max_d), label="d")
     # a float64 input to a module that computes in float32 is cast there: draw values that
     # float32 holds, so the module sees the γ, β and x the bound is computed for
@@ -44,7 +46,7 @@ def draw_case(data: Any, backend: Backend, dtype: str, *, min_d: int = 2, max_d:
     gamma = data.draw(gammas(d, dtype=vdt), label="gamma")
     beta = data.draw(betas(d, dtype=vdt), label="beta")
     eps = data.draw(epsilons(), label="eps") if backend.fixed_eps is None else None
-    x = data.draw(activations(d, dtype=vdt, max_elements=2**15), label="x")
+    x = data.draw(activations(d, dtype=vdt, min_rows=min_rows, max_elements=2**15), label="x")
     prep = prepare_norm(backend.make(d), d, gamma=gamma, beta=beta, eps=eps, dtype=dtype,
                         weight_offset=backend.weight_offset, compute_dtype=backend.compute_dtype)
     if np.any(prep.gamma == 0):
@@ -53,12 +55,15 @@ def draw_case(data: Any, backend: Backend, dtype: str, *, min_d: int = 2, max_d:
 
 
 def run(check: Any, prop: str, backend: Backend, dtype: str, *args: Any) -> None:
-    record(prop, backend.name, dtype)
+    """Run one check and count the example only once it is decided (passed or failed), never a rejected one."""
     try:
         m = check(*args)
     except UndefinedOutputError:
         reject()
-    record(prop, backend.name, dtype, m.ratio, examples=0)
+    except NormPropertyError:
+        record(prop, backend.name, dtype)  # a decided (failing) example
+        raise
+    record(prop, backend.name, dtype, m.ratio)
 
 
 @pytest.mark.parametrize(("backend", "dtype"), cases(MEAN_CENTRING))
@@ -73,7 +78,7 @@ def test_layernorm_output_on_inverse_scale_hyperplane(backend: Backend, dtype: s
 @given(data=st.data())
 def test_layernorm_inverse_scale_is_covariance_kernel(backend: Backend, dtype: str, data: Any) -> None:
     """T2: vᵀĈv/λmax ≤ T10 bound for the empirical covariance of the outputs."""
-    _, prep, x = draw_case(data, backend, dtype, max_d=1024)
+    _, prep, x = draw_case(data, backend, dtype, max_d=1024, min_rows=2)  # < 2 rows: no covariance, vacuous
     run(check_kernel, "T2 kernel", backend, dtype, prep, x)
 
 
@@ -85,7 +90,7 @@ def test_layernorm_shift_invariant(backend: Backend, dtype: str, data: Any, t: f
     run(check_shift, "T8 shift invariance", backend, dtype, prep, x, t * max(1.0, float(np.max(np.abs(x)))))
 
 
-@pytest.mark.parametrize(("backend", "dtype"), cases(MEAN_CENTRING + RMS))
+@pytest.mark.parametrize(("backend", "dtype"), cases(MEAN_CENTRING + RMS + GROUP_CENTRING))
 @given(data=st.data())
 def test_norm_matches_float64_reference(backend: Backend, dtype: str, data: Any) -> None:
     """The output matches the float64 NormSpec forward within 2x PyTorch's own error (+ 8u·max|y|)."""
@@ -115,3 +120,61 @@ def test_rmsnorm_not_shift_invariant(backend: Backend, dtype: str, data: Any) ->
     record("T8 fails (RMS control)", backend.name, dtype)
     with pytest.raises(NormPropertyError, match="T8 shift invariance"):
         check_shift(prep, x, 4.0)
+
+
+class ProjectsOutInverseScale(torch.nn.Module):
+    """Planted bug: an RMSNorm whose output has the γ⁻¹ direction projected out (a kernel that T5 says is absent)."""
+
+    def __init__(self, d: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(d))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.nn.functional.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+        v = 1.0 / self.weight
+        v = v / torch.linalg.vector_norm(v)
+        return y - (y @ v)[:, None] * v
+
+
+def _replay_case(backend: Backend, dtype: str, d: int, eps: float | None = None) -> tuple[Any, Any]:
+    """The T5 proof's generated counterexample (two inputs ±γ⊙v, v = γ⁻¹/‖γ⁻¹‖) at the backend's ε and dtype."""
+    from proofs.t05_rms_absence import numeric_counterexample
+
+    if eps is None:
+        eps = backend.fixed_eps if backend.fixed_eps is not None else 1e-6
+    ex = numeric_counterexample(d, seed=d, eps=eps)
+    prep = prepare_norm(backend.make(d), d, gamma=ex.gamma, eps=eps, dtype=dtype,
+                        weight_offset=backend.weight_offset, compute_dtype=backend.compute_dtype)
+    return ex, prep
+
+
+@pytest.mark.parametrize("d", [2, 3, 16, 257])
+@pytest.mark.parametrize(("backend", "dtype"), cases(RMS))
+def test_t5_counterexample_replays_as_no_kernel(backend: Backend, dtype: str, d: int) -> None:
+    """T5's generated counterexample: the no-kernel check passes, the mean-centring assertion rejects it."""
+    from deadir.testing import assert_mean_centring_kernel, assert_no_kernel
+
+    ex, prep = _replay_case(backend, dtype, d)
+    if dtype == "float64" and backend.compute_dtype is None:  # the proof's own arithmetic: vᵀCv = S²/(S/d + ε)
+        y, _ = prep.run(ex.points)
+        yc = y - y.mean(axis=0)
+        assert float(ex.v @ (yc.T @ yc / 2) @ ex.v) == pytest.approx(ex.closed_form, rel=1e-12)
+    m = assert_no_kernel(prep, ex.points)
+    record("T5 counterexample replay", backend.name, dtype, m.ratio)
+    with pytest.raises(NormPropertyError, match=r"T1 hyperplane|T2 kernel"):
+        assert_mean_centring_kernel(prep, ex.points)
+
+
+@pytest.mark.parametrize("d", [3, 16])
+def test_t5_counterexample_replay_catches_a_planted_kernel(d: int) -> None:
+    """Teeth: on an RMSNorm with γ⁻¹ projected out, the replayed counterexample fails the no-kernel check."""
+    from deadir.testing import assert_mean_centring_kernel, assert_no_kernel
+
+    planted = Backend("planted kernel", ProjectsOutInverseScale, "rmsnorm", ("float64",))
+    # the two inputs are constant rows (γ⊙γ⁻¹ ∝ 𝟙): at ε = 1 their |mean|/√ε is O(1), so the
+    # LayerNorm bound the check compares with is resolvable (T5 holds for every ε ≥ 0)
+    ex, prep = _replay_case(planted, "float64", d, eps=1.0)
+    with pytest.raises(NormPropertyError, match="T5 no kernel"):
+        assert_no_kernel(prep, ex.points)
+    assert_mean_centring_kernel(prep, ex.points)  # it does have the LayerNorm kernel

@@ -243,7 +243,9 @@ def _run_property(prop: str, fn: Factory, expect: str, dt: str, max_d: int, base
         gamma = data.draw(gammas(d, dtype=dt), label="gamma")
         beta = data.draw(betas(d, dtype=dt), label="beta")
         eps = data.draw(epsilons(), label="eps")
-        x = data.draw(activations(d, dtype=dt, max_elements=2**14), label="x")
+        # T2 measures a covariance: fewer than 2 rows would pass vacuously
+        x = data.draw(activations(d, dtype=dt, min_rows=2 if prop == "T2 kernel" else 1, max_elements=2**14),
+                      label="x")
         t = data.draw(st.floats(-64.0, 64.0, allow_nan=False), label="shift (units of max|x|)")
         if _takes_parameters(module):
             prep = prepare_norm(module, d, gamma=gamma, beta=beta, eps=eps, dtype=dt, weight_offset=weight_offset)
