@@ -69,8 +69,8 @@ def _family(nodeid: str) -> str:
 
 
 def _property(nodeid: str) -> str:
-    """Hypothesis names a property by the test function (no parametrisation, no class)."""
-    return nodeid.split("::")[-1].split("[", 1)[0]
+    """Hypothesis's observations name a property by the test's pytest node id (parametrisation included)."""
+    return nodeid
 
 
 def fuzz_rows(repo: Path, *, profile: str = "ci", log: Callable[[str], None] = print) -> list[Row]:
@@ -79,10 +79,9 @@ def fuzz_rows(repo: Path, *, profile: str = "ci", log: Callable[[str], None] = p
     if not suite.is_dir() or not any(suite.glob("test_*.py")):
         return [SkippedRow(id="rate:fuzz", item=4, title="fuzz examples/s per property family",
                            reason="no property_tests/test_*.py here yet (the Hypothesis suites of branch `fuzz`)")]
-    if os.environ.get("DEADIR_BENCH_FUZZ_SUITE") != "1":
+    if os.environ.get("DEADIR_BENCH_FUZZ_SUITE") == "0":
         return [SkippedRow(id="rate:fuzz", item=4, title="fuzz examples/s of the property_tests suites",
-                           reason="opt-in (DEADIR_BENCH_FUZZ_SUITE=1): the suites took 376 s here, over the bench "
-                                  "budget; examples/s are measured on the deadir.testing pack above")]
+                           reason="switched off (DEADIR_BENCH_FUZZ_SUITE=0)")]
     import json
     import subprocess
     import sys
@@ -93,6 +92,11 @@ def fuzz_rows(repo: Path, *, profile: str = "ci", log: Callable[[str], None] = p
         # the suite's own conftest picks its Hypothesis profile from this variable ("ci": few, derandomized examples)
         env = {**os.environ, "DEADIR_HYPOTHESIS_PROFILE": os.environ.get("DEADIR_HYPOTHESIS_PROFILE", profile),
                "DEADIR_BENCH_FUZZ_OUT": str(out)}
+        # the plugin (benchmarks.fuzz_plugin) must import in the subprocess whatever the suite's folder
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(Path(__file__).resolve().parent.parent),
+                                                          env.get("PYTHONPATH"))))
+        if sys.version_info < (3, 12):  # observability's coverage tracing costs ~15× here; 3.12+ traces cheaply
+            env["HYPOTHESIS_EXPERIMENTAL_OBSERVABILITY_NOCOVER"] = "1"
         t0 = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, "-m", "pytest", str(suite), "-q", "-p", "no:cacheprovider", "-p", "benchmarks.fuzz_plugin",

@@ -23,9 +23,15 @@ def _observe(observation: Any) -> None:
 
 
 def pytest_configure(config: Any) -> None:
-    from hypothesis.internal.observability import add_observability_callback
+    from hypothesis.internal import observability
 
-    add_observability_callback(_observe)
+    # HYPOTHESIS_EXPERIMENTAL_OBSERVABILITY_NOCOVER (set by the caller on Python < 3.12, where
+    # per-line coverage tracing slows the suites ~15×) also turns on writing every observation
+    # to .hypothesis/observed/; we only count, so that writer is removed again.
+    writer = getattr(observability, "_deliver_to_file", None)
+    if writer is not None:
+        observability.remove_observability_callback(writer)
+    observability.add_observability_callback(_observe)
 
 
 def pytest_runtest_logreport(report: Any) -> None:

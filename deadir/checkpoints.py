@@ -782,7 +782,7 @@ def ctranslate2_whisper_tokenizer(folder: str | os.PathLike[str]) -> Any:
     file = Path(folder) / "tokenizer.json"
     if not file.is_file():
         raise CheckpointError(f"{file}: no tokenizer.json beside the CTranslate2 model")
-    tok = PreTrainedTokenizerFast(tokenizer_file=str(file))
+    tok: Any = PreTrainedTokenizerFast(tokenizer_file=str(file))  # type: ignore[no-untyped-call]
     tok.eos_token = tok.pad_token = "<|endoftext|>"
     return tok
 

@@ -639,9 +639,8 @@ def load_model(path: str, *, dtype: Any = None, device: str = "cpu", seed: int =
 
     # refuses pickled weights and unknown files before transformers sees them
     if detect_format(p) == "ctranslate2":  # Whisper's model.bin (or its folder): a flat binary, not pickle
-        model = load_ctranslate2_whisper(p)
-        if tdtype is not None:
-            model = model.to(tdtype)
+        whisper: Any = load_ctranslate2_whisper(p)
+        model = whisper.to(tdtype) if tdtype is not None else whisper
         folder = p.parent if p.is_file() else p
         tokenizer = ctranslate2_whisper_tokenizer(folder) if (folder / "tokenizer.json").is_file() else None
         model = _dispatch_auto(model) if device == "auto" else model.to(device)

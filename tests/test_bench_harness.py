@@ -245,20 +245,28 @@ def test_cuda_rows_run_on_any_device_and_skip_without_cuda(monkeypatch: pytest.M
     assert all("no CUDA device" in r.reason for r in skipped if isinstance(r, SkippedRow))
 
 
-def test_fuzz_rows_skip_without_a_suite_and_name_families(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fuzz_rows_count_examples_of_a_real_suite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end through the pytest subprocess and the observability plugin, on a tiny Hypothesis suite."""
     from benchmarks import bench_verification
 
-    monkeypatch.setenv("DEADIR_BENCH_FUZZ_SUITE", "1")
     (row,) = bench_verification.fuzz_rows(tmp_path, log=lambda _m: None)
     assert isinstance(row, SkippedRow) and "property_tests" in row.reason
-    monkeypatch.delenv("DEADIR_BENCH_FUZZ_SUITE")
-    (tmp_path / "property_tests").mkdir()
-    (tmp_path / "property_tests" / "test_x.py").write_text("def test_x() -> None:\n    pass\n", encoding="utf-8")
+    suite = tmp_path / "property_tests"
+    suite.mkdir()
+    (suite / "test_x.py").write_text(
+        "import pytest\nfrom hypothesis import given, settings, strategies as st\n\n"
+        "@pytest.mark.parametrize('k', [1, 2])\n@settings(max_examples=7, derandomize=True, database=None)\n"
+        "@given(st.integers())\ndef test_x(k: int, x: int) -> None:\n    pass\n\n"
+        "def test_plain() -> None:\n    pass\n", encoding="utf-8")
+    rows = bench_verification.fuzz_rows(tmp_path, log=lambda _m: None)
+    (row,) = rows
+    assert isinstance(row, RateRow) and row.id == "fuzz:test_x"
+    assert row.extra["examples_passed"] == 14 and len(row.values) == 2  # 7 per parametrisation
+    monkeypatch.setenv("DEADIR_BENCH_FUZZ_SUITE", "0")
     (row,) = bench_verification.fuzz_rows(tmp_path, log=lambda _m: None)
-    assert isinstance(row, SkippedRow) and "opt-in" in row.reason
+    assert isinstance(row, SkippedRow) and "switched off" in row.reason
     nodeid = "property_tests/test_layernorm.py::TestX::test_kernel[float32]"
     assert bench_verification._family(nodeid) == "test_layernorm"
-    assert bench_verification._property(nodeid) == "test_kernel"
 
 
 def test_fuzz_pack_rows_count_examples() -> None:
