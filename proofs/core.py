@@ -16,6 +16,8 @@ derivation code run on a false variant; it is REJECTED when at least one step is
 
 from __future__ import annotations
 
+import functools
+import itertools
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -96,21 +98,37 @@ def latex_of(expr: sp.Basic | str) -> str:
 
 
 def _canonical_sums(expr: sp.Basic) -> sp.Basic:
-    """Rename the dummy index of every innermost single-index Sum to one fixed symbol.
+    """Rename the dummy indices of every innermost Sum to fixed symbols, canonically.
 
     SymPy does not identify Sum(x[i], (i,1,d)) with Sum(x[j], (j,1,d)); after this they are
-    the same object, so linear combinations of sums cancel.
+    the same object, so linear combinations of sums cancel. A single index becomes ``_k``; the
+    n indices of a multi-index sum become ``_k1.._kn`` in the order (over all n! orders, n ≤ 4)
+    that gives the smallest printed form, so Σ_{j,l} x_{l,j} and Σ_{l,p} x_{l,p} coincide.
+    Renaming bound indices is always sound; reordering them needs independent bounds, which
+    every sum in these proofs has (bounds 1..d or 1..m).
     """
     canon = sp.Symbol("_k", integer=True)
 
     def rename(s: sp.Sum) -> sp.Sum:
-        ((var, lo, hi),) = s.limits
-        return sp.Sum(s.function.xreplace({var: canon}), (canon, lo, hi))
+        if len(s.limits) == 1:
+            ((var, lo, hi),) = s.limits
+            return sp.Sum(s.function.xreplace({var: canon}), (canon, lo, hi))
+        dummies = [lim[0] for lim in s.limits]
+        if len(dummies) > 4 or any(lim[1].has(*dummies) or lim[2].has(*dummies) for lim in s.limits):
+            return s
+        names = [sp.Symbol(f"_k{t + 1}", integer=True) for t in range(len(dummies))]
+        best: sp.Sum | None = None
+        for order in itertools.permutations(s.limits):
+            new = dict(zip([lim[0] for lim in order], names, strict=True))
+            cand = sp.Sum(
+                s.function.xreplace(new), *[(new[v], lo, hi) for v, lo, hi in order]
+            )
+            if best is None or sp.srepr(cand) < sp.srepr(best):
+                best = cand
+        assert best is not None
+        return best
 
-    return expr.replace(
-        lambda q: isinstance(q, sp.Sum) and len(q.limits) == 1 and not q.function.has(sp.Sum),
-        rename,
-    )
+    return expr.replace(lambda q: isinstance(q, sp.Sum) and not q.function.has(sp.Sum), rename)
 
 
 def _flatten_nested(s: sp.Sum) -> sp.Sum:
@@ -153,6 +171,36 @@ def _sum_normal_form(expr: sp.Basic) -> sp.Basic:
     return _canonical_sums(e)
 
 
+def _linear_pass(expr: sp.Basic) -> sp.Basic:
+    """One pass of linearity of Σ: expand, evaluate what can be evaluated, pull constants out, merge."""
+    e = sp.expand(sp.expand(expr).doit())
+    e = e.replace(lambda q: isinstance(q, sp.Sum), lambda q: sp.factor_terms(q))
+    return _canonical_sums(e)
+
+
+def _innermost_first(expr: sp.Basic) -> sp.Basic:
+    """Simplify every Sum from the inside out: a summand that cancels to 0 makes its Sum 0.
+
+    Each Sum's summand is brought to the linear normal form before the Sum itself is, so
+    Σ_k w_k·(Σ_j f_kj) with Σ_j f_kj = 0 for every k becomes Σ_k w_k·0 = 0 ("a sum of zeros")
+    without the product ever being expanded across the two sums. Only sound rewrites are used:
+    expansion, evaluation of sums of constants, and renaming of bound indices.
+    """
+    if isinstance(expr, sp.Sum):
+        # SymPy stores Σ_l Σ_j f as one Sum with limits (j, l), innermost first.
+        inner = _innermost_first(expr.function)
+        for limit in expr.limits:
+            if inner == 0:
+                return sp.Integer(0)
+            inner = _linear_pass(sp.Sum(inner, limit))
+            if inner != 0 and inner.has(sp.Sum):
+                inner = _sum_normal_form(inner)
+        return inner
+    if not expr.args or not expr.has(sp.Sum):
+        return expr
+    return _linear_pass(expr.func(*[_innermost_first(a) for a in expr.args]))
+
+
 def simplify_to_zero(expr: sp.Basic) -> tuple[bool, str]:
     """Try increasingly expensive exact simplifications; return (is_zero, method).
 
@@ -172,16 +220,18 @@ def simplify_to_zero(expr: sp.Basic) -> tuple[bool, str]:
                 return False, "entrywise: " + method
         return True, "entrywise " + ", ".join(sorted(set(results)))
     if expr.has(sp.Sum):
-        # Linearity of finite sums: expand, evaluate inner sums, pull constants out, merge.
-        e = sp.expand(sp.expand(expr).doit())
-        e = e.replace(lambda q: isinstance(q, sp.Sum), lambda q: sp.factor_terms(q))
-        e = _canonical_sums(e)
+        # Linearity of finite sums: expand, evaluate inner sums, pull constants out, merge; inner
+        # sums first, so a product whose inner-sum factor is 0 is never expanded.
+        if _innermost_first(expr) == 0:
+            return True, "linearity and interchange of finite Σ, innermost sums first"
+        # A witness (non-zero at a concrete size) settles a false claim before the costly expansions.
+        if find_witness(expr) is not None:
+            return False, "symbolic sums did not cancel"
+        e = _linear_pass(expr)
         if e == 0:
             return True, "linearity of Σ (expand, doit, merge sums)"
         if _sum_normal_form(expr) == 0:
             return True, "linearity and interchange of finite Σ (multi-index normal form)"
-        if find_witness(expr) is not None:
-            return False, "symbolic sums did not cancel"
         if sp.simplify(e) == 0:
             return True, "linearity of Σ + simplify"
         return False, "symbolic sums did not cancel"
@@ -211,20 +261,47 @@ def _value_for(sym: sp.Basic, rng: random.Random) -> sp.Rational:
 def find_witness(expr: sp.Basic, *, tries: int = 4, seed: int = 0) -> tuple[str, float] | None:
     """Exact rational point where expr is provably non-zero, as (description, value), else None.
 
-    Symbolic dimensions (integer symbols bounding a Sum) are set to 3 and the sums expanded.
+    Symbolic dimensions (integer symbols bounding a Sum) are set to 3, 4, … (distinct) and the
+    sums expanded; free indices (integer symbols indexing an IndexedBase) are set to 1.
     Values are evaluated by mpmath at 50 significant digits; |value| > 1e-20 counts.
+    Results are cached: a refuted step asks twice (simplify_to_zero, then Derivation).
     """
-    rng = random.Random(seed)
     expr = sp.sympify(expr)
     if isinstance(expr, sp.MatrixBase):
         for e in expr:
-            w = find_witness(e, tries=tries, seed=seed)
+            w = _find_witness(e, tries, seed)
             if w is not None:
                 return w
         return None
+    return _find_witness(expr, tries, seed)
+
+
+@functools.lru_cache(maxsize=256)
+def _find_witness(expr: sp.Basic, tries: int, seed: int) -> tuple[str, float] | None:
+    """find_witness for one scalar expression."""
+    rng = random.Random(seed)
+    prefix = ""
     if expr.has(sp.Sum):
         dims = {hi for s in expr.atoms(sp.Sum) for (_, _, hi) in s.limits if isinstance(hi, sp.Symbol)}
-        expr = expr.subs({dim: 3 for dim in dims}).doit()
+        # Distinct sizes 3, 4, … so that sums over different ranges (1..d, 1..m) are not conflated.
+        sizes = {dim: 3 + t for t, dim in enumerate(sorted(dims, key=str))}
+        expr = expr.subs(sizes).doit()
+        # A free index (component i, sample k) is set to 1, inside every range, so the witness
+        # is an entry of the concrete instance, not a fresh symbol γ_i.
+        free_idx = sorted(
+            {
+                t
+                for a in expr.atoms(sp.Indexed)
+                for t in a.indices
+                if isinstance(t, sp.Symbol) and t.is_integer and t in expr.free_symbols
+            },
+            key=str,
+        )
+        if free_idx:
+            expr = expr.xreplace({t: sp.Integer(1) for t in free_idx})
+            prefix = ", ".join(f"{t} = 1" for t in free_idx) + "; "
+        if dims:
+            prefix = ", ".join(f"{dim} = {n}" for dim, n in sizes.items()) + ", " + prefix
     for _ in range(tries):
         labels = {base.label for base in expr.atoms(sp.IndexedBase)}
         atoms = [
@@ -241,7 +318,10 @@ def find_witness(expr: sp.Basic, *, tries: int = 4, seed: int = 0) -> tuple[str,
         if val.is_number and val.is_finite and abs(complex(val)) > 1e-20:
             shown = ", ".join(f"{sp.latex(k)}={sp.latex(v)}" for k, v in sorted(subs.items(), key=str)[:12])
             more = " …" if len(subs) > 12 else ""
-            return f"at ${shown}{more}$ the expression equals {sp.N(val, 8)}", float(abs(complex(val)))
+            return (
+                f"{prefix}at ${shown}{more}$ the expression equals {sp.N(val, 8)}",
+                float(abs(complex(val))),
+            )
     return None
 
 
