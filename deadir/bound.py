@@ -30,6 +30,19 @@ and |⟨v, ŷ − β⟩| is that divided by ‖γ⁻¹‖ (``residual``, in the 
 vᵀĈv = (1/N)Σ_k(⟨v, ŷ_k − β⟩ − mean)² ≤ max_k⟨v, ŷ_k − β⟩² ≤ residual², hence
 vᵀĈv/λmax ≤ residual²/λmax (``rayleigh_rel``; multiply by N/(N−1) for the unbiased Ĉ).
 
+A-priori Rayleigh quotient (no measurement). Hypothesis (stated as data, ``variance_floor`` η):
+λmax(Ĉ) ≥ η·max_i γᵢ². For isotropic Gaussian inputs η = 1 exactly: by T3, C = d/(d−1)·diag(γ)P
+diag(γ), whose diagonal entries are γᵢ², and λmax ≥ every diagonal entry (Rayleigh–Ritz); the
+default η = 1/2 leaves room for sampling error and non-isotropic inputs. Then
+
+    vᵀĈv/λmax ≤ residual²/(η·max γ²)                                  (``rayleigh_rel_apriori``)
+              ≤ [R + (u_c + u)·d·b·κ]²/(η·d)                           (``rayleigh_rel_spread``)
+
+with κ = max|γ|/min|γ| (``scale_spread``), b = max|β|/max|γ| (``beta_ratio``) and
+R = d·γ_{d+1}(u_c)(1+ρ) + 3u_c·d(1+ρ) + 2d·u_c + [d·u], using ‖γ⁻¹‖ ≥ √d/max|γ| and
+S_β ≤ d·b·κ. The second form depends only on d, u, u_c, ρ, κ, b and η. Both are for the biased
+Ĉ (multiply by N/(N−1) for the unbiased one).
+
 Limits. The bound is first order (terms O(u²) dropped) and void (``valid`` False,
 ``residual`` = inf) when (d+1)·u_c ≥ 1. No x-free bound exists without ρ: when |μ| ≫ σ the
 computed mean's rounding is amplified by 1/σ (catastrophic cancellation), so ρ must bound
@@ -126,6 +139,11 @@ class KernelErrorBound:
         residual_raw: bound on |⟨γ⁻¹, ŷ − β⟩| (units of y times units of γ⁻¹).
         residual: bound on |⟨v, ŷ − β⟩|, v = γ⁻¹/‖γ⁻¹‖ (units of y).
         valid: False when (d+1)·u_c ≥ 1 (then the residual is inf).
+        scale_spread: κ = max|γ|/min|γ|.
+        beta_ratio: b = max|β|/max|γ| (0 when no β was given).
+        variance_floor: η, the hypothesis λmax(Ĉ) ≥ η·max γ² (η = 1 for isotropic Gaussian inputs, T3).
+        rayleigh_rel_apriori: residual²/(η·max γ²), an a-priori bound on vᵀĈv/λmax (biased Ĉ).
+        rayleigh_rel_spread: [R + (u_c + u)·d·b·κ]²/(η·d) ≥ rayleigh_rel_apriori, in d, u, ρ, κ, b, η only.
     """
 
     d: int
@@ -142,6 +160,11 @@ class KernelErrorBound:
     residual_raw: float
     residual: float
     valid: bool
+    scale_spread: float = math.nan
+    beta_ratio: float = 0.0
+    variance_floor: float = 0.5
+    rayleigh_rel_apriori: float = math.inf
+    rayleigh_rel_spread: float = math.inf
 
     def rayleigh_rel(self, lambda_max: float, *, n_samples: int | None = None) -> float:
         """Bound on vᵀĈv/λmax: residual²/λmax (× N/(N−1) when ``n_samples`` = N is given for the unbiased Ĉ).
@@ -170,6 +193,7 @@ def kernel_error_bound(
     offset: float = 0.0,
     compute_dtype: Any = None,
     mean_ratio: float = 1.0,
+    variance_floor: float = 0.5,
 ) -> KernelErrorBound:
     """First-order a-priori bound on |⟨v, ŷ − β⟩| for one LayerNorm output row computed in ``dtype``.
 
@@ -184,19 +208,23 @@ def kernel_error_bound(
         compute_dtype: format of the statistics and affine map (default: ``dtype``); e.g.
             float32 for PyTorch's half-precision kernels, which accumulate in float32.
         mean_ratio: ρ ≥ 0, an upper bound on |mean(x)|/std(x) of the input rows.
+        variance_floor: η > 0, the hypothesis λmax(Ĉ) ≥ η·max γ² behind the a-priori Rayleigh
+            bounds (η = 1 holds exactly for isotropic Gaussian inputs, T3; default 1/2).
 
     Returns:
         KernelErrorBound; ``residual`` is in the units of y.
 
     Raises:
         InputShapeError: bad shapes, d ≠ len(gamma), d < 2, unknown dtype, negative/non-finite
-            mean_ratio or offset, non-finite beta.
+            mean_ratio or offset, non-finite beta, variance_floor not positive and finite.
         DegenerateScaleError: some gamma + offset is zero or non-finite (indices named).
     """
     if not math.isfinite(offset):
         raise InputShapeError(f"offset: must be finite, got {offset!r}")
     if not (math.isfinite(mean_ratio) and mean_ratio >= 0.0):
         raise InputShapeError(f"mean_ratio: must be finite and >= 0, got {mean_ratio!r}")
+    if not (math.isfinite(variance_floor) and variance_floor > 0.0):
+        raise InputShapeError(f"variance_floor: must be positive and finite, got {variance_floor!r}")
     g = as_vector(gamma, name="gamma") + float(offset)
     if d is None:
         d = int(g.size)
@@ -209,8 +237,10 @@ def kernel_error_bound(
     # when some |γᵢ| is near float64's smallest normal, and β/γ even sooner.
     amin = float(np.min(np.abs(g)))
     scaled_inv = amin / np.abs(g)  # in (0, 1]
+    amax = float(np.max(np.abs(g)))
     if beta is None:
         s_beta_scaled = 0.0
+        b_max = 0.0
     else:
         b = as_vector(beta, name="beta")
         if b.size != d:
@@ -220,6 +250,7 @@ def kernel_error_bound(
                 f"beta: non-finite entries at {np.flatnonzero(~np.isfinite(b)).tolist()[:20]}"
             )
         s_beta_scaled = float(np.sum(np.abs(b) * scaled_inv))  # = amin · Σ|βᵢ/γᵢ|
+        b_max = float(np.max(np.abs(b)))
     out_name = _dtype_name(dtype)
     comp_name = out_name if compute_dtype is None else _dtype_name(compute_dtype)
     u, uc = _UNIT_ROUNDOFF[out_name], _UNIT_ROUNDOFF[comp_name]
@@ -237,6 +268,15 @@ def kernel_error_bound(
     # residual = raw / ‖γ⁻¹‖, formed from the scaled sums so that it stays finite when raw is not
     residual = ((centring + 2.0 * d * uc + u_cast * d) * amin + (uc + u_cast) * s_beta_scaled) / scaled_norm
     valid = math.isfinite(centring) and math.isfinite(residual)
+    # A-priori Rayleigh bounds (module docstring); products, not **, so overflow gives inf.
+    eta = float(variance_floor)
+    kappa = amax / amin
+    b_ratio = b_max / amax
+    rel = residual / amax
+    apriori = rel * rel / eta if valid else math.inf
+    beta_term = (uc + u_cast) * d * b_ratio * kappa if b_max > 0.0 else 0.0  # 0·inf is not 0
+    head = centring + 2.0 * d * uc + u_cast * d + beta_term
+    spread = head * head / (eta * d) if valid else math.inf
     return KernelErrorBound(
         d=d,
         dtype=out_name,
@@ -252,4 +292,9 @@ def kernel_error_bound(
         residual_raw=raw,
         residual=residual if valid else math.inf,
         valid=valid,
+        scale_spread=kappa,
+        beta_ratio=b_ratio,
+        variance_floor=eta,
+        rayleigh_rel_apriori=apriori,
+        rayleigh_rel_spread=spread,
     )
