@@ -384,7 +384,7 @@ def measure_model(
             smin.append(smin_raw[-1])
         else:
             smin.append(sigma_min_off_kernel(c, cap.acc.n, watched[norm_path][1]))
-    drops = residual_drops(smin, smax, d=results[final_path].d)
+    drops = residual_drops(smin, smax, d=results[final_path].d, raw=smin_raw, post_ln=ln_at)
     final_module = by_path[final_path][0]
     final_spec = by_path[final_path][1]
     try:
@@ -445,18 +445,30 @@ def sigma_min_off_kernel(cov: np.ndarray, n: int, spec: NormSpec) -> float:
     return float(np.sqrt(max(ev[0], 0.0) * n))
 
 
-def residual_drops(smin: list[float], smax: list[float], *, d: int) -> list[int]:
+def residual_drops(
+    smin: list[float], smax: list[float], *, d: int, raw: list[float] | None = None,
+    post_ln: list[str | None] | None = None,
+) -> list[int]:
     """Blocks i whose σ_min fell below SIGMA_DROP × the previous block's.
 
     Only a fall from above the float64 floor counts: ratios of two floor values are noise, not
     drops. (A post-LN block output is itself a LayerNorm output whose plain σ_min sits at the
     floor by T2; :func:`measure_model` passes σ_min off the known kernel for those boundaries.)
+
+    Like is compared with like: after a LayerNorm-output boundary (σ_min off its kernel in ``smin``,
+    plain σ_min in ``raw``) a plain residual sum is compared with the previous plain σ_min, which is
+    at the floor — the sum refills the norm's kernel direction, a rise, not a drop (BLOOM's embedding
+    LayerNorm, then its pre-LN blocks).
     """
     floor = math.sqrt(eigensolver_floor_rel(d))
-    return [
-        i for i in range(1, len(smin))
-        if smin[i - 1] > floor * smax[i - 1] and smin[i] < SIGMA_DROP * smin[i - 1]
-    ]
+    out = []
+    for i in range(1, len(smin)):
+        prev = smin[i - 1]
+        if raw is not None and post_ln is not None and post_ln[i - 1] is not None and post_ln[i] is None:
+            prev = raw[i - 1]
+        if prev > floor * smax[i - 1] and smin[i] < SIGMA_DROP * prev:
+            out.append(i)
+    return out
 
 
 def _has_dead(spec: NormSpec) -> bool:

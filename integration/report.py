@@ -95,8 +95,22 @@ def write_report(
         "Claims: (i) LayerNorm: γ⁻¹ direction at the T10 float floor and aligned with the bottom eigenvector "
         "(or eigenspace when the gap is too small); (ii) RMSNorm: direction absent (Rayleigh quotient ≥ "
         f"{claims.RMS_ORDERS:.0f} orders above the floor); (iii) dead channels exact null directions; "
-        "(iv) trained vs random-init twin; (v) residual-stream σ_min preserved block to block; "
-        "(vi) classification agrees with the architecture.",
+        "(iv) trained vs random-init twin: near-null counts, and (iv-depth) R(v) of the twin / R(v) trained ≥ "
+        f"{claims.DEPTH_RATIO:.0e} (the paper's ~10³× deeper); (v) residual-stream σ_min preserved block to block; "
+        "(vi) classification agrees with the architecture (the expected norm comes from the architecture table).",
+        "",
+        "A claim is \"n/a\" only with its reason: (i)'s alignment is tested as |cos| ≥ 1 − 1e-8 when the gap allows, "
+        "else on the smallest bottom eigenspace that resolves v, else (half precision) against the Davis–Kahan bound "
+        "when that bound is ≤ 1e-2; if no eigenspace of dimension ≤ d/2 resolves v, or γ has exact zeros (T6, T10 "
+        "bound void), (i) is reported n/a and its test fails rather than passing.",
+        "",
+        "Claim (v) and post-LN models (BERT, RoBERTa, ELECTRA, DistilBERT, MPNet, MiniLM): each block's output is a "
+        "LayerNorm output, so its plain σ_min is 0 by T2 at every block — \"preserved\" would hold whatever the "
+        "model does and could never fail. At every block boundary that is a LayerNorm's output (recognised on the "
+        "first batch: the block returns that norm's output tensor) σ_min is measured on the orthogonal complement "
+        "of the norm's known kernel span(γ⁻¹, dead axes eᵢ): the stream's smallest singular value in the "
+        "directions it can use. That quantity can drop (test_harness squeezes two live gains and sees the drop "
+        "flagged), and the plain σ_min is kept in report.json (residual_sigma_min_raw) as the T2 cross-check.",
         "",
         f"Measured at the final norm in float64; near-null thresholds (relative to λmax): "
         f"{', '.join(f'{t:.0e}' for t in NEAR_NULL_THRESHOLDS)}. Inputs: text from {meta['corpus']}; "

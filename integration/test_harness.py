@@ -376,3 +376,13 @@ def test_gpu_suite_runs_on_cpu_with_gpu_as_cpu(tmp_path: Path) -> None:
     assert data["title"] == "deadir gpu suite on CPU (--gpu-as-cpu, reduced widths)"
     assert sorted(r["model"] for r in data["rows"]) == ["gpt2-float32-reduced", "llama-float32-reduced"]
     assert all("reduced width" in r["source"] and r["pass"] == "pass" for r in data["rows"])
+
+
+def test_residual_drop_after_a_layernorm_boundary_compares_plain_values() -> None:
+    # BLOOM: boundary 0 is the embedding LayerNorm's output (σ_min off its kernel 21.7, plain σ_min 3e-6 at the
+    # floor), boundary 1 a residual sum (plain 0.23): a rise from the plain floor, not a drop.
+    smin, raw, smax, ln = [21.7, 0.233, 0.354], [3e-6, 0.233, 0.354], [42.6] * 3, ["emb_ln", None, None]
+    assert harness.residual_drops(smin, smax, d=64, raw=raw, post_ln=ln) == []
+    # Control: without that rule the same numbers are (wrongly) a drop; a real fall after it is still flagged.
+    assert harness.residual_drops(smin, smax, d=64) == [1]
+    assert harness.residual_drops([21.7, 0.233, 0.001], smax, d=64, raw=raw, post_ln=ln) == [2]
