@@ -162,3 +162,22 @@ def test_pack_on_plain_callables_uses_no_drawn_parameters() -> None:
     wrong = run_pack("deadir.testing.examples:functional_rmsnorm", expect="mean-centring", max_examples=15,
                      max_d=16, shrink=False, properties=["T1 hyperplane"])
     assert not wrong.passed and "gamma" in (wrong.outcomes[0].counterexample or "")
+
+
+def test_kernel_check_centres_without_its_own_rounding() -> None:
+    """Regression (found by the fuzzing): γ₀ ≈ 1e-297 makes channel 0 output exactly β₀ on every row;
+    a one-pass mean of those rows is off by an ulp of β₀, which alone exceeds the T10 bound."""
+    from deadir.testing.assertions import _centred, _run, check_kernel, prepare_norm
+
+    gamma = np.array([-1.2613833228655193e-297, -9.3608178269658504e-001])
+    beta = np.array([0.01257302210933933, -0.013210486329130189])
+    x = np.array([[2.3059712891179363, -2.4228862341402455], [11.745753980071713, 1.9239340890074073],
+                  [-9.824513026599869, 6.631880606405061], [23.91618052468848, 17.370060200752754],
+                  [-12.906946594058269, -23.208625225418565]])
+    prep = prepare_norm(torch.nn.LayerNorm(2), 2, gamma=gamma, beta=beta, eps=0.0, dtype="float64")
+    m = check_kernel(prep, x)
+    assert m.ratio <= 1.0
+    y, _ = _run(prep, x)
+    one_pass = (y - y.mean(axis=0))[:, 0]
+    assert np.all(y[:, 0] == beta[0]) and np.all(one_pass != 0.0)  # the measurement's own rounding
+    assert np.all(_centred(y)[:, 0] == 0.0)

@@ -378,6 +378,18 @@ def _rms(p: FloatArray) -> float:
     return 0.0 if m == 0.0 else m * float(np.sqrt(np.mean((p / m) ** 2)))
 
 
+def _centred(y: FloatArray) -> FloatArray:
+    """y − ȳ by the corrected two-pass algorithm: the second pass removes the first mean's rounding.
+
+    One pass leaves every centred column off by the rounding of its mean, ~u·|ȳ|: a constant a
+    LayerNorm row never carries, as large as the T10 bound's own u·|βᵢ| term when a channel's
+    output is its β (γᵢ ≈ 0). After the correction the error is O(n·u·|y − ȳ|).
+    """
+    yc = y - y.mean(axis=0)
+    yc -= yc.mean(axis=0)
+    return yc
+
+
 def _lambda_max(yc: FloatArray) -> float:
     """Largest eigenvalue of the population covariance of the centred rows yc (via the smaller Gram matrix)."""
     n, d = yc.shape
@@ -399,7 +411,7 @@ def check_kernel(prep: PreparedNorm, x: Any) -> Measurement:
     bound = _bound(prep, out, float(rho.max()))
     # in units of s = max|y − ȳ|: the quotient is scale free, and tiny γ (outputs ~1e-300)
     # would otherwise underflow λmax and residual² to 0
-    yc = y - y.mean(axis=0)
+    yc = _centred(y)
     s = float(np.max(np.abs(yc))) if yc.size else 0.0
     lam = _lambda_max(yc / s) if rows.shape[0] >= 2 and s > 0 else 0.0
     if lam <= 0.0:
@@ -532,7 +544,7 @@ def check_no_kernel(prep: PreparedNorm, x: Any = None, *, seed: int = 0) -> Meas
         raise InputShapeError("x: need at least 2 rows to measure a covariance")
     y, out = _run(prep, rows)
     _, rho = _row_stats(rows, prep.eps)
-    yc = y - y.mean(axis=0)
+    yc = _centred(y)
     s = float(np.max(np.abs(yc)))
     if s == 0.0:
         raise InconclusiveError("the outputs do not vary: no covariance to look for a kernel in")
