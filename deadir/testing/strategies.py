@@ -154,9 +154,9 @@ def _draw_gamma(draw: Any, d: int, name: str, tiny: float, cap: float, allow_zer
         g = np.exp(rng.normal(0.0, 0.5, d)) * rng.choice([-1.0, 1.0], d)
         k = max(1, d // 4)
         idx = rng.choice(d, size=k, replace=False)
-        # float64: 2^32 above the smallest normal, so Σ|βᵢ/γᵢ| (the T10 bound's S_β) stays finite
-        floor = tiny * 2.0**32 if name == "float64" else tiny
-        g[idx] = floor * rng.uniform(1.0, 16.0, k) * rng.choice([-1.0, 1.0], k)
+        # within a factor 16 of the smallest normal in every dtype: the T10 bound forms its sums
+        # with 1/γ scaled by min|γ|, so Σ|βᵢ/γᵢ| ~ 1e308 must not overflow anywhere
+        g[idx] = tiny * rng.uniform(1.0, 16.0, k) * rng.choice([-1.0, 1.0], k)
     g = np.clip(g, -cap, cap)
     g = round_to_dtype(g, name)
     zero = g == 0.0
