@@ -827,8 +827,9 @@ def plot_spectrum(report: VerifyReport, path: str, *, init: VerifyReport | None 
                 continue
             ev = np.maximum(s.kernel.eigvals / s.kernel.lambda_max, tiny)
             line = ax.semilogy(np.arange(ev.size), ev, style, marker=".", ms=3, label=f"{label} spectrum")[0]
+            clipped = " (drawn at the plot's floor 1e-18)" if s.kernel.rayleigh_rel < tiny else ""
             ax.axhline(max(s.kernel.rayleigh_rel, tiny), color=line.get_color(), ls=":",
-                       label=f"{label}: v = γ⁻¹ Rayleigh {s.kernel.rayleigh_rel:.2e}")
+                       label=f"{label}: v = γ⁻¹ Rayleigh {s.kernel.rayleigh_rel:.2e}{clipped}")
         ax.set_title(f"{sv.site.path} ({sv.site.spec.kind})", fontsize=9)
         ax.set_xlabel("eigenvalue index (ascending)")
         ax.set_ylabel("eigenvalue / λmax")
