@@ -29,7 +29,7 @@ import numpy as np
 
 from deadir.arrays import FloatArray, as_rows, as_vector, is_torch_tensor
 from deadir.bound import gamma_k, kernel_error_bound, unit_roundoff
-from deadir.direction import effective_scale, inverse_scale_direction
+from deadir.direction import dead_channels, effective_scale, inverse_scale_direction
 from deadir.errors import DeadirError, InputShapeError, UnknownNormError
 from deadir.norms import NormKind, NormSpec
 from deadir.testing.strategies import dtype_name, round_to_dtype
@@ -144,6 +144,7 @@ class PreparedNorm:
         eps: ε when the norm exposes it (``eps`` or ``variance_epsilon``), else None.
         weight_offset: the offset added to the stored weight (1.0 for Gemma's (1 + w)).
         name: for messages.
+        groups: the number of channel groups normalised separately (GroupNorm), else 1.
     """
 
     run: Callable[[FloatArray], tuple[FloatArray, str]]
@@ -155,6 +156,7 @@ class PreparedNorm:
     eps: float | None
     weight_offset: float
     name: str
+    groups: int = 1  # GroupNorm: statistics per group of d/groups channels
 
 
 def _module_eps(module: Any) -> tuple[str | None, float | None]:
@@ -257,7 +259,7 @@ def _prepare_spec(spec: NormSpec, d: int, g: FloatArray | None, b: FloatArray | 
         return spec.apply(x), "float64"
 
     return PreparedNorm(run, d, "float64", "float64", spec.gamma, spec.beta, spec.eps, offset,
-                        spec.source or f"NormSpec({spec.kind})")
+                        spec.source or f"NormSpec({spec.kind})", spec.groups if spec.kind == "groupnorm" else 1)
 
 
 def _prepare_module(module: Any, d: int, g: FloatArray | None, b: FloatArray | None, eps: float | None,
@@ -291,8 +293,9 @@ def _prepare_module(module: Any, d: int, g: FloatArray | None, b: FloatArray | N
     gamma = (as_vector(weight.reshape(-1), name="weight") + offset) if is_torch_tensor(weight) else np.ones(d)
     beta = as_vector(bias.reshape(-1), name="bias") if is_torch_tensor(bias) else np.zeros(d)
     module.eval()
+    groups = int(getattr(module, "num_groups", 1)) if isinstance(module, torch.nn.GroupNorm) else 1
     return PreparedNorm(_torch_runner(module, name), d, name, _default_compute(name, compute_dtype), gamma, beta,
-                        module_eps, offset, type(module).__name__)
+                        module_eps, offset, type(module).__name__, groups)
 
 
 def _run(prep: PreparedNorm, x: FloatArray) -> tuple[FloatArray, str]:
@@ -313,13 +316,14 @@ def _run(prep: PreparedNorm, x: FloatArray) -> tuple[FloatArray, str]:
 def _rows(x: Any, prep: PreparedNorm) -> FloatArray:
     """Input rows as float64, rounded to the norm's dtype, without rows whose output is undefined.
 
-    A constant row has σ² = 0; with ε = 0 (or ε unknown, or ε rounding to 0 in the
+    A constant row (or, for GroupNorm, a constant group) has σ² = 0; with ε = 0 (or ε unknown, or ε rounding to 0 in the
     compute dtype) the normalised value 0/0 is
     undefined, so such rows are left out rather than counted as failures.
     """
     rows = round_to_dtype(as_rows(x, name="x", d=prep.d), prep.dtype)
     if _eps_is_zero(prep):
-        keep = np.ptp(rows, axis=1) > 0
+        # per group for GroupNorm: one constant group makes its outputs 0/0
+        keep = np.all(np.ptp(rows.reshape(rows.shape[0], prep.groups, -1), axis=2) > 0, axis=1)
         rows = rows[keep]
     if rows.shape[0] == 0:
         raise UndefinedOutputError("x: no row with a defined output (every row constant and ε = 0 or unknown)")
@@ -385,7 +389,7 @@ def _centred(y: FloatArray) -> FloatArray:
     LayerNorm row never carries, as large as the T10 bound's own u·|βᵢ| term when a channel's
     output is its β (γᵢ ≈ 0). After the correction the error is O(n·u·|y − ȳ|).
     """
-    yc = y - y.mean(axis=0)
+    yc: FloatArray = y - y.mean(axis=0)
     yc -= yc.mean(axis=0)
     return yc
 
@@ -551,9 +555,20 @@ def check_no_kernel(prep: PreparedNorm, x: Any = None, *, seed: int = 0) -> Meas
     yc = yc / s  # scale free, and no underflow for tiny γ
     lam = _lambda_max(yc)
     worst: tuple[float, float, float] | None = None
-    for label, vec in (("gamma^-1", inverse_scale_direction(prep.gamma)), ("ones", np.ones(prep.d))):
+    # A channel with |γᵢ| below the output's rounding of the others is dead: eᵢ is a null direction
+    # of any norm (T6), and γ⁻¹ is essentially eᵢ. Look for the kernel along γ⁻¹'s live part then.
+    inv = inverse_scale_direction(prep.gamma)
+    dead = dead_channels(prep.gamma, rel_tol=unit_roundoff(out))
+    label_inv = "gamma^-1"
+    if dead.size:
+        if dead.size >= prep.d - 1:
+            raise InconclusiveError(f"{dead.size} of {prep.d} channels are dead (|γᵢ| ≤ u·median|γ|): "
+                                    "no live direction to test")
+        inv = np.where(np.isin(np.arange(prep.d), dead), 0.0, 1.0 / prep.gamma)
+        label_inv = f"gamma^-1 on the {prep.d - dead.size} live channels"
+    for label, vec in ((label_inv, inv), ("ones", np.ones(prep.d))):
         v = vec / np.linalg.norm(vec)
-        gamma = prep.gamma if label == "gamma^-1" else np.ones(prep.d)
+        gamma = prep.gamma if label != "ones" else np.ones(prep.d)
         res = kernel_error_bound(gamma, out, beta=prep.beta, compute_dtype=prep.compute_dtype,
                                  mean_ratio=float(rho.max())).residual / s
         std = _rms(yc @ v)
@@ -641,6 +656,11 @@ def check_reference(prep: PreparedNorm, spec: NormSpec, x: Any, *, factor: float
         rho = rho if centred else np.zeros_like(rho)  # RMS: no mean, no cancellation
         entry_budget = np.maximum(budget, forward_error_bound(z, prep.gamma, prep.beta, rho, dtype=out,
                                                               compute_dtype=prep.compute_dtype))
+        if prep.weight_offset:
+            # Gemma-style γ = offset + w formed in the compute dtype: w rounds first (|δw| ≤ u_c|w|), then
+            # the sum; with w ≈ −offset that cancels, so the effective γ carries u_c(|w| + |γ|) (times |z|)
+            w = prep.gamma - prep.weight_offset
+            entry_budget += unit_roundoff(low) * (np.abs(w) + np.abs(prep.gamma)) * np.abs(z)
     else:
         entry_budget = np.full(err.shape, budget)
     with np.errstate(divide="ignore", invalid="ignore"):
