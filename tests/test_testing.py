@@ -181,3 +181,33 @@ def test_kernel_check_centres_without_its_own_rounding() -> None:
     one_pass = (y - y.mean(axis=0))[:, 0]
     assert np.all(y[:, 0] == beta[0]) and np.all(one_pass != 0.0)  # the measurement's own rounding
     assert np.all(_centred(y)[:, 0] == 0.0)
+
+
+def test_found_by_fuzzing_gemma_offset_groupnorm_constant_group_and_dead_rms_channel() -> None:
+    """Three counterexamples of a dev-profile run, each a mistake of the checks, not of the norm."""
+    from transformers.models.gemma.modeling_gemma import GemmaRMSNorm
+
+    from deadir.testing.assertions import InconclusiveError, check_no_kernel, check_reference, prepare_norm
+
+    # Gemma's 1 + w with w ≈ −1.04, formed in float32 inside a float64 module: the cancellation is budgeted
+    gemma = prepare_norm(GemmaRMSNorm(2), 2, gamma=[-0.037992313504219055, -0.011663327924907207], eps=0.0,
+                         dtype="float64", compute_dtype="float32")
+    spec = NormSpec("rmsnorm", np.ones(2), None, 0.0)
+    assert check_reference(gemma, spec, [[0.001833723159506917, -0.0019266946474090219]]).ratio <= 1.0
+    # GroupNorm with ε = 0: a row with one constant group has an undefined output and is left out
+    gn = prepare_norm(torch.nn.GroupNorm(3, 6), 6, gamma=np.ones(6), beta=np.zeros(6), eps=0.0, dtype="float64")
+    rows = [[0.0, -10.0, -1.0, -0.0, -6.0, -6.0], [1.0, 2.0, 3.0, 5.0, 8.0, 13.0]]
+    spec_gn = NormSpec("groupnorm", np.ones(6), np.zeros(6), 0.0, groups=3)
+    assert check_reference(gn, spec_gn, rows).n == 1
+    # RMSNorm whose γ₀ is 1e-307: e₀ is null for any norm (dead channel); γ⁻¹'s live part is tested instead
+    rms = prepare_norm(torch.nn.RMSNorm(2, eps=0.0), 2, gamma=[-2.936886909570357e-307, -0.936081782696585],
+                       dtype="float64")
+    x = np.random.default_rng(0).standard_normal((16, 2))
+    with pytest.raises(InconclusiveError, match="dead"):
+        check_no_kernel(rms, x)
+    rms3 = prepare_norm(torch.nn.RMSNorm(3, eps=0.0), 3, gamma=[1e-307, -0.9, 1.7], dtype="float64")
+    assert check_no_kernel(rms3, np.random.default_rng(0).standard_normal((16, 3))).ratio <= 1.0
+    # control: the same check still rejects a LayerNorm (its kernel γ⁻¹ = 𝟙 here)
+    ln = prepare_norm(torch.nn.LayerNorm(3), 3, gamma=[1.0, 1.0, 1.0], beta=np.zeros(3), dtype="float64")
+    with pytest.raises(NormPropertyError, match="T5 no kernel"):
+        check_no_kernel(ln, np.random.default_rng(0).standard_normal((16, 3)))
