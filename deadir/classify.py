@@ -21,6 +21,9 @@ own statistics stand in: |γᵢ| by stdᵢ (then ‖Sγ⁻¹‖² = g) and |β�
 ρₖ is measured on the probe rows (with the norm's ε when it exposes one, else 0). First the
 whole row is one block (LayerNorm); when that gives no clean split, each group size g | d
 (GroupNorm: 2-channel groups meet rows with |mean| ≫ std that the whole row does not).
+Constant channels (γᵢ = 0, or γᵢẑᵢ lost in the rounding of βᵢ) drop their ẑᵢ from the live
+channels' hyperplane, so each row's raw also carries Σ_const |ẑᵢ| (see ``_floor``).
+Whether a given vector (γ⁻¹, 𝟙) spans the kernel is decided by its own Rayleigh quotient ≤ τ.
 
 Decision margins (not tolerances): an eigenvalue ≤ τ counts as kernel, and the kind is only
 decided when the next one is ≥ GAP_MARGIN·τ; a floor within GAP_MARGIN of Marchenko–Pastur's
@@ -51,7 +54,9 @@ GAP_MARGIN = 8.0
 # 1/√d), a standardised kernel component 1000x smaller counts as zero. A LayerNorm's kernel
 # S·γ⁻¹ has entries ±std(zᵢ)/‖·‖, all O(1/√d) whatever the spread of γ, so it is far above;
 # a kernel vector supported on a subset of channels (constant channels, a projection) is
-# at rounding level there. The eigenvector's own error (≈ √τ/gap) is far below this margin.
+# at rounding level there. The eigenvector's own error (sin θ ≤ √(τ/gap), Davis–Kahan) is far
+# below this margin. It shapes the measured kernel only (zero components, group blocks); whether
+# a given vector (γ⁻¹, 𝟙) is in the kernel is decided by its Rayleigh quotient against τ alone.
 ZERO_COMPONENT = 1e-3
 # "Large" common offset of the offset probe family, in units of the rows' std: ρ ≈ 32 is far
 # from centred inputs, yet the T10 floor (∝ 1 + ρ) stays resolvable in float32 at d = 1000.
@@ -172,8 +177,14 @@ def classify_norm(
     # their pooled within-family covariance, and the offset family's mean does not leak in as
     # a spurious common direction (it would make the identity look nearly rank one)
     yc = y.copy()
+    # a channel is constant when its output never varies within any family, decided on the
+    # outputs themselves: a family mean of n equal values c need not round to c (0.05 in
+    # float64), which would leave rounding noise that standardising blows up to unit variance
+    varies = np.zeros(y.shape[1], dtype=bool)
     for i in np.unique(label):
         yc[label == i] -= y[label == i].mean(axis=0)
+        varies |= np.ptp(y[label == i], axis=0) > 0
+    yc[:, ~varies] = 0.0
     n_rows = yc.shape[0]
     std = np.sqrt(np.mean(yc * yc, axis=0))
     mean = y.mean(axis=0)
@@ -220,13 +231,21 @@ def classify_norm(
         norm_s = float(np.linalg.norm(s))
         return float(s @ r @ s) / norm_s**2 if norm_s > 0 else np.inf
 
+    # Exactness test for a candidate kernel vector (γ⁻¹, 𝟙, γ⁻¹ on one group): its own
+    # standardised Rayleigh quotient against τ. τ bounds that quotient for the true kernel vector
+    # of the hypothesis (module docstring), so no allowance for the measured eigenvectors' error
+    # (sin θ ≤ √(τ/gap), Davis–Kahan) enters: the measured basis is not used. An alignment test
+    # ("small component off the measured kernel") is not equivalent: at d = 2 a γ⁻¹ within 0.1 %
+    # of 𝟙 is 1e-3 off it, i.e. a Rayleigh quotient ≈ gap·1e-6, far above a float64 or float32
+    # floor. Scale-then-centre's 𝟙 is covered by the same τ: y − β is a LayerNorm with γ = 1 of
+    # γ⊙x, whose centring term (∝ d²u(1 + ρ)) leads the bound, and its standardised Rayleigh
+    # quotient is Var⟨𝟙, ŷ⟩/Σstd² with Σstd² ≈ d, the stand-in's normalisation. Evaluating sᵀRs
+    # in float64 adds ≤ γ_d(u)·‖s‖₁²·max|Rᵢⱼ| ≤ γ_d(u)·d (|Rᵢⱼ| ≤ 1), added below.
+    evaluation = gamma_k(live.size, u64) * live.size
+
     def in_kernel(vec: FloatArray) -> bool:
-        """At the floor, or (nearly) inside the measured kernel: its component off the kernel ≤ ZERO_COMPONENT."""
-        if std_rayleigh(vec) <= tau:
-            return True
-        s = vec[live] * std[live]
-        s = s / np.linalg.norm(s)
-        return bool(np.linalg.norm(s - kernel_std @ (kernel_std.T @ s)) <= ZERO_COMPONENT)
+        """Exact up to rounding: the vector's standardised Rayleigh quotient is at the floor τ."""
+        return std_rayleigh(vec) <= tau + evaluation
 
     ones_kernel = bool(k == 1 and in_kernel(np.ones(d)))
     inv_rayleigh = None
@@ -251,7 +270,8 @@ def classify_norm(
     if tau >= resolvable:
         return _result(probe, d, "other", basis, constant, tau, bottom, gap, inv_rayleigh, scale_inv, ones_kernel,
                        f"inconclusive: the rounding floor τ={tau:.2g} of {probe.dtype} is too high to resolve a "
-                       "kernel; probe in a wider dtype")
+                       + ("kernel (it carries the terms the constant channels lose)" if constant.size else
+                          "kernel; probe in a wider dtype"))
     if gap < GAP_MARGIN * tau:
         return _result(probe, d, "other", basis, constant, tau, bottom, gap, inv_rayleigh, scale_inv, ones_kernel,
                        f"no clear gap above the floor τ={tau:.2g}: next eigenvalue {gap:.2g}")
@@ -313,6 +333,15 @@ def _floor(x: FloatArray, std: FloatArray, mean: FloatArray, live: Any, probe: _
     """
     worst = 0.0
     xl = x if size == live.size and live.size != x.shape[1] else None
+    # constant channels of a centring norm (γᵢ = 0, or |γᵢẑᵢ| below the rounding of βᵢ: T6, and
+    # T10's |βᵢ/γᵢ| term) lose their ẑᵢ outright, so the live part of ⟨γ⁻¹, ŷ − β⟩ is off by
+    # −Σ_const ẑᵢ on each row, with ẑ = (x − μ)/√(σ² + ε) for the LayerNorm hypothesis
+    lost = np.zeros(x.shape[0])
+    if xl is not None:
+        dead = np.setdiff1d(np.arange(x.shape[1]), live)
+        sd = np.sqrt(x.var(axis=1) + eps)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lost = np.where(sd > 0, np.abs(x[:, dead] - x.mean(axis=1, keepdims=True)).sum(axis=1) / sd, 0.0)
     for start in range(0, live.size, size):
         block = live[start : start + size]
         rows = xl if xl is not None else x[:, block]
@@ -325,7 +354,7 @@ def _floor(x: FloatArray, std: FloatArray, mean: FloatArray, live: Any, probe: _
         slope = kernel_error_bound(std[block], probe.dtype, **kw, mean_ratio=1.0).residual_raw - raw0
         if not (np.isfinite(raw0) and np.isfinite(slope)):
             return np.inf
-        worst = max(worst, float(np.mean((raw0 + slope * rho) ** 2)) / size)
+        worst = max(worst, float(np.mean((raw0 + slope * rho + lost) ** 2)) / size)
     return worst
 
 

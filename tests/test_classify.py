@@ -153,3 +153,52 @@ def test_result_serialises() -> None:
     result = classify_norm(torch.nn.LayerNorm(6), 6)
     data = result.to_dict()
     assert "kernel_basis" not in data and data["kind"] == "mean-centring"
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_nearly_equal_gains_are_decided_by_exactness_not_alignment(dtype: str) -> None:
+    # Dev-profile counterexample: d = 2, γ of spread 1e2 whose entries agree to 0.08 %. γ⁻¹ is then
+    # 8e-4 off 𝟙 in standardised units, which a 1e-3 alignment threshold took for "in the kernel",
+    # though its Rayleigh quotient (≈ 3e-7) is far above the floor.
+    d = 2
+    gamma = draw_gamma(d, spread=1e2, seed=27754)
+    assert abs(abs(gamma[0]) - abs(gamma[1])) < 1e-3 * abs(gamma[0]) and gamma[0] * gamma[1] > 0
+    beta = np.random.default_rng(d).standard_normal(d) * 0.1
+    stc = classify_norm(build_builtin_norm("scale-then-centre", d, groups=1, gamma=gamma, beta=beta, dtype=dtype), d)
+    assert stc.kind == "mean-centring" and stc.kernel_is_ones is True
+    assert stc.matches_inverse_scale is False, stc.note
+    assert stc.inverse_scale_rayleigh is not None and stc.inverse_scale_rayleigh > 1e3 * stc.floor
+    # converse control: a LayerNorm with the same γ has kernel γ⁻¹, and 𝟙 is not it
+    ln = classify_norm(build_builtin_norm("layernorm", d, groups=1, gamma=gamma, beta=beta, dtype=dtype), d)
+    assert ln.kind == "mean-centring" and ln.matches_inverse_scale is True
+    assert ln.kernel_is_ones is False, ln.note
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_dead_gains_give_mean_centring_with_constant_channels(dtype: str) -> None:
+    # MiniLM's final LayerNorm: 3 gains ≈ 1e-33, far below the rounding of β, so those outputs are
+    # exactly β. The live part of γ⁻¹ is then off by the lost −Σ ẑᵢ (T6, T10), which the floor must
+    # carry; without it float32 read "other" and bfloat16 (as the real checkpoint, "other" there)
+    # found the kernel but not γ⁻¹ in it.
+    d, dead = 384, [17, 100, 300]
+    rng = np.random.default_rng(0)
+    gamma = 0.6 + 0.05 * rng.standard_normal(d)
+    gamma[dead] = 1e-33
+    m = torch.nn.LayerNorm(d, eps=1e-12)
+    with torch.no_grad():
+        m.weight.copy_(torch.as_tensor(gamma))
+        m.bias.copy_(torch.as_tensor(0.05 * rng.standard_normal(d)))
+    result = classify_norm(m.to(getattr(torch, dtype)), d)
+    assert result.kind == "mean-centring", result.note
+    assert result.constant_channels == tuple(dead) and result.kernel_dim == 1 + len(dead)
+    assert result.matches_inverse_scale is True
+
+
+def test_constant_channel_detection_is_exact() -> None:
+    # β = 0.05 is not a dyadic number: a family mean of equal values need not round back to it,
+    # which once left rounding noise in the dead channels, standardised to unit variance
+    gamma = np.full(384, 0.6)
+    gamma[[1, 5, 9]] = 0.0
+    result = classify_norm(NormSpec("layernorm", gamma, np.full(384, 0.05)), 384)
+    assert result.constant_channels == (1, 5, 9)
+    assert result.kind == "mean-centring" and result.kernel_is_ones and result.matches_inverse_scale is None
