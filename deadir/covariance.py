@@ -56,7 +56,7 @@ class CovarianceAccumulator:
         """Population covariance (ddof = 0) as float64 numpy, shape (d, d), exactly symmetric."""
         self._require_samples("cov")
         c = _to_numpy(self._m2) / self._n
-        return np.asarray((c + c.T) / 2.0, dtype=np.float64)
+        return _symmetrised(c)
 
     def update(self, batch: Any) -> CovarianceAccumulator:
         """Add the rows of ``batch`` (shape (..., d)); returns self.
@@ -89,7 +89,7 @@ class CovarianceAccumulator:
                 rows = rows - self._shift_for(col_mean)
                 mean_b = rows.mean(axis=0)
                 rows -= mean_b  # in place: ``rows`` is already our own shifted copy
-                self._combine(rows.shape[0], mean_b, rows.T @ rows)
+                self._combine(rows.shape[0], mean_b, rows.T @ rows, owned=True)
         return self
 
     def merge(self, other: CovarianceAccumulator) -> CovarianceAccumulator:
@@ -176,12 +176,17 @@ class CovarianceAccumulator:
         rows = rows - self._shift_for(rows.mean(dim=0))
         mean_b = rows.mean(dim=0)
         rows -= mean_b  # in place: ``rows`` is already our own shifted copy
-        self._combine(int(rows.shape[0]), mean_b, rows.T @ rows)
+        self._combine(int(rows.shape[0]), mean_b, rows.T @ rows, owned=True)
 
-    def _combine(self, n_b: int, mean_b: Any, m2_b: Any) -> None:
+    def _combine(self, n_b: int, mean_b: Any, m2_b: Any, *, owned: bool = False) -> None:
+        """Fold in n_b samples with mean mean_b (relative to the shift) and scatter m2_b.
+
+        ``owned``: m2_b is a fresh array nobody else holds, so the state may take it without a copy.
+        """
         mean_b, m2_b = self._same_backend(mean_b), self._same_backend(m2_b)
         if self._n == 0:
-            self._n, self._mean, self._m2 = n_b, mean_b.clone() if self._torch else mean_b.copy(), m2_b + 0
+            self._n, self._mean = n_b, mean_b.clone() if self._torch else mean_b.copy()
+            self._m2 = m2_b if owned else m2_b + 0
             return
         n_a = self._n
         n = n_a + n_b
@@ -228,6 +233,19 @@ class CovarianceAccumulator:
     def __repr__(self) -> str:
         where = f", device={self._torch_device}" if self._torch else ""
         return f"CovarianceAccumulator(d={self.d}, n={self._n}{where})"
+
+
+def _symmetrised(c: FloatArray, block: int = 256) -> FloatArray:
+    """(c + cᵀ)/2 in place, block by block (a whole-matrix transpose read is cache-hostile at large d)."""
+    d = c.shape[0]
+    for i in range(0, d, block):
+        for j in range(i, d, block):
+            upper = c[i : i + block, j : j + block]
+            lower = c[j : j + block, i : i + block]
+            mean = (upper + lower.T) / 2.0
+            upper[...] = mean
+            lower[...] = mean.T
+    return c
 
 
 def _to_numpy(x: Any) -> FloatArray:

@@ -130,3 +130,18 @@ def test_merge_rejects_mismatch() -> None:
 
 def test_repr_names_state() -> None:
     assert repr(CovarianceAccumulator(3)) == "CovarianceAccumulator(d=3, n=0)"
+
+
+def test_cov_is_exactly_symmetric_across_symmetrisation_blocks(rng: np.random.Generator) -> None:
+    x = 3.0 + rng.standard_normal((700, 300)) @ rng.standard_normal((300, 300))  # d not a multiple of 256
+    c = CovarianceAccumulator(300).update(x).cov()
+    assert np.array_equal(c, c.T)
+    assert _rel(c, np.cov(x, rowvar=False, ddof=0)) < 1e-12
+
+
+def test_merge_into_empty_does_not_alias_the_other_state(rng: np.random.Generator) -> None:
+    a, b = CovarianceAccumulator(3), CovarianceAccumulator(3).update(rng.standard_normal((10, 3)))
+    a.merge(b)
+    before = a.cov().copy()
+    b.update(rng.standard_normal((10, 3)) * 100.0)
+    np.testing.assert_array_equal(a.cov(), before)
