@@ -126,7 +126,8 @@ def fuzz_rows(repo: Path, *, profile: str = "ci", log: Callable[[str], None] = p
         failed = [n for n in nodeids if collector.outcomes[n] == "failed"]
         if passed == 0 or seconds <= 0:
             rows.append(SkippedRow(id=f"rate:fuzz:{family}", item=4, title=f"fuzz {family}",
-                                   reason="no Hypothesis test cases observed (not a Hypothesis module?)"))
+                                   reason="no Hypothesis test case attributed to these tests (plain tests, or "
+                                          "searches run inside deadir.testing's pack: see the fuzz pack rows)"))
             continue
         # one value per test: examples/s of each property, so min/median/max spread over the family
         per_test = [sum(collector.cases[_property(n)].values()) / collector.seconds[n] for n in nodeids
