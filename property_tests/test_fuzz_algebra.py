@@ -92,7 +92,11 @@ def test_groupnorm_kernel_per_group(dtype: str, data: Any) -> None:
         sl = slice(g * size, (g + 1) * size)
         xg = x[:, sl]
         rho = float(np.max(np.abs(xg.mean(1)) / np.sqrt(xg.var(1) + eps)))
-        bound = kernel_error_bound(prep.gamma[sl], out, beta=prep.beta[sl], compute_dtype=prep.compute_dtype,
+        # PyTorch's GroupNorm kernel computes y = x·(r̂γ) + (β − μ̂r̂γ): β is rounded twice, in the constant
+        # and in the final sum, where T10's model rounds it once. The β term of the bound is linear in
+        # Σ|βᵢ/γᵢ|, so doubling β adds exactly that second u_c·Σ|βᵢ/γᵢ| (found by a dev-profile run:
+        # measured/bound 1.36 with |β/γ| ~ 1e3 in float64).
+        bound = kernel_error_bound(prep.gamma[sl], out, beta=2.0 * prep.beta[sl], compute_dtype=prep.compute_dtype,
                                    mean_ratio=rho)
         resid = float(np.max(np.abs((y[:, sl] - prep.beta[sl]) @ inverse_scale_direction(prep.gamma[sl]))))
         worst = max(worst, resid / bound.residual)
