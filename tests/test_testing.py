@@ -211,3 +211,20 @@ def test_found_by_fuzzing_gemma_offset_groupnorm_constant_group_and_dead_rms_cha
     ln = prepare_norm(torch.nn.LayerNorm(3), 3, gamma=[1.0, 1.0, 1.0], beta=np.zeros(3), dtype="float64")
     with pytest.raises(NormPropertyError, match="T5 no kernel"):
         check_no_kernel(ln, np.random.default_rng(0).standard_normal((16, 3)))
+
+
+def test_found_by_fuzzing_rows_beyond_the_dtype_and_subnormal_outputs() -> None:
+    """Second dev-profile run: what no implementation can resolve is left out, not failed."""
+    from deadir.testing.assertions import UndefinedOutputError, _rows, _smallest_subnormal, check_hyperplane
+
+    # float32, ε = 0: a row whose mean's rounding (~6e-8·4.8) exceeds its spread (~5e-7) is noise
+    ln32 = prepare_norm(torch.nn.LayerNorm(2), 2, gamma=[-0.01, -0.01], beta=np.zeros(2), eps=0.0, dtype="float32")
+    with pytest.raises(UndefinedOutputError, match="rounding"):
+        check_hyperplane(ln32, [[4.827716, 4.827717]])
+    assert _rows([[4.827716, 4.827717], [1.0, 2.0]], ln32).shape == (1, 2)  # the resolvable row stays
+    # ε = 1e-33 is 0 in float16, where torch's half kernel adds it: constant rows are undefined there
+    ln16 = prepare_norm(torch.nn.LayerNorm(2), 2, gamma=np.ones(2), beta=np.zeros(2), eps=1e-33, dtype="float16")
+    with pytest.raises(UndefinedOutputError):
+        check_hyperplane(ln16, [[0.37719727, 0.37719727]])
+    # the absolute error of a subnormal result: half the smallest subnormal of each format
+    assert _smallest_subnormal("bfloat16") == 2.0**-133 and _smallest_subnormal("float16") == 2.0**-24

@@ -321,18 +321,31 @@ def _rows(x: Any, prep: PreparedNorm) -> FloatArray:
     undefined, so such rows are left out rather than counted as failures.
     """
     rows = round_to_dtype(as_rows(x, name="x", d=prep.d), prep.dtype)
+    per_group = prep.d // prep.groups
+    groups = rows.reshape(rows.shape[0], prep.groups, per_group)
     if _eps_is_zero(prep):
         # per group for GroupNorm: one constant group makes its outputs 0/0
-        keep = np.all(np.ptp(rows.reshape(rows.shape[0], prep.groups, -1), axis=2) > 0, axis=1)
-        rows = rows[keep]
+        rows = rows[np.all(np.ptp(groups, axis=2) > 0, axis=1)]
+        groups = rows.reshape(rows.shape[0], prep.groups, per_group)
+    # When the computed mean errs by as much as the spread (ρ·γ_{k+1}(u_c) ≥ 1, ρ = |μ|/√(σ² + ε), k
+    # channels per group) every standardised value is rounding noise, for any implementation: undefined.
+    eps = prep.eps or 0.0
+    if rows.shape[0]:
+        spread = np.sqrt(groups.var(axis=2) + eps)
+        noise = gamma_k(per_group + 1, unit_roundoff(prep.compute_dtype)) * np.abs(groups.mean(axis=2))
+        rows = rows[np.all(noise < spread, axis=1)]
     if rows.shape[0] == 0:
-        raise UndefinedOutputError("x: no row with a defined output (every row constant and ε = 0 or unknown)")
+        raise UndefinedOutputError("x: no row with a defined output (every row constant with ε = 0 or unknown, "
+                                   "or its mean's rounding as large as its spread)")
     return rows
 
 
 def _eps_is_zero(prep: PreparedNorm) -> bool:
-    """ε is 0, unknown, or below the compute dtype's smallest subnormal (so 0 in the computation)."""
-    return not (prep.eps and round_to_dtype(np.array([prep.eps]), prep.compute_dtype)[0] > 0)
+    """ε is 0, unknown, or rounds to 0 in the storage or the compute dtype (kernels add it in either)."""
+    if not prep.eps:
+        return True
+    eps = np.array([prep.eps])
+    return bool(round_to_dtype(eps, prep.compute_dtype)[0] == 0 or round_to_dtype(eps, prep.dtype)[0] == 0)
 
 
 def _row_stats(x: FloatArray, eps: float | None) -> tuple[FloatArray, FloatArray]:
@@ -452,7 +465,9 @@ def forward_error_bound(z: FloatArray, gamma: FloatArray, beta: FloatArray, rho:
       (2u_c + 2u)(|γᵢzᵢ| + |βᵢ|).
 
     Hence |ŷᵢ − yᵢ| ≤ |γᵢ|·(γ_{d+1}(1+ρ) + 3u_c(|zᵢ|+ρ) + η|zᵢ|) + (2u_c + 2u)(|γᵢzᵢ| + |βᵢ|),
-    to first order in u. Shape of the result: that of ``z``.
+    to first order in u, plus 2(s_c + s) for the four roundings of γᵢẑᵢ + βᵢ whose results may be
+    subnormal (γ near the smallest normal), where the error is absolute, at most half the smallest
+    subnormal s of the format. Shape of the result: that of ``z``.
     """
     u, uc = unit_roundoff(dtype), unit_roundoff(compute_dtype)
     d = z.shape[-1]
@@ -462,9 +477,18 @@ def forward_error_bound(z: FloatArray, gamma: FloatArray, beta: FloatArray, rho:
     ag = np.abs(gamma)
     return np.asarray(
         ag * (gamma_k(d + 1, uc) * (1.0 + r) + 3.0 * uc * (az + r) + eta * az)
-        + (2.0 * uc + 2.0 * u) * (ag * az + np.abs(beta)),
+        + (2.0 * uc + 2.0 * u) * (ag * az + np.abs(beta))
+        + 2.0 * (_smallest_subnormal(compute_dtype) + _smallest_subnormal(dtype)),
         dtype=np.float64,
     )
+
+
+def _smallest_subnormal(dtype: Any) -> float:
+    """The smallest positive subnormal of a float format (smallest normal × machine epsilon)."""
+    import torch
+
+    info = torch.finfo(getattr(torch, dtype_name(dtype)))
+    return float(info.tiny) * float(info.eps)
 
 
 def _exact_shift_grid(x: FloatArray, t: FloatArray, dtype: str) -> tuple[FloatArray, FloatArray]:
@@ -526,8 +550,9 @@ def check_shift(prep: PreparedNorm, x: Any, t: Any) -> Measurement:
 
 
 def _default_probe(d: int, dtype: str, seed: int) -> FloatArray:
-    n = max(2, min(2 * d + 8, max(16, 2**16 // d)))
-    return round_to_dtype(np.random.default_rng(seed).standard_normal((n, d)), dtype)
+    """Gaussian rows, n = 2d + 8 of them: a full-rank sample covariance (Marchenko–Pastur lower edge
+    (1 − √(d/n))² ≥ 0.086), so no direction is null merely for want of rows."""
+    return round_to_dtype(np.random.default_rng(seed).standard_normal((2 * d + 8, d)), dtype)
 
 
 def check_no_kernel(prep: PreparedNorm, x: Any = None, *, seed: int = 0) -> Measurement:
@@ -543,11 +568,16 @@ def check_no_kernel(prep: PreparedNorm, x: Any = None, *, seed: int = 0) -> Meas
         InputShapeError: bad x, d < 2, or fewer than 2 rows.
         NormPropertyError: a direction is a kernel within the margin.
     """
-    rows = _rows(_default_probe(prep.d, prep.dtype, seed) if x is None else x, prep)
+    gaussian = x is None
+    rows = _rows(_default_probe(prep.d, prep.dtype, seed) if gaussian else x, prep)
     if rows.shape[0] < 2:
         raise InputShapeError("x: need at least 2 rows to measure a covariance")
     y, out = _run(prep, rows)
     _, rho = _row_stats(rows, prep.eps)
+    # On the Gaussian probe an RMSNorm's covariance is ≈ diag(γ)² (T5), so direction v sits at
+    # q_iso(v) = Σvᵢ²γᵢ²/max γᵢ², lowered by sampling to at most the Marchenko–Pastur edge (1 − √(d/n))²:
+    # a LayerNorm margin above that cannot tell the two apart (γ with a wide spread does this in bf16).
+    edge = max(0.0, 1.0 - math.sqrt(prep.d / rows.shape[0])) ** 2 if gaussian else 0.0
     yc = _centred(y)
     s = float(np.max(np.abs(yc)))
     if s == 0.0:
@@ -575,11 +605,16 @@ def check_no_kernel(prep: PreparedNorm, x: Any = None, *, seed: int = 0) -> Meas
         limit = NO_KERNEL_MARGIN * res**2 / lam
         q = std**2 / lam
         above = std > np.sqrt(NO_KERNEL_MARGIN) * res  # q > limit, without squaring tiny numbers
-        if not above and limit >= RESOLUTION_LIMIT:
+        resolvable = RESOLUTION_LIMIT
+        if gaussian:
+            g2 = prep.gamma**2 / float(np.max(prep.gamma**2))
+            resolvable = min(resolvable, edge * float(np.sum(v * v * g2)))
+        if not above and limit >= resolvable:
             # the LayerNorm bound of this dtype is too loose to tell a kernel from no kernel
             raise InconclusiveError(f"the {label} direction: Rayleigh quotient {q:.3g} is not above "
                                     f"{NO_KERNEL_MARGIN:g}x the LayerNorm bound ({limit:.3g}) in {out}, "
-                                    f"which is ≥ {RESOLUTION_LIMIT:g}: unresolvable")
+                                    f"which is ≥ {resolvable:.3g} (what an RMSNorm itself may give here): "
+                                    "unresolvable")
         if not above:
             raise NormPropertyError("T5 no kernel", measured=limit, bound=q, gamma=prep.gamma, beta=prep.beta,
                                     x=rows[:4], eps=prep.eps, dtype=out, d=prep.d,
@@ -641,6 +676,13 @@ def check_reference(prep: PreparedNorm, spec: NormSpec, x: Any, *, factor: float
     # compute dtype (HF norms run float64 inputs in float32)
     low = prep.compute_dtype if unit_roundoff(prep.compute_dtype) > unit_roundoff(prep.dtype) else prep.dtype
     y_pt = _torch_reference(ref_spec, rows, low)
+    # rows where PyTorch's own op is not finite (a one-pass variance gone negative under a large
+    # common offset) are beyond the dtype: there is no error to compare against
+    ok = np.all(np.isfinite(y_pt), axis=1)
+    if not np.any(ok):
+        raise UndefinedOutputError("x: PyTorch's own op gives NaN/inf on every row in this dtype "
+                                   "(beyond its resolution)")
+    rows, y, y_ref, y_pt = rows[ok], y[ok], y_ref[ok], y_pt[ok]
     err = np.abs(y - y_ref)
     err_pt = float(np.max(np.abs(y_pt - y_ref)))
     budget = factor * err_pt + 8.0 * unit_roundoff(out) * float(np.max(np.abs(y_ref)))
