@@ -314,30 +314,33 @@ def _run(prep: PreparedNorm, x: FloatArray) -> tuple[FloatArray, str]:
 
 
 def _rows(x: Any, prep: PreparedNorm) -> FloatArray:
-    """Input rows as float64, rounded to the norm's dtype, without rows whose output is undefined.
+    """Input rows as float64, rounded to the norm's dtype, without rows whose output is undefined (:func:`_defined`).
 
-    A constant row (or, for GroupNorm, a constant group) has σ² = 0; with ε = 0 (or ε unknown, or ε rounding to 0 in the
-    compute dtype) the normalised value 0/0 is
-    undefined, so such rows are left out rather than counted as failures.
+    Raises:
+        UndefinedOutputError: no row is left.
     """
     rows = round_to_dtype(as_rows(x, name="x", d=prep.d), prep.dtype)
-    per_group = prep.d // prep.groups
-    groups = rows.reshape(rows.shape[0], prep.groups, per_group)
-    if _eps_is_zero(prep):
-        # per group for GroupNorm: one constant group makes its outputs 0/0
-        rows = rows[np.all(np.ptp(groups, axis=2) > 0, axis=1)]
-        groups = rows.reshape(rows.shape[0], prep.groups, per_group)
-    # When the computed mean errs by as much as the spread (ρ·γ_{k+1}(u_c) ≥ 1, ρ = |μ|/√(σ² + ε), k
-    # channels per group) every standardised value is rounding noise, for any implementation: undefined.
-    eps = prep.eps or 0.0
-    if rows.shape[0]:
-        spread = np.sqrt(groups.var(axis=2) + eps)
-        noise = gamma_k(per_group + 1, unit_roundoff(prep.compute_dtype)) * np.abs(groups.mean(axis=2))
-        rows = rows[np.all(noise < spread, axis=1)]
+    rows = np.asarray(rows[_defined(rows, prep)], dtype=np.float64)
     if rows.shape[0] == 0:
         raise UndefinedOutputError("x: no row with a defined output (every row constant with ε = 0 or unknown, "
                                    "or its mean's rounding as large as its spread)")
     return rows
+
+
+def _defined(rows: FloatArray, prep: PreparedNorm) -> Any:
+    """Boolean mask of the rows whose normalised output is defined in the norm's arithmetic.
+
+    A constant row (or, for GroupNorm, a constant group) has σ² = 0; with ε = 0 (or unknown, or
+    rounding to 0) the normalised value 0/0 is undefined. And when the computed mean errs by as much
+    as the spread (ρ·γ_{k+1}(u_c) ≥ 1, ρ = |μ|/√(σ² + ε), k channels per group) every standardised
+    value is rounding noise, for any implementation. Such rows are left out, not counted as failures.
+    """
+    groups = rows.reshape(rows.shape[0], prep.groups, prep.d // prep.groups)
+    eps = 0.0 if _eps_is_zero(prep) else float(prep.eps or 0.0)
+    spread = np.sqrt(groups.var(axis=2) + eps)
+    noise = gamma_k(groups.shape[2] + 1, unit_roundoff(prep.compute_dtype)) * np.abs(groups.mean(axis=2))
+    ok = (spread > 0) & (noise < spread)
+    return np.all(ok, axis=1)
 
 
 def _eps_is_zero(prep: PreparedNorm) -> bool:
@@ -373,8 +376,8 @@ def check_hyperplane(prep: PreparedNorm, x: Any) -> Measurement:
         DegenerateScaleError: a zero effective scale (γ⁻¹ undefined, T6).
         NormPropertyError: the bound is exceeded (or the output is not finite).
     """
+    v = inverse_scale_direction(prep.gamma)  # a zero scale is reported whatever the rows (T6)
     rows = _rows(x, prep)
-    v = inverse_scale_direction(prep.gamma)
     y, out = _run(prep, rows)
     resid = np.abs((y - prep.beta) @ v)
     _, rho = _row_stats(rows, prep.eps)
@@ -421,8 +424,8 @@ def check_kernel(prep: PreparedNorm, x: Any) -> Measurement:
         InputShapeError, DegenerateScaleError: as :func:`check_hyperplane`.
         NormPropertyError: the bound is exceeded.
     """
+    v = inverse_scale_direction(prep.gamma)  # a zero scale is reported whatever the rows (T6)
     rows = _rows(x, prep)
-    v = inverse_scale_direction(prep.gamma)
     y, out = _run(prep, rows)
     _, rho = _row_stats(rows, prep.eps)
     bound = _bound(prep, out, float(rho.max()))
@@ -517,18 +520,17 @@ def check_shift(prep: PreparedNorm, x: Any, t: Any) -> Measurement:
         InputShapeError: bad x or t.
         NormPropertyError: the difference exceeds the bound.
     """
-    rows = _rows(x, prep)
+    rows = round_to_dtype(as_rows(x, name="x", d=prep.d), prep.dtype)
     ts = np.asarray(t, dtype=np.float64).reshape(-1, 1) if np.ndim(t) else np.full((rows.shape[0], 1), float(t))
     if ts.shape[0] != rows.shape[0] or not np.all(np.isfinite(ts)):
         raise InputShapeError(f"t: expected a finite scalar or one shift per row ({rows.shape[0]}), got {np.shape(t)}")
     coarse = min(prep.dtype, prep.compute_dtype, key=_SIGNIFICAND_BITS.__getitem__)
     xg, tg = _exact_shift_grid(rows, np.array(ts), coarse)
     xs = xg + tg
-    if _eps_is_zero(prep):
-        keep = np.ptp(xg, axis=1) > 0
-        xg, xs = xg[keep], xs[keep]
-        if xg.shape[0] == 0:
-            return Measurement("T8 shift invariance", 0.0, math.inf, 0.0, prep.d, 0, prep.dtype)
+    keep = _defined(xg, prep) & _defined(xs, prep)  # a shift can carry a row beyond the dtype's resolution
+    xg, xs = xg[keep], xs[keep]
+    if xg.shape[0] == 0:
+        return Measurement("T8 shift invariance", 0.0, math.inf, 0.0, prep.d, 0, prep.dtype)
     y0, out = _run(prep, xg)
     y1, _ = _run(prep, xs)
     z0, rho0 = _row_stats(xg, prep.eps)
