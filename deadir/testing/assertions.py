@@ -596,7 +596,10 @@ def check_no_kernel(prep: PreparedNorm, x: Any = None, *, seed: int = 0) -> Meas
         if dead.size >= prep.d - 1:
             raise InconclusiveError(f"{dead.size} of {prep.d} channels are dead (|γᵢ| ≤ u·median|γ|): "
                                     "no live direction to test")
-        inv = np.where(np.isin(np.arange(prep.d), dead), 0.0, 1.0 / prep.gamma)
+        live = np.ones(prep.d, dtype=bool)
+        live[dead] = False
+        inv = np.zeros(prep.d)
+        inv[live] = 1.0 / prep.gamma[live]  # live channels only: a dead γᵢ (even subnormal) is never inverted
         label_inv = f"gamma^-1 on the {prep.d - dead.size} live channels"
     for label, vec in ((label_inv, inv), ("ones", np.ones(prep.d))):
         v = vec / np.linalg.norm(vec)
