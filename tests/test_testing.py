@@ -207,7 +207,7 @@ def test_found_by_fuzzing_gemma_offset_groupnorm_constant_group_and_dead_rms_cha
         check_no_kernel(rms, x)
     for tiny in (1e-307, 5e-324):  # a normal and a subnormal dead gain: never inverted, no overflow
         rms3 = prepare_norm(torch.nn.RMSNorm(3, eps=0.0), 3, gamma=[tiny, -0.9, 1.7], dtype="float64")
-        with np.errstate(all="raise"):
+        with np.errstate(divide="raise", over="raise", invalid="raise"):  # underflow to 0 is correct rounding
             assert check_no_kernel(rms3, np.random.default_rng(0).standard_normal((16, 3))).ratio <= 1.0
     # control: the same check still rejects a LayerNorm (its kernel γ⁻¹ = 𝟙 here)
     ln = prepare_norm(torch.nn.LayerNorm(3), 3, gamma=[1.0, 1.0, 1.0], beta=np.zeros(3), dtype="float64")
