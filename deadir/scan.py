@@ -866,6 +866,22 @@ def _arch_of(source: _Source, names: Mapping[str, Any]) -> str:
 # ----------------------------------------------------------------------------- public entry
 
 
+def architecture_norm_kind(arch: str) -> str | None:
+    """The norm kind ("layernorm" / "rmsnorm") scan's tables give an architecture, or None if unknown.
+
+    ``arch`` is a Hugging Face ``model_type`` (aliases included) or a GGUF architecture name;
+    the answer comes from the same tables that :func:`scan` reads checkpoints with.
+    """
+    table = HF_ARCHS.get(_HF_ALIASES.get(arch, arch))
+    if table is not None:
+        return str(table.kind)
+    if arch in _GGUF_RMS or arch in _GGUF_GEMMA:
+        return "rmsnorm"
+    if arch in _GGUF_LN:
+        return "layernorm"
+    return None
+
+
 def scan(
     path_or_model: str | os.PathLike[str] | Any,
     *,

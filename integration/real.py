@@ -337,20 +337,16 @@ def extra_specs(option_values: list[str] | None) -> list[str]:
 def expected_norm_of(model_type: str) -> str:
     """The norm kind an architecture uses ("layernorm" / "rmsnorm"), or "unknown": the ground truth for claim (vi).
 
-    Read from the architecture tables, never from the model being judged: ``deadir.scan.HF_ARCHS``
-    (Hugging Face model_type, with its aliases), then the GGUF architecture lists of ``deadir.scan``,
-    then this suite's own random-init matrix (``integration.configs``, e.g. electra, distilbert, granite).
+    Read from the architecture tables, never from the model being judged: deadir.scan's tables
+    (:func:`deadir.scan.architecture_norm_kind`: Hugging Face model_type with aliases, then GGUF
+    architectures), then this suite's own random-init matrix (``integration.configs``, e.g.
+    electra, distilbert, granite).
     """
-    # The private GGUF lists and aliases are read, not copied: one table for the library and the suite.
-    from deadir.scan import _GGUF_GEMMA, _GGUF_LN, _GGUF_RMS, _HF_ALIASES, HF_ARCHS
+    from deadir.scan import architecture_norm_kind
 
-    arch = _HF_ALIASES.get(model_type, model_type)
-    if arch in HF_ARCHS:
-        return str(HF_ARCHS[arch].kind)
-    if model_type in _GGUF_RMS or model_type in _GGUF_GEMMA:
-        return "rmsnorm"
-    if model_type in _GGUF_LN:
-        return "layernorm"
+    kind = architecture_norm_kind(model_type)
+    if kind is not None:
+        return kind
     from integration import configs
 
     by_family = {c.family: c.norm for c in configs.matrix()}

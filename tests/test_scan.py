@@ -794,3 +794,12 @@ def test_gemma3_multimodal_checkpoint_mixes_siglip_layernorm_and_gemma_rmsnorm(t
         assert (s.site.spec.kind, s.site.spec.weight_offset, s.site.stack, s.site.block) == (
             f.spec.kind, f.spec.weight_offset, f.stack, f.block)
         assert s.site.role == f.role, s.site.path
+
+
+def test_architecture_norm_kind_reads_scans_own_tables() -> None:
+    from deadir.scan import architecture_norm_kind
+
+    assert [architecture_norm_kind(a) for a in ("gpt2", "bert", "llama", "gemma3_text")] == [
+        "layernorm", "layernorm", "rmsnorm", "rmsnorm"]
+    assert architecture_norm_kind("gemma3") == "rmsnorm"  # a GGUF architecture name
+    assert architecture_norm_kind("no-such-arch") is None
