@@ -60,60 +60,11 @@ import numpy as np
 from deadir.arrays import as_vector
 from deadir.direction import effective_scale
 from deadir.errors import InputShapeError
+from deadir.precision import UNIT_ROUNDOFF, dtype_name, unit_roundoff
 
 __all__ = ["KernelErrorBound", "gamma_k", "kernel_error_bound", "unit_roundoff"]
 
-# Unit roundoff u = 2^-p for round-to-nearest with p significand bits (implicit bit included).
-_UNIT_ROUNDOFF = {
-    "float16": 2.0**-11,
-    "bfloat16": 2.0**-8,
-    "float32": 2.0**-24,
-    "float64": 2.0**-53,
-}
-_ALIASES = {
-    "half": "float16",
-    "f16": "float16",
-    "fp16": "float16",
-    "bf16": "bfloat16",
-    "float": "float32",
-    "single": "float32",
-    "f32": "float32",
-    "fp32": "float32",
-    "double": "float64",
-    "f64": "float64",
-    "fp64": "float64",
-}
-
-
-def _dtype_name(dtype: Any) -> str:
-    """Canonical name ("float16", "bfloat16", "float32", "float64") of a numpy/torch dtype or name."""
-    if isinstance(dtype, str):
-        name = dtype.strip().lower().removeprefix("torch.").removeprefix("numpy.")
-    elif type(dtype).__module__.startswith("torch"):
-        name = str(dtype).removeprefix("torch.")  # torch.float16 -> "float16"
-    else:
-        try:
-            name = np.dtype(dtype).name
-        except TypeError as exc:
-            raise InputShapeError(f"dtype: {dtype!r} is not a floating-point dtype deadir knows") from exc
-    name = _ALIASES.get(name, name)
-    if name not in _UNIT_ROUNDOFF:
-        raise InputShapeError(
-            f"dtype: {dtype!r} is not a supported floating-point format; expected one of "
-            f"{sorted(_UNIT_ROUNDOFF)} (numpy dtype, torch dtype or name)"
-        )
-    return name
-
-
-def unit_roundoff(dtype: Any) -> float:
-    """Unit roundoff u (half the machine epsilon) of a float format, round-to-nearest.
-
-    Accepts numpy dtypes, torch dtypes and names ("float16", "bfloat16", "float32", "float64").
-
-    Raises:
-        InputShapeError: the dtype is not one of those four formats.
-    """
-    return _UNIT_ROUNDOFF[_dtype_name(dtype)]
+_dtype_name = dtype_name
 
 
 def gamma_k(k: int, u: float) -> float:
@@ -253,7 +204,7 @@ def kernel_error_bound(
         b_max = float(np.max(np.abs(b)))
     out_name = _dtype_name(dtype)
     comp_name = out_name if compute_dtype is None else _dtype_name(compute_dtype)
-    u, uc = _UNIT_ROUNDOFF[out_name], _UNIT_ROUNDOFF[comp_name]
+    u, uc = UNIT_ROUNDOFF[out_name], UNIT_ROUNDOFF[comp_name]
     scaled_norm = float(np.linalg.norm(scaled_inv))  # = amin · ‖γ⁻¹‖, in [1, √d]
     rho = float(mean_ratio)
     gk = gamma_k(d + 1, uc)
