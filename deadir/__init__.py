@@ -26,12 +26,12 @@ from deadir.fisher import (
     fisher_report,
     function_change,
 )
-from deadir.inputs import make_inputs
 from deadir.kernel import KernelReport, measure_kernel, projection_std
 from deadir.models import final_norm, find_norms, random_init_like
+from deadir.models.inputs import make_inputs
+from deadir.models.sites import Site
 from deadir.norms import NormSpec, known_norm_classes, register_norm_class
 from deadir.scan import ScanReport, ScanSite, scan
-from deadir.sites import Site
 from deadir.verify import VerifyReport, verify, verify_against_init
 
 __version__ = "0.1.0"

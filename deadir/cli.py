@@ -117,8 +117,8 @@ def _cmd_prove(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from deadir.inputs import make_inputs
     from deadir.models import final_norm, find_norms, load_model
+    from deadir.models.inputs import make_inputs
     from deadir.report import write_text_atomic
     from deadir.verify import plot_spectrum, verify, verify_against_init
 

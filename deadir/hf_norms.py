@@ -22,7 +22,10 @@ T5LayerNorm                       rmsnorm    variance_epsilon w           no    
 GemmaRMSNorm                      rmsnorm    eps              1 + w       no     weight initialised to 0
 Gemma2RMSNorm                     rmsnorm    eps              1 + w       no
 Gemma3RMSNorm                     rmsnorm    eps              1 + w       no
+GraniteRMSNorm                    rmsnorm    variance_epsilon w           no
+CohereLayerNorm                   layernorm  variance_epsilon w           no     centres; no β (llama.cpp: command-r)
 OlmoLayerNorm                     layernorm  (fixed 1e-5)     none        no     F.layer_norm without affine
+NoNorm (MobileBERT)               affine-only (none)          w           yes    y = w⊙x + b: no normalisation
 ================================  =========  ===============  ==========  =====  ==========================
 
 Every entry is tested against the real module's forward (tests/test_hf_norms.py),
@@ -51,6 +54,7 @@ class HFNormEntry:
         fixed_eps: ε used when ``eps_attr`` is None.
         weight_offset: 1.0 for Gemma's (1 + w) scaling, else 0.0.
         has_weight: whether the class can carry a learned scale ``weight``.
+        has_bias: whether the class carries a learned shift ``bias`` (read as β).
     """
 
     qualified_name: str
@@ -59,6 +63,7 @@ class HFNormEntry:
     fixed_eps: float = 0.0
     weight_offset: float = 0.0
     has_weight: bool = True
+    has_bias: bool = False
 
     @property
     def class_name(self) -> str:
@@ -96,8 +101,9 @@ class HFNormEntry:
             if len(dims) != 1:
                 raise InputShapeError(f"{self.class_name}: normalised shape {dims} has more than one dimension")
             d = int(dims[0])
+        bias = _param(module, "bias") if self.has_bias else None
         return NormSpec(
-            self.kind, weight, None, eps, weight_offset=self.weight_offset, d=d,
+            self.kind, weight, bias, eps, weight_offset=self.weight_offset, d=d,
             dtype=_dtype_name(module), source=self.class_name,
         )
 
@@ -120,7 +126,10 @@ HF_NORM_TABLE: tuple[HFNormEntry, ...] = (
     HFNormEntry(_m("gemma", "GemmaRMSNorm"), "rmsnorm", eps_attr="eps", weight_offset=1.0),
     HFNormEntry(_m("gemma2", "Gemma2RMSNorm"), "rmsnorm", eps_attr="eps", weight_offset=1.0),
     HFNormEntry(_m("gemma3", "Gemma3RMSNorm"), "rmsnorm", eps_attr="eps", weight_offset=1.0),
+    HFNormEntry(_m("granite", "GraniteRMSNorm"), "rmsnorm"),
+    HFNormEntry(_m("cohere", "CohereLayerNorm"), "layernorm"),
     HFNormEntry(_m("olmo", "OlmoLayerNorm"), "layernorm", eps_attr=None, fixed_eps=1e-5, has_weight=False),
+    HFNormEntry(_m("mobilebert", "NoNorm"), "affine-only", eps_attr=None, fixed_eps=0.0, has_bias=True),
 )
 """Every Hugging Face norm class deadir reads by table (see the module docstring)."""
 

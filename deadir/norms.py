@@ -18,7 +18,9 @@ from deadir.arrays import FloatArray, as_float64, as_vector
 from deadir.direction import effective_scale
 from deadir.errors import InputShapeError, UnknownNormError
 
-NormKind = Literal["layernorm", "rmsnorm", "groupnorm", "scale-then-centre", "none"]
+NormKind = Literal["layernorm", "rmsnorm", "groupnorm", "scale-then-centre", "affine-only"]
+"""What a norm computes. "affine-only" (y = γ⊙x + β, no normalisation: MobileBERT's NoNorm, or a probed
+module that only scales) is distinct from :data:`deadir.classify.ClassKind`'s "none", a probe verdict."""
 NORM_KINDS: tuple[str, ...] = get_args(NormKind)
 
 
@@ -29,7 +31,7 @@ class NormSpec:
     Attributes:
         kind: "layernorm" (y = γ⊙(x−μ)/√(σ²+ε) + β), "rmsnorm" (y = γ⊙x/√(mean x²+ε) + β),
             "groupnorm" (layernorm statistics per contiguous group of d/groups channels),
-            "scale-then-centre" (y = centre-normalise(γ⊙x) + β) or "none" (y = γ⊙x + β).
+            "scale-then-centre" (y = centre-normalise(γ⊙x) + β) or "affine-only" (y = γ⊙x + β).
         weight: stored scale w (float64, shape (d,)), or None for no affine scale.
         bias: β (float64, shape (d,)), or None.
         eps: ε ≥ 0 added to the variance (or mean square).
@@ -108,7 +110,7 @@ class NormSpec:
         """Orthonormal basis (d × k, float64) of the kernel the theorems predict.
 
         layernorm: γ⁻¹ (T2); groupnorm: γ⁻¹ restricted to each group (T9);
-        scale-then-centre: 𝟙 (T9); rmsnorm and none: empty (d × 0).
+        scale-then-centre: 𝟙 (T9); rmsnorm and affine-only: empty (d × 0).
 
         Raises:
             DegenerateScaleError: a zero effective scale, for which γ⁻¹ is undefined (T6).

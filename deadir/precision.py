@@ -1,7 +1,7 @@
 """Floating-point formats: unit roundoff, canonical dtype names, compute-dtype rules, dead-channel threshold.
 
 The one home of these facts; every module that needs u, a dtype's name or "what does a
-half-precision kernel accumulate in" asks here (DESIGN.md §1 T10).
+half-precision kernel accumulate in" asks here (docs/theory.md T10).
 """
 
 from __future__ import annotations

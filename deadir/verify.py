@@ -49,8 +49,8 @@ from deadir.direction import dead_channels, inverse_scale_direction, live_fracti
 from deadir.errors import DeadirError, DegenerateScaleError, InputShapeError, UnknownNormError
 from deadir.kernel import KernelReport, eigensolver_floor_rel, measure_kernel
 from deadir.models import find_norms, random_init_like
+from deadir.models.sites import Site
 from deadir.report import render_table
-from deadir.sites import Site
 
 NEAR_NULL_TOLERANCES: tuple[float, ...] = (1e-10, 1e-6, 1e-3)
 """Relative tolerances (of λmax) at which near-null eigenvalues are counted."""
@@ -330,7 +330,7 @@ def verify(
     ``inputs`` is a mapping of keyword tensors with a common leading (sample) dimension —
     ``input_ids`` (n, T) int64; ``pixel_values`` (n, C, H, W); ``input_features``
     (n, mel, frames); encoder-decoders also ``decoder_input_ids`` — as made by
-    :func:`deadir.inputs.make_inputs` (whose description is then used), or a single tensor
+    :func:`deadir.models.inputs.make_inputs` (whose description is then used), or a single tensor
     (integer: ``input_ids``; 4-D float: ``pixel_values``; 3-D float: ``input_features``).
     ``dtype`` runs the forward in that torch dtype (on a copy of the model when it differs
     from the model's own); float inputs are cast to it. ``sites`` restricts the
@@ -467,7 +467,7 @@ def _check_inputs(model: Any, tensors: dict[str, Any]) -> int:
                                   f"got {tuple(feats.shape)}")
     if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" not in tensors:
         raise InputShapeError("inputs: an encoder-decoder model needs 'decoder_input_ids' too "
-                              "(deadir.inputs.make_inputs provides them)")
+                              "(deadir.models.inputs.make_inputs provides them)")
     return n
 
 

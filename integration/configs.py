@@ -1,8 +1,9 @@
 """The random-initialisation matrix: Hugging Face architectures built from their config classes.
 
 Each :class:`Case` says how to build the model at a given width (tiny on CPU, the published
-shapes under ``gpu``), which norm the architecture uses (the ground truth for claim vi),
-where its final norm sits, and what input it reads (token ids, images, log-mel speech).
+shapes under ``gpu``), where its final norm sits, and what input it reads (token ids, images,
+log-mel speech). Which norm the architecture uses (the ground truth for claim vi) is its
+record's (:mod:`deadir.arch`), never written here.
 No download is involved: every model is ``XxxModel(XxxConfig(...))`` at random init.
 """
 
@@ -41,8 +42,7 @@ class Case:
     """One architecture in the matrix."""
 
     name: str
-    family: str
-    norm: str  # "layernorm" | "rmsnorm": what the architecture uses (ground truth for claim vi)
+    family: str  # the model_type whose architecture record describes it
     modality: str  # "text" | "vision" | "speech"
     build: Callable[[Width], Any]
     final: str  # module path of the site reported in the table
@@ -50,6 +50,13 @@ class Case:
     sites_prefix: str = ""
     published: Width | None = None  # the full published shape, for the gpu suite
     published_name: str = ""
+
+    @property
+    def norm(self) -> str:
+        """What the architecture uses ("layernorm" | "rmsnorm"): its record's norm kind (claim vi's ground truth)."""
+        from deadir import arch
+
+        return str(arch.get(self.family).norm_kind)
 
     def batches(self, model: Any, n_tokens: int, width: Width) -> Iterator[dict[str, Any]]:
         """Deterministic inputs for this case: about ``n_tokens`` measured rows."""
@@ -260,49 +267,49 @@ def matrix(width: Width = TINY) -> list[Case]:
     p = Width  # published shapes (d, layers, heads, kv, ffn, vocab)
     return [
         # LayerNorm family
-        Case("gpt2", "gpt2", "layernorm", "text", _gpt2, "ln_f",
+        Case("gpt2", "gpt2", "text", _gpt2, "ln_f",
              published=p(1600, 48, 25, 25, 6400, 50257), published_name="GPT-2 XL"),
-        Case("opt", "opt", "layernorm", "text", _opt, "decoder.final_layer_norm",
+        Case("opt", "opt", "text", _opt, "decoder.final_layer_norm",
              published=p(4096, 32, 32, 32, 16384, 50272), published_name="OPT-6.7B"),
-        Case("gpt_neox", "gpt_neox", "layernorm", "text", _neox, "final_layer_norm",
+        Case("gpt_neox", "gpt_neox", "text", _neox, "final_layer_norm",
              published=p(5120, 36, 40, 40, 20480, 50688), published_name="Pythia-12B"),
-        Case("bloom", "bloom", "layernorm", "text", _bloom, "ln_f",
+        Case("bloom", "bloom", "text", _bloom, "ln_f",
              published=p(4096, 30, 32, 32, 16384, 250880), published_name="BLOOM-7B1"),
-        Case("falcon", "falcon", "layernorm", "text", _falcon, "ln_f"),
-        Case("phi", "phi", "layernorm", "text", _phi, "final_layernorm"),
-        Case("gptj", "gptj", "layernorm", "text", _gptj, "ln_f"),
-        Case("bert", "bert", "layernorm", "text", _bert, _bert_final(width.layers)),
-        Case("roberta", "roberta", "layernorm", "text", _roberta, _bert_final(width.layers)),
-        Case("electra", "electra", "layernorm", "text", _electra, _bert_final(width.layers)),
-        Case("distilbert", "distilbert", "layernorm", "text", _distilbert,
+        Case("falcon", "falcon", "text", _falcon, "ln_f"),
+        Case("phi", "phi", "text", _phi, "final_layernorm"),
+        Case("gptj", "gptj", "text", _gptj, "ln_f"),
+        Case("bert", "bert", "text", _bert, _bert_final(width.layers)),
+        Case("roberta", "roberta", "text", _roberta, _bert_final(width.layers)),
+        Case("electra", "electra", "text", _electra, _bert_final(width.layers)),
+        Case("distilbert", "distilbert", "text", _distilbert,
              f"transformer.layer.{last}.output_layer_norm"),
-        Case("mpnet", "mpnet", "layernorm", "text", _mpnet, _bert_final(width.layers)),
-        Case("vit", "vit", "layernorm", "vision", _vit, "layernorm"),
-        Case("clip_text", "clip", "layernorm", "text", _clip_text, "final_layer_norm"),
+        Case("mpnet", "mpnet", "text", _mpnet, _bert_final(width.layers)),
+        Case("vit", "vit", "vision", _vit, "layernorm"),
+        Case("clip_text", "clip", "text", _clip_text, "final_layer_norm"),
         # post_layernorm sees only the pooled token: report the last norm that sees every patch.
-        Case("clip_vision", "clip", "layernorm", "vision", _clip_vision,
+        Case("clip_vision", "clip", "vision", _clip_vision,
              f"encoder.layers.{last}.layer_norm2"),
-        Case("whisper_encoder", "whisper", "layernorm", "speech", _whisper, "encoder.layer_norm",
+        Case("whisper_encoder", "whisper", "speech", _whisper, "encoder.layer_norm",
              blocks_prefix="encoder.", sites_prefix="encoder."),
-        Case("whisper_decoder", "whisper", "layernorm", "speech", _whisper, "decoder.layer_norm",
+        Case("whisper_decoder", "whisper", "speech", _whisper, "decoder.layer_norm",
              blocks_prefix="decoder.", sites_prefix="decoder."),
         # RMSNorm family
-        Case("llama", "llama", "rmsnorm", "text", _llama_like("LlamaConfig", "LlamaModel"), "norm",
+        Case("llama", "llama", "text", _llama_like("LlamaConfig", "LlamaModel"), "norm",
              published=p(4096, 32, 32, 32, 11008, 32000), published_name="Llama-2-7B"),
-        Case("mistral", "mistral", "rmsnorm", "text", _llama_like("MistralConfig", "MistralModel"), "norm",
+        Case("mistral", "mistral", "text", _llama_like("MistralConfig", "MistralModel"), "norm",
              published=p(4096, 32, 32, 8, 14336, 32000), published_name="Mistral-7B"),
-        Case("qwen2", "qwen2", "rmsnorm", "text", _llama_like("Qwen2Config", "Qwen2Model"), "norm",
+        Case("qwen2", "qwen2", "text", _llama_like("Qwen2Config", "Qwen2Model"), "norm",
              published=p(3584, 28, 28, 4, 18944, 152064), published_name="Qwen2-7B"),
-        Case("qwen3", "qwen3", "rmsnorm", "text", _gemma_like("Qwen3Config", "Qwen3Model"), "norm"),
-        Case("gemma", "gemma", "rmsnorm", "text", _gemma_like("GemmaConfig", "GemmaModel"), "norm",
+        Case("qwen3", "qwen3", "text", _gemma_like("Qwen3Config", "Qwen3Model"), "norm"),
+        Case("gemma", "gemma", "text", _gemma_like("GemmaConfig", "GemmaModel"), "norm",
              published=p(3072, 28, 16, 16, 24576, 256000), published_name="Gemma-7B"),
-        Case("gemma2", "gemma2", "rmsnorm", "text", _gemma_like("Gemma2Config", "Gemma2Model"), "norm"),
-        Case("gemma3_text", "gemma3_text", "rmsnorm", "text",
+        Case("gemma2", "gemma2", "text", _gemma_like("Gemma2Config", "Gemma2Model"), "norm"),
+        Case("gemma3_text", "gemma3_text", "text",
              _gemma_like("Gemma3TextConfig", "Gemma3TextModel"), "norm"),
-        Case("t5", "t5", "rmsnorm", "text", _t5, "encoder.final_layer_norm"),
-        Case("olmo2", "olmo2", "rmsnorm", "text", _llama_like("Olmo2Config", "Olmo2Model"), "norm"),
-        Case("phi3", "phi3", "rmsnorm", "text", _llama_like("Phi3Config", "Phi3Model"), "norm"),
-        Case("granite", "granite", "rmsnorm", "text", _llama_like("GraniteConfig", "GraniteModel"), "norm"),
+        Case("t5", "t5", "text", _t5, "encoder.final_layer_norm"),
+        Case("olmo2", "olmo2", "text", _llama_like("Olmo2Config", "Olmo2Model"), "norm"),
+        Case("phi3", "phi3", "text", _llama_like("Phi3Config", "Phi3Model"), "norm"),
+        Case("granite", "granite", "text", _llama_like("GraniteConfig", "GraniteModel"), "norm"),
     ]
 
 

@@ -195,17 +195,14 @@ def spec_of(module: Any) -> NormSpec | None:
 
 def norm_sites(model: Any, prefix: str = "") -> list[tuple[str, Any, NormSpec]]:
     """(path, module, spec) of every normalisation layer under ``prefix``, in registration order."""
-    try:
-        from deadir.models import find_norms  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        find_norms = None
+    from deadir.models import find_norms
+
     out = []
-    if find_norms is not None:
-        for site in find_norms(model, errors="skip"):
-            if site.path.startswith(prefix) and site.spec.kind in ("layernorm", "rmsnorm"):
-                out.append((site.path, model.get_submodule(site.path), site.spec))
-        if out:
-            return out
+    for site in find_norms(model, errors="skip"):
+        if site.path.startswith(prefix) and site.spec.kind in ("layernorm", "rmsnorm"):
+            out.append((site.path, model.get_submodule(site.path), site.spec))
+    if out:
+        return out
     for path, module in model.named_modules():
         if path.startswith(prefix):
             spec = spec_of(module)

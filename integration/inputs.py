@@ -2,7 +2,7 @@
 
 Every generator is deterministic (fixed seeds, fixed text) so the report is reproducible.
 
-* Text: ``deadir.corpus`` — the prose shipped in ``deadir/data/corpus.txt``, then the
+* Text: ``deadir.models.corpus`` — the prose shipped in ``deadir/data/corpus.txt``, then the
   docstrings of a fixed list of standard-library modules. Paragraphs are split into
   distinct prompts: causal LMs must not see repeated prefixes, which make the covariance
   rank-deficient and mimic dead directions.
@@ -36,8 +36,8 @@ def _paragraphs(text: str) -> list[str]:
 
 
 def corpus_paragraphs() -> list[str]:
-    """Distinct English paragraphs of ``deadir.corpus`` (shipped prose first, then stdlib docstrings), fixed order."""
-    from deadir.corpus import corpus_text
+    """Distinct English paragraphs of ``deadir.models.corpus`` (shipped prose, then stdlib docstrings), fixed order."""
+    from deadir.models.corpus import corpus_text
 
     text = corpus_text("both")
     # Distinct prompts: drop a paragraph whose first PREFIX_WORDS words an earlier one already starts with
@@ -53,7 +53,7 @@ def corpus_paragraphs() -> list[str]:
 
 def corpus_source() -> str:
     """Where :func:`corpus_paragraphs` takes its text from (for the report)."""
-    return "deadir.corpus (shipped prose, then standard-library docstrings)"
+    return "deadir.models.corpus (shipped prose, then standard-library docstrings)"
 
 
 def text_batches(tokenize: Any, n_tokens: int, *, max_len: int = 128, bos_drop: int = 1) -> Iterator[dict[str, Any]]:

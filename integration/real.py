@@ -218,17 +218,10 @@ def whisper_decoder_forward(model: Any, batch: dict[str, Any]) -> Any:
 
 
 def random_twin(model: Any, seed: int = 0) -> Any:
-    """The same architecture and config at random initialisation (``deadir.models.random_init_like`` when present)."""
-    import torch
+    """The same architecture and config at random initialisation (:func:`deadir.models.random_init_like`)."""
+    from deadir.models import random_init_like
 
-    try:
-        from deadir.models import random_init_like  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        random_init_like = None
-    if random_init_like is not None:
-        return random_init_like(model, seed=seed).eval()
-    torch.manual_seed(seed)
-    return type(model)(model.config).eval()
+    return random_init_like(model, seed=seed).eval()
 
 
 def measure_row(loaded: Loaded, row: Row, *, family: str, source: str, n_tokens: int) -> harness.ModelResult:
@@ -261,8 +254,12 @@ def text_max_len(model: Any, default: int = 128) -> int:
     limit = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
     if not isinstance(limit, int) or limit <= 0:
         return default
-    # RoBERTa/MPNet offset their positions by padding_idx + 1
-    usable = limit - (int(getattr(cfg, "pad_token_id", 0) or 0) + 1 if cfg.model_type in ("roberta", "mpnet") else 0)
+    # RoBERTa/MPNet offset their positions by padding_idx + 1 (the record's position_offset)
+    from deadir import arch
+
+    record = arch.by_model_type(str(getattr(cfg, "model_type", "") or ""))
+    usable = limit - (int(getattr(cfg, "pad_token_id", 0) or 0) + 1 if record is not None and record.position_offset
+                      else 0)
     return max(8, min(default, usable))
 
 
@@ -337,20 +334,13 @@ def extra_specs(option_values: list[str] | None) -> list[str]:
 def expected_norm_of(model_type: str) -> str:
     """The norm kind an architecture uses ("layernorm" / "rmsnorm"), or "unknown": the ground truth for claim (vi).
 
-    Read from the architecture tables, never from the model being judged: deadir.scan's tables
+    Read from the architecture records, never from the model being judged
     (:func:`deadir.scan.architecture_norm_kind`: Hugging Face model_type with aliases, then GGUF
-    architectures), then this suite's own random-init matrix (``integration.configs``, e.g.
-    electra, distilbert, granite).
+    architectures; the same records the random-init matrix of ``integration.configs`` reads).
     """
     from deadir.scan import architecture_norm_kind
 
-    kind = architecture_norm_kind(model_type)
-    if kind is not None:
-        return kind
-    from integration import configs
-
-    by_family = {c.family: c.norm for c in configs.matrix()}
-    return by_family.get(model_type, "unknown")
+    return architecture_norm_kind(model_type) or "unknown"
 
 
 def extra_rows(model: Any, name: str, fmt: str) -> tuple[Row, ...]:
@@ -436,10 +426,8 @@ def extra_name(spec: str) -> str:
 
 
 def _final_site(model: Any, sites: list[tuple[str, Any, Any]]) -> str:
-    try:
-        from deadir.models import final_norm  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return str(sites[-1][0])
+    from deadir.models import final_norm
+
     paths = {p for p, _, _ in sites}
     finals = [s.path for s in final_norm(model) if s.path in paths]
     return str(finals[-1]) if finals else str(sites[-1][0])

@@ -69,7 +69,7 @@ def test_measure_extra_on_tiny_saved_checkpoints(tmp_path: Path) -> None:
 def test_expected_norm_comes_from_the_architecture_table() -> None:
     assert [real.expected_norm_of(t) for t in ("bert", "whisper", "llama", "gemma3_text", "xlm-roberta")] == [
         "layernorm", "layernorm", "rmsnorm", "rmsnorm", "layernorm"]
-    assert real.expected_norm_of("electra") == "layernorm"  # from the suite's random-init matrix
+    assert real.expected_norm_of("electra") == "layernorm"  # from its architecture record
     assert real.expected_norm_of("no-such-arch") == "unknown"
 
 

@@ -1,4 +1,4 @@
-"""SymPy derivations of the deadir theorems T1–T10 (see DESIGN.md §1).
+"""SymPy derivations of the deadir theorems T1–T10 (see docs/theory.md).
 
 Each theorem is a module ``proofs.tNN_name`` exposing ``THEOREM``, ``TITLE``, ``prove()`` and
 ``CONTROLS`` (negative controls: false variants the same code must reject). Run everything

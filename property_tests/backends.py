@@ -1,10 +1,10 @@
 """The norm implementations under test, each with the float64 reference it claims to implement.
 
-HF classes are built directly (no weights, no hub). Their reference NormSpec is written here
-(NormSpec.from_module learns them on another branch): Gemma scales by (1 + w) in its forward
-(transformers 5.23, GemmaRMSNorm.forward: ``output * (1.0 + self.weight.float())``), so its
-weight offset is 1; OlmoLayerNorm has no parameters and a fixed ε = 1e-5; CohereLayerNorm
-centres (it is a LayerNorm without bias despite computing in float32).
+HF classes are built directly (no weights, no hub). Their kind, weight offset and fixed ε are
+read from deadir's table of Hugging Face norm classes (:data:`deadir.hf_norms.HF_NORM_TABLE`,
+itself tested against each class's forward): Gemma scales by (1 + w), so its offset is 1;
+OlmoLayerNorm has no parameters and a fixed ε = 1e-5; CohereLayerNorm centres (a LayerNorm
+without bias). The fuzz suites then check the real forward against that reference.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from deadir.hf_norms import HF_NORM_TABLE
 from deadir.norms import NormKind, NormSpec
 
 DTYPES = ("float16", "bfloat16", "float32", "float64")
@@ -57,13 +58,19 @@ class Backend:
                         weight_offset=self.weight_offset, source=self.name, **extra)
 
 
-def _hf(module_path: str, cls: str) -> Callable[[int], Any]:
+def _hf(cls: str) -> Backend:
+    """The backend of a Hugging Face norm class, its algebra from deadir's HF norm table."""
+    entry = next(e for e in HF_NORM_TABLE if e.class_name == cls)
+    module_path = entry.qualified_name.rsplit(".", 1)[0]
+
     def make(d: int) -> Any:
         import importlib
 
         return getattr(importlib.import_module(module_path), cls)(d)
 
-    return make
+    # HF norms upcast to float32 in their forward: in float64 they compute in float32
+    return Backend(f"hf {cls}", make, entry.kind, weight_offset=entry.weight_offset,
+                   fixed_eps=entry.fixed_eps if entry.eps_attr is None else None, compute_dtype="float32")
 
 
 def _spec(kind: NormKind, offset: float = 0.0) -> Callable[[int], Any]:
@@ -76,10 +83,8 @@ MEAN_CENTRING = (
     Backend("F.layer_norm", FunctionalLayerNorm, "layernorm"),
     Backend("nn.LayerNorm", lambda d: torch.nn.LayerNorm(d), "layernorm"),
     Backend("nn.LayerNorm(bias=False)", lambda d: torch.nn.LayerNorm(d, bias=False), "layernorm"),
-    Backend("hf CohereLayerNorm", _hf("transformers.models.cohere.modeling_cohere", "CohereLayerNorm"), "layernorm",
-            compute_dtype="float32"),
-    Backend("hf OlmoLayerNorm", _hf("transformers.models.olmo.modeling_olmo", "OlmoLayerNorm"), "layernorm",
-            fixed_eps=1e-5, compute_dtype="float32"),
+    _hf("CohereLayerNorm"),
+    _hf("OlmoLayerNorm"),
 )
 def _gn_groups(d: int) -> int:
     """The largest of 4, 3, 2 groups that divides d (1 when none does: then GroupNorm is a LayerNorm)."""
@@ -92,16 +97,11 @@ GROUP_CENTRING = (
 RMS = (
     Backend("numpy reference", _spec("rmsnorm"), "rmsnorm", ("float64",)),
     Backend("nn.RMSNorm", lambda d: torch.nn.RMSNorm(d, eps=1e-6), "rmsnorm"),
-    Backend("hf LlamaRMSNorm", _hf("transformers.models.llama.modeling_llama", "LlamaRMSNorm"), "rmsnorm",
-            compute_dtype="float32"),
-    Backend("hf GemmaRMSNorm", _hf("transformers.models.gemma.modeling_gemma", "GemmaRMSNorm"), "rmsnorm",
-            weight_offset=1.0, compute_dtype="float32"),
-    Backend("hf T5LayerNorm", _hf("transformers.models.t5.modeling_t5", "T5LayerNorm"), "rmsnorm",
-            compute_dtype="float32"),
-    Backend("hf Qwen2RMSNorm", _hf("transformers.models.qwen2.modeling_qwen2", "Qwen2RMSNorm"), "rmsnorm",
-            compute_dtype="float32"),
-    Backend("hf MistralRMSNorm", _hf("transformers.models.mistral.modeling_mistral", "MistralRMSNorm"), "rmsnorm",
-            compute_dtype="float32"),
+    _hf("LlamaRMSNorm"),
+    _hf("GemmaRMSNorm"),
+    _hf("T5LayerNorm"),
+    _hf("Qwen2RMSNorm"),
+    _hf("MistralRMSNorm"),
 )
 
 

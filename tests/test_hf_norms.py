@@ -25,6 +25,9 @@ def _instance(entry: HFNormEntry, rng: np.random.Generator) -> torch.nn.Module:
     if getattr(module, "weight", None) is not None:
         with torch.no_grad():
             module.weight.copy_(torch.from_numpy(rng.standard_normal(D) * 0.7 + 0.3))
+    if entry.has_bias:
+        with torch.no_grad():
+            module.bias.copy_(torch.from_numpy(rng.standard_normal(D) * 0.5))
     return module
 
 
@@ -42,7 +45,8 @@ def _check(spec: NormSpec, module: torch.nn.Module, x: np.ndarray) -> None:
 def test_table_entry_matches_real_forward(entry: HFNormEntry, rng: np.random.Generator) -> None:
     module = _instance(entry, rng)
     spec = NormSpec.from_module(module)
-    assert spec.kind == entry.kind and spec.weight_offset == entry.weight_offset and spec.bias is None
+    assert spec.kind == entry.kind and spec.weight_offset == entry.weight_offset
+    assert (spec.bias is not None) == entry.has_bias
     assert spec.source == entry.class_name and spec.size == D
     x = rng.standard_normal((4, 3, D)) * 1.5 + 0.4  # a non-zero mean separates centring from RMS
     _check(spec, module, x)
@@ -56,9 +60,12 @@ def test_wrong_table_entry_is_caught(entry: HFNormEntry, rng: np.random.Generato
     x = rng.standard_normal((4, 3, D)) * 1.5 + 0.4
     wrong_kind = "layernorm" if spec.kind == "rmsnorm" else "rmsnorm"
     mutants = [dataclasses.replace(spec, kind=wrong_kind)]
-    mutants.append(dataclasses.replace(spec, eps=spec.eps + 0.05))
+    if spec.kind != "affine-only":  # NoNorm has no ε to get wrong
+        mutants.append(dataclasses.replace(spec, eps=spec.eps + 0.05))
     if spec.weight is not None:
         mutants.append(dataclasses.replace(spec, weight_offset=1.0 - spec.weight_offset))
+    if spec.bias is not None:
+        mutants.append(dataclasses.replace(spec, bias=None))
     for mutant in mutants:
         with pytest.raises(AssertionError):
             _check(mutant, module, x)
@@ -96,3 +103,13 @@ def test_qk_norm_weight_of_wrong_rank_is_a_clear_error() -> None:
     m.weight = torch.nn.Parameter(torch.ones(2, D))
     with pytest.raises(InputShapeError, match=r"LlamaRMSNorm\.weight"):
         NormSpec.from_module(m)
+
+
+def test_mobilebert_nonorm_is_affine_only_and_cohere_layernorm_centres(rng: np.random.Generator) -> None:
+    from transformers.models.cohere.modeling_cohere import CohereLayerNorm
+    from transformers.models.mobilebert.modeling_mobilebert import NoNorm
+
+    nonorm = NormSpec.from_module(NoNorm(D))
+    assert nonorm.kind == "affine-only" and not nonorm.has_mean_centring and nonorm.predicted_kernel().shape == (D, 0)
+    cohere = NormSpec.from_module(CohereLayerNorm(D))
+    assert cohere.kind == "layernorm" and cohere.has_mean_centring and cohere.bias is None

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from deadir import InputShapeError, NormSpec, UnknownNormError, final_norm, find_norms, random_init_like
-from deadir.models import TINY_CONFIGS, random_model, spec_from_probe, tiny_config
+from deadir import InputShapeError, NormSpec, UnknownNormError, arch, final_norm, find_norms, random_init_like
+from deadir.models import random_model, spec_from_probe, tiny_config
 
 LAYERNORM_FAMILIES = ("gpt2", "opt", "gpt_neox", "bloom", "falcon", "phi", "bert", "roberta", "mpnet", "vit", "clip",
                       "whisper", "olmo")
@@ -40,8 +40,12 @@ EXPECTED = {
 }
 
 
-def test_every_tiny_family_is_covered() -> None:
-    assert set(EXPECTED) == set(TINY_CONFIGS) == set(LAYERNORM_FAMILIES) | set(RMSNORM_FAMILIES)
+def test_expected_families_have_records_of_their_kind() -> None:
+    assert set(EXPECTED) == set(LAYERNORM_FAMILIES) | set(RMSNORM_FAMILIES)
+    for family in EXPECTED:
+        record = arch.get(family)
+        assert record.tiny_config is not None
+        assert record.norm_kind == ("layernorm" if family in LAYERNORM_FAMILIES else "rmsnorm")
 
 
 @pytest.mark.parametrize("model_type", sorted(EXPECTED))

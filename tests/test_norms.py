@@ -64,7 +64,7 @@ def test_scale_then_centre_and_none_forwards(rng: np.random.Generator) -> None:
     x = rng.standard_normal((3, 5))
     stc = NormSpec("scale-then-centre", gamma, beta, eps=0.0)
     np.testing.assert_allclose(stc.apply(x), _ln_ref(x * gamma, np.ones(5), beta, 0.0), rtol=1e-14)
-    np.testing.assert_allclose(NormSpec("none", gamma, beta).apply(x), x * gamma + beta)
+    np.testing.assert_allclose(NormSpec("affine-only", gamma, beta).apply(x), x * gamma + beta)
 
 
 def test_gemma_weight_offset_scales_by_one_plus_w(rng: np.random.Generator) -> None:

@@ -6,8 +6,6 @@ import importlib
 import json
 import math
 import struct
-import sys
-import types
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,15 +14,14 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-import deadir
 from deadir.cli import main
 from deadir.direction import inverse_scale_direction
 from deadir.errors import CheckpointError, InputShapeError
+from deadir.models.sites import Site
 from deadir.scan import BaselineError, compare_to_baseline, load_baseline, scan, site_angle
-from deadir.sites import Site
 
-# `deadir.scan` is the public function (DESIGN §3), which shadows the submodule attribute.
-scan_module = importlib.import_module("deadir.scan")
+# the engine module, whose reader functions the byte-count tests spy on
+scan_module = importlib.import_module("deadir.scan.engine")
 
 
 # ----------------------------------------------------------------------------- writers
@@ -445,18 +442,17 @@ def test_scan_of_an_instantiated_model_matches_its_checkpoint(tmp_path: Path, mo
     assert not compare_to_baseline(from_model, from_file.to_dict())
     assert all(s.eps_source == "module" for s in from_model.sites)
     assert {s.kind_source for s in from_model.sites} == {"find_norms"}
-    # without deadir.models the parameters go through the naming tables: same sites
-    monkeypatch.setattr(scan_module, "_find_norms", lambda: None)
-    from_table = scan(model)
+    # with an architecture named, the parameter names go through that record's naming rules: same sites
+    from_table = scan(model, arch="gpt2")
     assert {s.kind_source for s in from_table.sites} == {"table"} and not from_table.warnings
     assert not compare_to_baseline(from_table, from_file.to_dict())
     assert [s.site.to_dict() for s in from_table.sites] == [s.site.to_dict() for s in from_file.sites]
 
 
-def test_scan_of_a_model_uses_find_norms_when_available(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scan_of_a_model_uses_find_norms(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from deadir.norms import NormSpec
+    from deadir.models import sites as model_sites
 
     class Tiny(torch.nn.Module):
         def __init__(self) -> None:
@@ -464,12 +460,17 @@ def test_scan_of_a_model_uses_find_norms_when_available(monkeypatch: pytest.Monk
             self.norm = torch.nn.LayerNorm(6)
             self.proj = torch.nn.Linear(6, 6)
 
+    calls: list[object] = []
+    real = model_sites.find_norms
+
+    def spy(model: object, **kw: object) -> list[Site]:
+        calls.append(model)
+        return real(model, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scan_module, "find_norms", spy)
     model = Tiny()
-    fake = types.ModuleType("deadir.models")
-    fake.find_norms = lambda m: [Site("norm", NormSpec.from_module(m.norm), "final", "decoder")]  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "deadir.models", fake)
-    monkeypatch.setattr(deadir, "models", fake, raising=False)
     report = scan(model)
+    assert calls == [model]
     assert [s.site.path for s in report.sites] == ["norm"] and report.sites[0].kernel == "inverse-scale"
     assert report.tensors_read == ("norm.weight", "norm.bias") and report.sites[0].kind_source == "find_norms"
 
@@ -721,41 +722,7 @@ def test_error_bad_arguments(tmp_path: Path, rng: np.random.Generator) -> None:
 
 
 # ----------------------------------------------------------------------------- agreement with find_norms
-
-AGREEMENT_TYPES = ("gpt2", "opt", "gpt_neox", "bloom", "falcon", "phi", "bert", "roberta", "mpnet", "vit", "clip",
-                   "whisper", "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "t5", "olmo2")
-
-
-@pytest.mark.parametrize("model_type", AGREEMENT_TYPES)
-def test_scan_of_a_saved_checkpoint_agrees_with_find_norms(tmp_path: Path, model_type: str) -> None:
-    """The naming tables and deadir.find_norms (module classes) name the same sites the same way."""
-    import torch
-    from transformers import AutoModel
-
-    from deadir.models import find_norms, tiny_config
-
-    torch.manual_seed(0)
-    model = AutoModel.from_config(tiny_config(model_type))
-    with torch.no_grad():  # distinct, non-unit gains so that directions are informative
-        for name, p in model.named_parameters():
-            if p.ndim == 1 and ("norm" in name.lower() or ".ln" in name or name.startswith("ln")):
-                p.uniform_(0.5, 2.0)
-    state = {k: v.detach().to(torch.float32).numpy().copy() for k, v in model.state_dict().items()}
-    ckpt = write_hf(tmp_path / model_type, model.config.to_dict(), state)
-    report = scan(ckpt)
-    assert report.arch_known and not any(s.guessed for s in report.sites), report.warnings
-    found = {s.path: s for s in find_norms(model)}
-    scanned = {s.site.path: s for s in report.sites}
-    assert set(scanned) == set(found)
-    for path, s in scanned.items():
-        f = found[path]
-        got = (s.site.role, s.site.stack, s.site.block, s.site.spec.kind, s.site.spec.weight_offset)
-        assert got == (f.role, f.stack, f.block, f.spec.kind, f.spec.weight_offset), path
-        assert s.site.spec.eps == pytest.approx(f.spec.eps, rel=1e-6), path
-        np.testing.assert_array_equal(s.site.spec.weight, f.spec.weight)  # both the stored float32 values
-        np.testing.assert_array_equal(s.gamma, f.spec.gamma)
-    # and scanning the model itself (through find_norms) gives no baseline change against the file
-    assert not compare_to_baseline(scan(model), report.to_dict())
+# (every architecture record: tests/test_arch.py)
 
 
 def test_gemma3_multimodal_checkpoint_mixes_siglip_layernorm_and_gemma_rmsnorm(tmp_path: Path) -> None:

@@ -1,9 +1,9 @@
 """Inputs for :func:`deadir.verify`: text, images and speech, each of its own kind, offline.
 
-* text (``input_ids``): the model's tokenizer on the corpus of :mod:`deadir.corpus`
+* text (``input_ids``): the model's tokenizer on the corpus of :mod:`deadir.models.corpus`
   (real English prose and standard-library docstrings) cut into distinct windows; without
-  a tokenizer, :class:`~deadir.corpus.ByteTokenizer` when the vocabulary holds the byte
-  values, else the documented synthetic distribution :func:`~deadir.corpus.synthetic_token_ids`
+  a tokenizer, :class:`~deadir.models.corpus.ByteTokenizer` when the vocabulary holds the byte
+  values, else the documented synthetic distribution :func:`~deadir.models.corpus.synthetic_token_ids`
   (uniform ids, no two sequences alike, first tokens distinct);
 * vision (``pixel_values``): synthetic images — per image and channel a sum of 6 random
   2-D sinusoids (random frequency up to 4 cycles per side, phase, amplitude) plus 10 %
@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from deadir.corpus import ByteTokenizer, Source, synthetic_token_ids, token_sequences
+from deadir import arch
 from deadir.errors import InputShapeError, UnknownNormError
+from deadir.models.corpus import ByteTokenizer, Source, synthetic_token_ids, token_sequences
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,8 +118,9 @@ def make_inputs(
 
 def _default_seq_len(config: Any) -> int:
     limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 512
-    if getattr(config, "model_type", "") in ("roberta", "mpnet", "xlm-roberta", "camembert"):
-        limit -= 2  # positions start after the padding index
+    record = arch.by_model_type(str(getattr(config, "model_type", "") or ""))
+    if record is not None:
+        limit -= record.position_offset  # RoBERTa-style positions start after the padding index
     return int(max(2, min(64, limit)))
 
 

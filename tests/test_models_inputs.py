@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from deadir import UnknownNormError
-from deadir.corpus import ByteTokenizer
-from deadir.inputs import make_inputs, modality, speech_features, synthesise_audio
 from deadir.models import random_model, tiny_config
+from deadir.models.corpus import ByteTokenizer
+from deadir.models.inputs import make_inputs, modality, speech_features, synthesise_audio
 
 
 def test_modalities() -> None:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from deadir import InputShapeError
-from deadir.corpus import (
+from deadir.models.corpus import (
     ByteTokenizer,
     corpus_text,
     shipped_text,
