@@ -12,7 +12,9 @@ import numpy as np
 from deadir.classify import classify_norm
 from deadir.errors import DeadirError
 from deadir.norms import NormSpec
+from deadir.precision import DEAD_CHANNEL_REL_TOL
 from deadir.report import dumps, render_table
+from deadir.scan.baseline import DEFAULT_MAX_ANGLE
 
 BUILTIN_NORMS = ("layernorm", "layernorm-nobias", "rmsnorm", "groupnorm", "scale-then-centre", "identity", "tanh")
 
@@ -214,11 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, help="also write the JSON report to this file (atomically)")
     p.add_argument("--plot", default=None, help="write a PNG of |gamma| and the kernel directions per site")
     p.add_argument("--baseline", default=None, help="a previous --json output: exit 1 if any site changed")
-    p.add_argument("--max-angle", type=float, default=1e-3,
-                   help="baseline: a kernel direction turning by more than this many radians is a change (1e-3)")
+    p.add_argument("--max-angle", type=float, default=DEFAULT_MAX_ANGLE,
+                   help="baseline: a kernel direction turning by more than this many radians is a change "
+                        f"({DEFAULT_MAX_ANGLE:g})")
     p.add_argument("--arch", default=None, help="override the architecture (model_type or GGUF architecture)")
-    p.add_argument("--dead-rel-tol", type=float, default=1e-5,
-                   help="dead channel: |gamma_i| <= this * median |gamma| (default 1e-5)")
+    p.add_argument("--dead-rel-tol", type=float, default=DEAD_CHANNEL_REL_TOL,
+                   help=f"dead channel: |gamma_i| <= this * median |gamma| (default {DEAD_CHANNEL_REL_TOL:g})")
     p.set_defaults(func=_cmd_scan)
 
     p = sub.add_parser("prove", help="run the SymPy proofs of T1-T10 and write Markdown certificates")

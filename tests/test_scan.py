@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+import deadir
 from deadir.cli import main
 from deadir.direction import inverse_scale_direction
 from deadir.errors import CheckpointError, InputShapeError
@@ -770,3 +771,33 @@ def test_architecture_norm_kind_reads_scans_own_tables() -> None:
         "layernorm", "layernorm", "rmsnorm", "rmsnorm"]
     assert architecture_norm_kind("gemma3") == "rmsnorm"  # a GGUF architecture name
     assert architecture_norm_kind("no-such-arch") is None
+
+
+def test_the_scan_module_is_callable_and_not_shadowed(tmp_path: Path, rng: np.random.Generator) -> None:
+    """The README's calls: deadir.scan(path) and deadir.scan.<helper>(...) on the same name."""
+    import deadir.scan as scan_package
+
+    assert deadir.scan is scan_package and callable(deadir.scan)
+    assert deadir.scan.architecture_norm_kind("gpt2") == "layernorm"
+    path = write_hf(tmp_path / "gpt2", GPT2_CONFIG, gpt2_like(rng))
+    by_module = deadir.scan(path)  # type: ignore[operator]
+    assert isinstance(by_module, deadir.scan.ScanReport)
+    assert not deadir.scan.compare_to_baseline(by_module, scan(path).to_dict())
+
+
+def test_olmo_nonparametric_norms_are_read_with_unit_gamma_and_said_so(tmp_path: Path,
+                                                                        rng: np.random.Generator) -> None:
+    """OLMo stores no norm tensors: scan places its sites by the architecture record, γ = 1 (it used to raise
+    "no norm tensors found"); a checkpoint without blocks still raises."""
+    t = {f"model.layers.{i}.self_attn.q_proj.weight": rng.standard_normal((8, 8)) for i in range(3)}
+    report = scan(write_hf(tmp_path / "olmo", {"model_type": "olmo", "hidden_size": 8}, t))
+    assert [s.site.path for s in report.sites] == [
+        *(f"model.layers.{i}.{n}" for i in range(3) for n in ("input_layernorm", "post_attention_layernorm")),
+        "model.norm"]
+    assert all(s.site.spec.kind == "layernorm" and s.site.spec.size == 8 and s.site.spec.eps == 1e-5
+               and np.all(s.gamma == 1.0) and s.kernel == "inverse-scale" for s in report.sites)
+    assert report.bytes_read == 0 and "no parameters" in " ".join(report.warnings)
+    assert report.site("model.norm").site.role == "final"
+    with pytest.raises(CheckpointError, match="no norm tensors"):
+        scan(write_hf(tmp_path / "olmo0", {"model_type": "olmo", "hidden_size": 8},
+                      {"lm_head.weight": np.ones((4, 8))}))
