@@ -277,7 +277,7 @@ def test_a_wrong_record_is_caught_by_the_walk(tmp_path: Path, monkeypatch: pytes
         dataclasses.replace(record, rules=tuple(dataclasses.replace(r, role="block-input") for r in rules)),
         dataclasses.replace(record, rules=rules[1:]),
         dataclasses.replace(record, norm_kind="layernorm"),
-        dataclasses.replace(record, offset=0.0),
+        dataclasses.replace(record, weight_offset=0.0),
     ]
     for mutant in mutants:
         monkeypatch.setattr(arch, "by_model_type", lambda t, m=mutant: m if t == "gemma2" else None)

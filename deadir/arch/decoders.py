@@ -142,10 +142,10 @@ RECORDS: tuple[Architecture, ...] = (
                  note="a Gemma 3 GGUF holds the language model (the vision tower ships as a separate mmproj)"),
     Architecture("gemma3", ("gemma3",), "rmsnorm", 1.0, ("text_config.rms_norm_eps", "rms_norm_eps"), 1e-6, (
         R(r"vision_tower\.(?:vision_model\.)?encoder\.layers\.{N}\.layer_norm[12]", "block-input", "vision",
-          kind="layernorm", offset=0.0, eps_keys=_SIGLIP_EPS),
-        R(r"vision_tower\.(?:vision_model\.)?post_layernorm", "final", "vision", kind="layernorm", offset=0.0,
+          kind="layernorm", weight_offset=0.0, eps_keys=_SIGLIP_EPS),
+        R(r"vision_tower\.(?:vision_model\.)?post_layernorm", "final", "vision", kind="layernorm", weight_offset=0.0,
           eps_keys=_SIGLIP_EPS),
-        R(r"vision_tower\.(?:vision_model\.)?head\.layernorm", "other", "vision", kind="layernorm", offset=0.0,
+        R(r"vision_tower\.(?:vision_model\.)?head\.layernorm", "other", "vision", kind="layernorm", weight_offset=0.0,
           eps_keys=_SIGLIP_EPS),
         R(r"multi_modal_projector\.mm_soft_emb_norm", "other", eps_keys=_SIGLIP_EPS),
         *_SANDWICH_RULES, *_QK_RULES,

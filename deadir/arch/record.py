@@ -46,7 +46,7 @@ class NamingRule:
         stack: the site's stack; None: from the path (:func:`stack_of_path`).
         kind: the norm kind when it differs from the architecture's (a LayerNorm vision tower
             inside an RMSNorm model); None: the architecture's.
-        offset: the weight offset when it differs from the architecture's; None: the architecture's.
+        weight_offset: the weight offset when it differs from the architecture's; None: the architecture's.
         eps_keys: config keys of ε for this site when they differ from the architecture's.
         eps_fixed: ε fixed in the model code for this site (no config key), overriding the keys.
         anchored: match from the start of the name (GGUF and CTranslate2 names carry no prefix).
@@ -56,7 +56,7 @@ class NamingRule:
     role: Role
     stack: Stack | None = None
     kind: NormKind | None = None
-    offset: float | None = None
+    weight_offset: float | None = None
     eps_keys: tuple[str, ...] | None = None
     eps_fixed: float | None = None
     anchored: bool = False
@@ -104,7 +104,7 @@ class Architecture:
         model_types: every ``config.model_type`` that selects this record (aliases included).
         norm_kind: the kind of the family's norms ("layernorm", "rmsnorm", "affine-only", ...);
             a rule may override it for a tower of another kind.
-        offset: γ = weight + offset (1.0 for Gemma's (1 + w) RMSNorm, else 0.0).
+        weight_offset: γ = weight + weight_offset (1.0 for Gemma's (1 + w) RMSNorm, else 0.0).
         eps_keys: config keys holding ε, in order of preference (dotted for nested configs);
             empty when ε is fixed in the model code.
         eps_default: ε when no key is present (or the fixed value).
@@ -135,7 +135,7 @@ class Architecture:
     name: str
     model_types: tuple[str, ...]
     norm_kind: NormKind
-    offset: float = 0.0
+    weight_offset: float = 0.0
     eps_keys: tuple[str, ...] = ()
     eps_default: float = 1e-5
     rules: tuple[NamingRule, ...] = ()

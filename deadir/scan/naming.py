@@ -137,7 +137,7 @@ def candidates(
         rules = record.rules if record is not None else ()
     known = record is not None
     kind: NormKind = record.norm_kind if record is not None else "layernorm"
-    offset = record.offset if record is not None else 0.0
+    offset = record.weight_offset if record is not None else 0.0
     default_stack: Stack = record.stack if record is not None else "decoder"
     if fmt == "gguf":
         default_stack = "encoder" if default_stack == "encoder" else "decoder"
@@ -177,7 +177,7 @@ def candidates(
                 prefix, leaf, name, bias if bias in infos else None, role,
                 rule.stack or stack_of_path(prefix, default_stack, record_stack=record_stack),
                 None if block is None else int(block), rule.kind or kind,
-                offset if rule.offset is None else rule.offset, eps, eps_src, False, "table",
+                offset if rule.weight_offset is None else rule.weight_offset, eps, eps_src, False, "table",
             ))  # fmt: skip
             claimed.add(name)
             break
@@ -294,7 +294,7 @@ def _nonparametric(infos: Mapping[str, TensorShape], fmt: str, record: Architect
         for n in sorted(blocks) if "{N}" in template else [None]:
             path = prefix + (template if n is None else template.replace("{N}", str(n)))
             out.append(Candidate(path, "", "", None, rule.role, rule.stack or stack_of_path(path, record.stack),
-                                 n, record.norm_kind, record.offset, eps, eps_src, False, evidence, d=d))
+                                 n, record.norm_kind, record.weight_offset, eps, eps_src, False, evidence, d=d))
     return out
 
 
@@ -316,7 +316,7 @@ def _guess_kind(prefix: str, has_bias: bool, fmt: str, arch_name: str, config: M
                 record: Architecture | None) -> tuple[NormKind, float, str]:
     """Kind of an unlisted norm from the evidence at hand, with the evidence named."""
     # the family's offset applies to safetensors (GGUF stores the effective scale)
-    offset = record.offset if record is not None and fmt != "gguf" else 0.0
+    offset = record.weight_offset if record is not None and fmt != "gguf" else 0.0
     if "rms" in prefix.lower():
         return "rmsnorm", offset, "name says rms"
     if fmt == "ctranslate2":
