@@ -48,9 +48,11 @@ _ALIASES = {
 # output is β up to |γᵢ·ẑᵢ| ≤ 1e-6·median|γ|·max|ẑ|, below float32's rounding of any live
 # channel (u₃₂·median|γ| ≈ 6e-8·median|γ| times the O(1..10) ẑ of a live row is the same order),
 # so eᵢ is a null direction at every floor deadir measures in float32 or coarser; and γ⁻¹ is then
-# dominated (≥ 10⁶×) by that channel. The real checkpoints sit far from the threshold on both
-# sides (MiniLM/MPNet dead gains ~1e-33, smallest live gain ratio ~1e-2), so no verdict there
-# depends on the exact value. scan, verify, fisher and the integration suite all use this one value.
+# dominated (≥ 10⁶×) by that channel. On the real checkpoints: MiniLM's three dead gains sit at
+# ≤ 2.3e-9·median (next 0.24); MPNet's final LayerNorm has three at ≤ 2.8e-7·median, then one at
+# 4.4e-6·median (live here; it was dead under scan's former 1e-5), then 0.38; the smallest live
+# RMSNorm gains (SmolLM2, Qwen2.5, Gemma 3) are ≥ 4e-5·median. scan, verify, fisher and the
+# integration suite all use this one value.
 DEAD_CHANNEL_REL_TOL = 1e-6
 
 
