@@ -24,6 +24,7 @@ Gemma2RMSNorm                     rmsnorm    eps              1 + w       no
 Gemma3RMSNorm                     rmsnorm    eps              1 + w       no
 GraniteRMSNorm                    rmsnorm    variance_epsilon w           no
 CohereLayerNorm                   layernorm  variance_epsilon w           no     centres; no β (llama.cpp: command-r)
+DebertaLayerNorm                  layernorm  variance_epsilon w           yes    DeBERTa (v1)
 OlmoLayerNorm                     layernorm  (fixed 1e-5)     none        no     F.layer_norm without affine
 NoNorm (MobileBERT)               affine-only (none)          w           yes    y = w⊙x + b: no normalisation
 ================================  =========  ===============  ==========  =====  ==========================
@@ -128,6 +129,7 @@ HF_NORM_TABLE: tuple[HFNormEntry, ...] = (
     HFNormEntry(_m("gemma3", "Gemma3RMSNorm"), "rmsnorm", eps_attr="eps", weight_offset=1.0),
     HFNormEntry(_m("granite", "GraniteRMSNorm"), "rmsnorm"),
     HFNormEntry(_m("cohere", "CohereLayerNorm"), "layernorm"),
+    HFNormEntry(_m("deberta", "DebertaLayerNorm"), "layernorm", has_bias=True),
     HFNormEntry(_m("olmo", "OlmoLayerNorm"), "layernorm", eps_attr=None, fixed_eps=1e-5, has_weight=False),
     HFNormEntry(_m("mobilebert", "NoNorm"), "affine-only", eps_attr=None, fixed_eps=0.0, has_bias=True),
 )

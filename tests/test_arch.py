@@ -48,8 +48,8 @@ def test_every_architecture_named_before_the_redesign_has_a_record() -> None:
         "gpt2", "opt", "gpt_neox", "gptj", "gpt_neo", "bloom", "falcon", "phi", "phi3", "llama", "mistral",
         "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2", "gemma3", "gemma3_text", "t5",
         "mt5", "umt5", "olmo", "olmo2", "granite", "bert", "roberta", "xlm-roberta", "camembert", "distilbert",
-        "electra", "albert", "deberta-v2", "mobilebert", "mpnet", "modernbert", "bart", "marian", "whisper", "vit",
-        "deit", "dinov2", "swin", "convnext", "clip", "clip_text_model", "clip_vision_model", "siglip",
+        "electra", "albert", "deberta", "deberta-v2", "mobilebert", "mpnet", "modernbert", "bart", "marian", "whisper",
+        "vit", "deit", "beit", "dinov2", "swin", "convnext", "clip", "clip_text_model", "clip_vision_model", "siglip",
         "siglip_vision_model",
     }  # fmt: skip
     gguf_names = {

@@ -39,6 +39,8 @@ RECORDS: tuple[Architecture, ...] = (
                position_offset=2),
     _bert_like("electra", {**_L, "embedding_size": 16, "pad_token_id": 0},
                note="embeddings of their own width (embedding_size), projected to the hidden size"),
+    _bert_like("deberta", {**_L, "pad_token_id": 0},
+               note="DebertaLayerNorm: a LayerNorm with β computed in float32 (ε = layer_norm_eps, 1e-7)"),
     _bert_like("deberta-v2", {**_L, "pad_token_id": 0}, extra=(R(r"encoder\.LayerNorm", "other"),),
                note="encoder.LayerNorm normalises the relative-position embeddings (norm_rel_ebd='layer_norm')"),
     Architecture("mpnet", ("mpnet",), "layernorm", 0.0, _EPS, 1e-12, (

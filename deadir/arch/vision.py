@@ -38,6 +38,10 @@ RECORDS: tuple[Architecture, ...] = (
                  tiny_config=_V),
     Architecture("deit", ("deit",), "layernorm", 0.0, _EPS, 1e-12, _VIT_RULES, _LAYERNORM_FINAL, stack="vision",
                  tiny_config=_V),
+    Architecture("beit", ("beit",), "layernorm", 0.0, _EPS, 1e-12, (*_VIT_RULES, R(r"pooler\.layernorm", "final")),
+                 (FinalRule(_OUT + r"pooler\.layernorm$"), *_LAYERNORM_FINAL), stack="vision", tiny_config=_V,
+                 note="mean pooling (the default) normalises the pooled patches in pooler.layernorm: that is the "
+                      "final norm; without it, layernorm"),
     Architecture("dinov2", ("dinov2",), "layernorm", 0.0, _EPS, 1e-6, (
         R(r"encoder\.layer\.{N}\.norm[12]", "block-input"),
         R(r"layernorm", "final"),
