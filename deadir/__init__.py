@@ -7,6 +7,7 @@ it off checkpoints from γ alone and verifies it with a forward pass.
 
 from __future__ import annotations
 
+from deadir import verify  # the callable package (deadir/verify/__init__.py): deadir.verify(model, inputs)
 from deadir.bound import KernelErrorBound, kernel_error_bound, unit_roundoff
 from deadir.classify import NormClass, classify_norm
 from deadir.covariance import CovarianceAccumulator
@@ -32,7 +33,7 @@ from deadir.models import final_norm, find_norms, random_init_like
 from deadir.norms import NormSpec, known_norm_classes, register_norm_class
 from deadir.scan import ScanReport, ScanSite, scan
 from deadir.sites import Site
-from deadir.verify import VerifyReport, verify, verify_against_init
+from deadir.verify import VerifyReport, verify_against_init
 
 __version__ = "0.1.0"
 
