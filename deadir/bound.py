@@ -62,7 +62,7 @@ from typing import Any
 import numpy as np
 
 from deadir.arrays import FloatArray, as_vector
-from deadir.direction import effective_scale
+from deadir.direction import effective_scale, real_offset
 from deadir.errors import InputShapeError
 from deadir.precision import SMALLEST_SUBNORMAL, UNIT_ROUNDOFF, dtype_name, unit_roundoff
 
@@ -173,8 +173,7 @@ def kernel_error_bound(
             mean_ratio or offset, non-finite beta, variance_floor not positive and finite.
         DegenerateScaleError: some gamma + offset is zero or non-finite (indices named).
     """
-    if not math.isfinite(offset):
-        raise InputShapeError(f"offset: must be finite, got {offset!r}")
+    offset = real_offset(offset)
     if not (math.isfinite(mean_ratio) and mean_ratio >= 0.0):
         raise InputShapeError(f"mean_ratio: must be finite and >= 0, got {mean_ratio!r}")
     if not (math.isfinite(variance_floor) and variance_floor > 0.0):

@@ -55,3 +55,8 @@ class UnsupportedDtypeError(CheckpointError):
 class OutputError(DeadirError, OSError):
     """A report or plot could not be written to its destination (missing folder, a directory,
     read-only, a special file system); nothing partial is left behind."""
+
+
+class ConfigMismatchError(CheckpointError):
+    """A checkpoint's tensors contradict its own config (e.g. a final norm of length 3 in a
+    model whose hidden size is 8); the message names the tensor, both numbers and the key."""

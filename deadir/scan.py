@@ -103,6 +103,7 @@ from deadir.arrays import FloatArray, as_float64
 from deadir.direction import dead_channels, inverse_scale_direction, live_fraction
 from deadir.errors import CheckpointError, DeadirError, DegenerateScaleError, InputShapeError
 from deadir.io import Checkpoint, TensorInfo, open_checkpoint
+from deadir.io.gguf import check_hidden_norm_lengths
 from deadir.norms import NormKind, NormSpec
 from deadir.report import dumps, render_table
 from deadir.sites import Role, Site, Stack
@@ -836,7 +837,9 @@ def _open_file(path: str | os.PathLike[str]) -> _Source:
 
 
 def _read_tensors_gguf(checkpoint: Checkpoint, names: Sequence[str]) -> dict[str, FloatArray]:
-    """GGUF reads by offset (one positioned read of each tensor's own bytes)."""
+    """GGUF reads by offset (one positioned read of each tensor's own bytes), residual norms checked
+    against ``<arch>.embedding_length`` first."""
+    check_hidden_norm_lengths(checkpoint, names)
     return checkpoint.read(names)
 
 

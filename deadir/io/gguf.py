@@ -13,20 +13,30 @@ import copy
 import functools
 import math
 import os
+import re
 import struct
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from deadir.arrays import FloatArray
-from deadir.errors import CheckpointError, UnsupportedDtypeError
+from deadir.errors import CheckpointError, ConfigMismatchError, UnsupportedDtypeError
 from deadir.io.checkpoint import Checkpoint, TensorInfo
 from deadir.io.files import ByteCursor, open_regular
 from deadir.io.limits import Limits
 from deadir.io.registry import CheckpointFormat, register_format
 
-__all__ = ["FORMAT", "GGUF_MAGIC", "MAX_DECODED_ARRAY", "decode", "parse_header"]
+__all__ = [
+    "FORMAT",
+    "GGUF_MAGIC",
+    "HIDDEN_WIDTH_NORMS",
+    "MAX_DECODED_ARRAY",
+    "check_hidden_norm_lengths",
+    "decode",
+    "parse_header",
+]
 
 GGUF_MAGIC = b"GGUF"
 
@@ -215,6 +225,32 @@ def decode(info: TensorInfo, raw: bytes) -> FloatArray:
             f"{info.file}: tensor {info.name!r} is stored as {qtype.name}, which gguf cannot dequantise"
         ) from exc
     return np.asarray(values, dtype=np.float64)
+
+
+# Norms that act on the residual stream, so their length is the model width (per-head q/k norms
+# and SSM norms are not listed: their length is a head or state size).
+HIDDEN_WIDTH_NORMS = re.compile(
+    r"(output_norm|blk\.\d+\.(attn_norm|ffn_norm|post_attention_norm|post_ffw_norm|layer_output_norm))\.(weight|bias)"
+)
+
+
+def check_hidden_norm_lengths(checkpoint: Checkpoint, names: Iterable[str]) -> None:
+    """Refuse residual-stream norm tensors whose length is not ``<arch>.embedding_length``.
+
+    Raises:
+        ConfigMismatchError: such a tensor's length differs (named with both numbers and the key).
+    """
+    key = f"{checkpoint.arch}.embedding_length"
+    width = checkpoint.config.get(key)
+    if not isinstance(width, int) or isinstance(width, bool):
+        return
+    for name in names:
+        info = checkpoint.tensors.get(name)
+        if info is not None and HIDDEN_WIDTH_NORMS.fullmatch(name) and info.shape != (width,):
+            raise ConfigMismatchError(
+                f"{checkpoint.path}: norm tensor {name!r} has shape {info.shape}, but {key} = {width}: "
+                "the file contradicts its own metadata"
+            )
 
 
 def open_gguf(file: Path, folder: Path, limits: Limits) -> Checkpoint:

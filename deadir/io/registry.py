@@ -84,10 +84,11 @@ def sniff_file(file: Path) -> CheckpointFormat:
     """
     with open_regular(file) as fd:
         head = os.pread(fd, SNIFF_BYTES, 0)
-    _refuse_pickle(file, head)
     for fmt in _FORMATS.values():
         if fmt.sniff(file, head):
             return fmt
+    # after the formats: a safetensors header length of 128 (mod 256) also starts with 0x80
+    _refuse_pickle(file, head)
     names = ", ".join(_FORMATS)
     raise CheckpointError(f"{file}: unknown checkpoint format (not {names}; first bytes {head[:8]!r})")
 

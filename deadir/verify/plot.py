@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
 from deadir.errors import DeadirError
+from deadir.report import write_bytes_atomic
 from deadir.verify.report import VerifyReport
 
 __all__ = ["plot_spectrum"]
@@ -24,6 +25,7 @@ def plot_spectrum(
 
     Raises:
         DeadirError: matplotlib is not installed, or no such site.
+        OutputError: the destination cannot be written.
     """
     try:
         import matplotlib
@@ -55,10 +57,8 @@ def plot_spectrum(
         ax.legend(fontsize=7)
     fig.suptitle(f"{report.model_class}: forward {report.forward_dtype}, covariance in float64", fontsize=10)
     fig.tight_layout()
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    tmp.replace(target)  # atomic: readers never see half a PNG
+    target = write_bytes_atomic(path, buf.getvalue())  # atomic: readers never see half a PNG
     return str(target)
