@@ -20,8 +20,9 @@ import numpy as np
 from deadir.arrays import FloatArray, as_rows, as_vector, is_torch_tensor
 from deadir.covariance import CovarianceAccumulator
 from deadir.errors import InputShapeError
+from deadir.precision import UNIT_ROUNDOFF
 
-FLOAT64_ROUNDOFF = float(np.finfo(np.float64).eps) / 2.0
+FLOAT64_ROUNDOFF = UNIT_ROUNDOFF["float64"]
 
 
 def unit_direction(direction: Any, d: int, *, name: str = "direction") -> FloatArray:

@@ -58,7 +58,8 @@ def parse_header(file: Path, limits: Limits) -> tuple[str, int, int, dict[str, T
     infos: dict[str, TensorInfo] = {}
     with open_regular(file) as fd:
         size = os.fstat(fd).st_size
-        cur = ByteCursor(fd, file, size, "CTranslate2 header")
+        # names and shapes sit between the variables' data: small windows, no over-read of the data
+        cur = ByteCursor(fd, file, size, "CTranslate2 header", chunk=512)
         version = cur.unpack("<I")
         if not MIN_VERSION <= version <= MAX_VERSION:
             raise CheckpointError(

@@ -128,6 +128,9 @@ def read_small_file(path: Path, max_bytes: int, what: str) -> bytes:
         return pread_exact(fd, size, 0, path, what)
 
 
+_U64 = struct.Struct("<Q")
+
+
 class ByteCursor:
     """Sequential little-endian reader over a descriptor, fetching 64 KiB windows with pread.
 
@@ -137,11 +140,48 @@ class ByteCursor:
 
     CHUNK = 1 << 16
 
-    def __init__(self, fd: int, file: Path, size: int, what: str, start: int = 0) -> None:
+    def __init__(self, fd: int, file: Path, size: int, what: str, start: int = 0, chunk: int = CHUNK) -> None:
         self.fd, self.file, self.size, self.what = fd, file, size, what
         self.pos = start
+        self.chunk = chunk  # small for headers interleaved with data (CTranslate2), large for long walks
         self._buf = b""
         self._base = start
+
+    def _fill(self, n: int) -> None:
+        """Make the window start at ``pos`` and hold at least ``n`` bytes."""
+        length = min(max(n, self.chunk), self.size - self.pos)
+        self._buf = pread_exact(self.fd, length, self.pos, self.file, self.what)
+        self._base = self.pos
+
+    def skip_prefixed(self, count: int, max_len: int, what: str) -> None:
+        """Skip ``count`` uint64-length-prefixed byte strings (GGUF token arrays) in one tight loop.
+
+        Raises:
+            CheckpointLimitError: a length above ``max_len`` (``what`` names the array).
+            CheckpointError: the strings run past the end of the file.
+        """
+        from deadir.errors import CheckpointLimitError
+
+        unpack_from = _U64.unpack_from
+        pos, base, buf, size = self.pos, self._base, self._buf, self.size
+        last = len(buf) - 8  # the last window offset at which 8 bytes remain
+        for _ in range(count):
+            off = pos - base
+            if off > last:
+                self.pos = pos
+                if pos + 8 > size:
+                    raise self._truncated(8)
+                self._fill(8)
+                base, buf, off, last = self._base, self._buf, 0, len(self._buf) - 8
+            (n,) = unpack_from(buf, off)
+            if n > max_len:
+                raise CheckpointLimitError(
+                    f"{self.file}: {what} string length (bytes) is {n}, above the limit {max_len}"
+                )
+            pos += 8 + n
+        if pos > size:
+            raise self._truncated(pos - size)
+        self.pos = pos
 
     def _truncated(self, n: int) -> CheckpointError:
         return CheckpointError(f"{self.file}: truncated {self.what} at byte {self.pos} (needs {n} more bytes)")
@@ -152,9 +192,8 @@ class ByteCursor:
             raise self._truncated(n)
         start = self.pos - self._base
         if start < 0 or start + n > len(self._buf):
-            length = min(max(n, self.CHUNK), self.size - self.pos)
-            self._buf = pread_exact(self.fd, length, self.pos, self.file, self.what)
-            self._base, start = self.pos, 0
+            self._fill(n)
+            start = 0
         self.pos += n
         return self._buf[start : start + n]
 

@@ -66,10 +66,7 @@ class _Walker:
             raise CheckpointError(f"{self.file}: corrupt GGUF string at byte {self.cur.pos}: {exc}") from exc
 
     def skip_strings(self, count: int, key: str) -> None:
-        for _ in range(count):
-            n = self.cur.unpack("<Q")
-            self.limits.check(self.file, f"GGUF key {key!r} string length (bytes)", n, self.limits.max_string_bytes)
-            self.cur.skip(n)
+        self.cur.skip_prefixed(count, self.limits.max_string_bytes, f"GGUF key {key!r}")
 
     def _array_header(self, key: str, depth: int) -> tuple[list[Any] | None, Any]:
         """([etype, remaining, items] frame, None) for an array to decode, or (None, summary) when skipped."""
@@ -153,7 +150,7 @@ def _parse(file: Path, limits: Limits) -> tuple[dict[str, Any], dict[str, Tensor
         size = os.fstat(fd).st_size
         if size < 24:
             raise CheckpointError(f"{file}: truncated GGUF file ({size} bytes)")
-        cur = ByteCursor(fd, file, size, "GGUF header")
+        cur = ByteCursor(fd, file, size, "GGUF header", chunk=1 << 20)
         walker = _Walker(cur, limits)
         if cur.take(4) != GGUF_MAGIC:
             raise CheckpointError(f"{file}: not a GGUF file (bad magic)")
