@@ -184,7 +184,7 @@ def is_norm_tensor(name: str) -> bool:
 
 def floor_plan(path: Path, names: list[str] | None = None) -> tuple[Path, int, list[tuple[int, int]]]:
     """File, header byte count and norm-tensor spans for :func:`floor_read` (single-file checkpoints)."""
-    from deadir.checkpoints import list_tensors
+    from deadir.io import list_tensors
 
     infos = list_tensors(path)
     files = {i.file for i in infos.values()}
@@ -207,7 +207,7 @@ def scan_callable() -> tuple[Callable[[Path], Any] | None, str]:
 def _sanity(subject: Subject, result: dict[str, Any]) -> dict[str, Any]:
     """Untimed: does the γ-read direction of the final norm agree with what the eigensolve measured?"""
     from deadir import inverse_scale_direction, measure_kernel
-    from deadir.checkpoints import read_tensors
+    from deadir.io import read_tensors
 
     gamma = read_tensors(subject.path, [subject.final_gamma])[subject.final_gamma]
     try:

@@ -23,8 +23,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -147,22 +145,12 @@ def _values(spec: GPT2Spec) -> Iterator[tuple[str, npt.NDArray[np.float32]]]:
 
 def write_safetensors_streaming(path: Path, spec: GPT2Spec) -> int:
     """Write ``spec`` as one safetensors file, a tensor at a time; returns the file size in bytes."""
-    header: dict[str, Any] = {"__metadata__": {"format": "pt", "deadir_bench_spec": spec.key()}}
-    offset = 0
-    for name, shape in spec.tensors():
-        n = 4 * int(np.prod(shape))
-        header[name] = {"dtype": "F32", "shape": list(shape), "data_offsets": [offset, offset + n]}
-        offset += n
-    blob = json.dumps(header, separators=(",", ":")).encode()
-    blob += b" " * (-len(blob) % _ALIGN)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as fh:
-        fh.write(struct.pack("<Q", len(blob)))
-        fh.write(blob)
-        for _name, arr in _values(spec):
-            fh.write(np.ascontiguousarray(arr, dtype="<f4").tobytes())
-    os.replace(tmp, path)
-    return path.stat().st_size
+    from deadir.testing.checkpoints import write_safetensors_stream
+
+    entries = [(name, "F32", shape) for name, shape in spec.tensors()]
+    chunks = (np.ascontiguousarray(arr, dtype="<f4").tobytes() for _name, arr in _values(spec))
+    return write_safetensors_stream(path, entries, chunks, metadata={"format": "pt", "deadir_bench_spec": spec.key()},
+                                    align=_ALIGN)
 
 
 def ensure_checkpoint(root: Path, spec: GPT2Spec) -> Path:

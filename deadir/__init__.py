@@ -7,7 +7,10 @@ it off checkpoints from γ alone and verifies it with a forward pass.
 
 from __future__ import annotations
 
-from deadir import scan  # the callable module: deadir.scan(path) and deadir.scan.compare_to_baseline(...)
+from deadir import (
+    scan,  # the callable module: deadir.scan(path) and deadir.scan.compare_to_baseline(...)
+    verify,  # the callable package (deadir/verify/__init__.py): deadir.verify(model, inputs)
+)
 from deadir.bound import KernelErrorBound, kernel_error_bound, unit_roundoff
 from deadir.classify import NormClass, classify_norm
 from deadir.covariance import CovarianceAccumulator
@@ -33,7 +36,7 @@ from deadir.models.inputs import make_inputs
 from deadir.models.sites import Site
 from deadir.norms import NormSpec, known_norm_classes, register_norm_class
 from deadir.scan import ScanReport, ScanSite
-from deadir.verify import VerifyReport, verify, verify_against_init
+from deadir.verify import VerifyReport, verify_against_init
 
 __version__ = "0.1.0"
 

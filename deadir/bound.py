@@ -1,4 +1,8 @@
-"""A-priori floating-point bound on how far computed LayerNorm outputs leave the hyperplane (T10).
+"""A-priori floating-point bounds (T10): the kernel bound and the forward bound, side by side.
+
+:func:`kernel_error_bound` bounds how far computed LayerNorm outputs leave the hyperplane
+⟨γ⁻¹, y − β⟩ = 0; :func:`forward_error_bound` bounds each computed output entry |ŷᵢ − yᵢ|
+(the T8 shift-invariance check compares two outputs within the sum of two such bounds).
 
 Exact arithmetic puts every LayerNorm output on ⟨γ⁻¹, y − β⟩ = 0 (T1). A LayerNorm computed
 in a format with unit roundoff u does not; this module bounds, before any measurement, the
@@ -57,14 +61,13 @@ from typing import Any
 
 import numpy as np
 
-from deadir.arrays import as_vector
-from deadir.direction import effective_scale
+from deadir.arrays import FloatArray, as_vector
+from deadir.direction import effective_scale, real_offset
 from deadir.errors import InputShapeError
-from deadir.precision import UNIT_ROUNDOFF, dtype_name, unit_roundoff
+from deadir.precision import SMALLEST_SUBNORMAL, UNIT_ROUNDOFF, dtype_name, unit_roundoff
 
-__all__ = ["KernelErrorBound", "gamma_k", "kernel_error_bound", "unit_roundoff"]
+__all__ = ["KernelErrorBound", "forward_error_bound", "gamma_k", "kernel_error_bound", "unit_roundoff"]
 
-_dtype_name = dtype_name
 
 
 def gamma_k(k: int, u: float) -> float:
@@ -170,8 +173,7 @@ def kernel_error_bound(
             mean_ratio or offset, non-finite beta, variance_floor not positive and finite.
         DegenerateScaleError: some gamma + offset is zero or non-finite (indices named).
     """
-    if not math.isfinite(offset):
-        raise InputShapeError(f"offset: must be finite, got {offset!r}")
+    offset = real_offset(offset)
     if not (math.isfinite(mean_ratio) and mean_ratio >= 0.0):
         raise InputShapeError(f"mean_ratio: must be finite and >= 0, got {mean_ratio!r}")
     if not (math.isfinite(variance_floor) and variance_floor > 0.0):
@@ -202,8 +204,8 @@ def kernel_error_bound(
             )
         s_beta_scaled = float(np.sum(np.abs(b) * scaled_inv))  # = amin · Σ|βᵢ/γᵢ|
         b_max = float(np.max(np.abs(b)))
-    out_name = _dtype_name(dtype)
-    comp_name = out_name if compute_dtype is None else _dtype_name(compute_dtype)
+    out_name = dtype_name(dtype)
+    comp_name = out_name if compute_dtype is None else dtype_name(compute_dtype)
     u, uc = UNIT_ROUNDOFF[out_name], UNIT_ROUNDOFF[comp_name]
     scaled_norm = float(np.linalg.norm(scaled_inv))  # = amin · ‖γ⁻¹‖, in [1, √d]
     rho = float(mean_ratio)
@@ -248,4 +250,42 @@ def kernel_error_bound(
         variance_floor=eta,
         rayleigh_rel_apriori=apriori,
         rayleigh_rel_spread=spread,
+    )
+
+
+def forward_error_bound(z: FloatArray, gamma: FloatArray, beta: FloatArray, rho: FloatArray, *, dtype: Any,
+                        compute_dtype: Any) -> FloatArray:
+    """First-order bound on |ŷᵢ − yᵢ| of a LayerNorm row computed in floating point (units of y), per entry.
+
+    Derivation (standard model fl(a∘b) = (a∘b)(1+δ), |δ| ≤ u; u_c of ``compute_dtype``,
+    u of ``dtype``; z the exact standardised row, ρ = |μ|/√(σ²+ε) per row; Higham's γ_k):
+
+    * the computed mean errs by |e| ≤ γ_{d+1}(u_c)(|μ| + σ), which shifts every ẑᵢ by
+      |e|·r̂ ≤ γ_{d+1}(u_c)(1 + ρ) (r̂ = 1/√(σ̂² + ε));
+    * the variance, accumulated two-pass or by Welford's update, has relative error
+      ≤ γ_{2d+4}(u_c)(1 + ρ) (Welford: n·u·κ with κ = √(1+ρ²) ≤ 1 + ρ; two-pass: γ_{d+2},
+      the mean error entering only at second order); the square root halves it and the
+      reciprocal and division add 2u_c: η = γ_{2d+4}(u_c)(1+ρ) + 2u_c on r̂;
+    * the elementwise standardisation, also in PyTorch's fused form xᵢr̂ − μ̂r̂, rounds
+      three values of magnitude ≤ |zᵢ| + ρ: 3u_c(|zᵢ| + ρ);
+    * γᵢẑᵢ + βᵢ rounds twice in the compute dtype, and up to twice more in the output
+      dtype (a cast, plus the affine map done after the cast as in Llama-style modules):
+      (2u_c + 2u)(|γᵢzᵢ| + |βᵢ|).
+
+    Hence |ŷᵢ − yᵢ| ≤ |γᵢ|·(γ_{d+1}(1+ρ) + 3u_c(|zᵢ|+ρ) + η|zᵢ|) + (2u_c + 2u)(|γᵢzᵢ| + |βᵢ|),
+    to first order in u, plus 2(s_c + s) for the four roundings of γᵢẑᵢ + βᵢ whose results may be
+    subnormal (γ near the smallest normal), where the error is absolute, at most half the smallest
+    subnormal s of the format. Shape of the result: that of ``z``.
+    """
+    u, uc = unit_roundoff(dtype), unit_roundoff(compute_dtype)
+    d = z.shape[-1]
+    r = np.asarray(rho, dtype=np.float64).reshape(-1, 1)
+    eta = gamma_k(2 * d + 4, uc) * (1.0 + r) + 2.0 * uc
+    az = np.abs(z)
+    ag = np.abs(gamma)
+    return np.asarray(
+        ag * (gamma_k(d + 1, uc) * (1.0 + r) + 3.0 * uc * (az + r) + eta * az)
+        + (2.0 * uc + 2.0 * u) * (ag * az + np.abs(beta))
+        + 2.0 * (SMALLEST_SUBNORMAL[dtype_name(compute_dtype)] + SMALLEST_SUBNORMAL[dtype_name(dtype)]),
+        dtype=np.float64,
     )

@@ -26,6 +26,23 @@ from deadir.errors import DegenerateScaleError, InputShapeError
 IntArray = npt.NDArray[np.intp]
 
 
+def real_offset(offset: Any) -> float:
+    """``offset`` as a finite float (a real number: int, float, numpy scalar; not a string or a bool).
+
+    Raises:
+        InputShapeError: not a real number, not finite, or beyond float64 (e.g. a 401-digit integer).
+    """
+    if isinstance(offset, (bool, np.bool_)) or not isinstance(offset, (int, float, np.integer, np.floating)):
+        raise InputShapeError(f"offset: expected a real number, got {type(offset).__name__} {offset!r}")
+    try:
+        value = float(offset)
+    except OverflowError as exc:
+        raise InputShapeError(f"offset: {str(offset)[:20]}... is beyond float64") from exc
+    if not np.isfinite(value):
+        raise InputShapeError(f"offset: must be finite, got {offset!r}")
+    return value
+
+
 def effective_scale(gamma: Any, *, offset: float = 0.0, name: str = "gamma") -> FloatArray:
     """Return γ + offset as float64 (offset 1.0 for Gemma-style (1 + w) scaling).
 
@@ -33,9 +50,8 @@ def effective_scale(gamma: Any, *, offset: float = 0.0, name: str = "gamma") -> 
         InputShapeError: ``gamma`` is not a non-empty 1-D real vector, or ``offset`` is not finite.
         DegenerateScaleError: some γᵢ + offset is zero, NaN or infinite (indices named).
     """
-    if not np.isfinite(offset):
-        raise InputShapeError(f"offset: must be finite, got {offset!r}")
-    g = as_vector(gamma, name=name) + float(offset)
+    offset = real_offset(offset)
+    g = as_vector(gamma, name=name) + offset
     kinds: dict[int, str] = {}
     for i in np.flatnonzero(np.isnan(g)):
         kinds[int(i)] = "nan"
@@ -95,7 +111,7 @@ def dead_channels(gamma: Any, *, rel_tol: float, offset: float = 0.0) -> IntArra
     """
     if not (np.isfinite(rel_tol) and 0.0 < rel_tol < 1.0):
         raise InputShapeError(f"rel_tol: must lie in (0, 1), got {rel_tol!r}")
-    g = as_vector(gamma, name="gamma") + float(offset)
+    g = as_vector(gamma, name="gamma") + real_offset(offset)
     bad = np.flatnonzero(~np.isfinite(g))
     if bad.size:
         raise DegenerateScaleError(

@@ -35,3 +35,28 @@ class UnknownNormError(DeadirError, TypeError):
 
 class CheckpointError(DeadirError, ValueError):
     """A checkpoint file or folder is missing, malformed or unsupported."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint path is not safe to open: not a regular file (a FIFO, a device, a folder where a
+    file was expected), a symlink out of the checkpoint's folder, or a shard named outside it."""
+
+
+class CheckpointLimitError(CheckpointError):
+    """A checkpoint exceeds one of the parser limits of :mod:`deadir.io.limits` (header bytes,
+    metadata entries, tensor count, array nesting, string length, JSON depth or digits)."""
+
+
+class UnsupportedDtypeError(CheckpointError):
+    """A tensor is stored in a dtype deadir cannot widen to float64 exactly (float8, quantised
+    CTranslate2 weights, an unknown GGML type); the message names the tensor."""
+
+
+class OutputError(DeadirError, OSError):
+    """A report or plot could not be written to its destination (missing folder, a directory,
+    read-only, a special file system); nothing partial is left behind."""
+
+
+class ConfigMismatchError(CheckpointError):
+    """A checkpoint's tensors contradict its own config (e.g. a final norm of length 3 in a
+    model whose hidden size is 8); the message names the tensor, both numbers and the key."""

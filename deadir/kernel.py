@@ -20,8 +20,9 @@ import numpy as np
 from deadir.arrays import FloatArray, as_rows, as_vector, is_torch_tensor
 from deadir.covariance import CovarianceAccumulator
 from deadir.errors import InputShapeError
+from deadir.precision import UNIT_ROUNDOFF
 
-FLOAT64_ROUNDOFF = float(np.finfo(np.float64).eps) / 2.0
+FLOAT64_ROUNDOFF = UNIT_ROUNDOFF["float64"]
 
 
 def unit_direction(direction: Any, d: int, *, name: str = "direction") -> FloatArray:
@@ -156,18 +157,34 @@ def measure_kernel(activations_or_accumulator: Any, direction: Any) -> KernelRep
             bad direction.
     """
     src = activations_or_accumulator
-    if isinstance(src, CovarianceAccumulator):
-        acc = src
-        pstd: float | None = None
-    else:
-        rows = src.detach().reshape(-1, src.shape[-1]) if is_torch_tensor(src) else as_rows(src, name="activations")
-        acc = CovarianceAccumulator(int(rows.shape[-1])).update(rows)
-        pstd = projection_std(rows, direction)
-    if acc.n < 2:
-        raise InputShapeError(f"activations: need at least 2 samples for a covariance, got {acc.n}")
-    v = unit_direction(direction, acc.d)
-    c = acc.cov()
-    eigvals, eigvecs = np.linalg.eigh(c)
+    # Overflow (activations near 1e154 and beyond square past float64) raises instead of warning,
+    # and is reported as bad input: a covariance of inf/NaN has no kernel to measure.
+    try:
+        with np.errstate(over="raise", invalid="raise"):
+            if isinstance(src, CovarianceAccumulator):
+                acc = src
+                pstd: float | None = None
+            else:
+                if is_torch_tensor(src):
+                    if src.ndim == 0:
+                        raise InputShapeError("activations: expected shape (..., d), got a 0-d tensor")
+                    rows = src.detach().reshape(-1, src.shape[-1])
+                else:
+                    rows = as_rows(src, name="activations")
+                acc = CovarianceAccumulator(int(rows.shape[-1])).update(rows)
+                pstd = projection_std(rows, direction)
+            if acc.n < 2:
+                raise InputShapeError(f"activations: need at least 2 samples for a covariance, got {acc.n}")
+            v = unit_direction(direction, acc.d)
+            c = acc.cov()
+            if not np.all(np.isfinite(c)):
+                raise FloatingPointError("non-finite covariance")
+            eigvals, eigvecs = np.linalg.eigh(c)
+    except (FloatingPointError, np.linalg.LinAlgError) as exc:
+        raise InputShapeError(
+            f"activations: the float64 covariance overflows or cannot be diagonalised ({exc}); "
+            "rescale the activations (entries near 1e154 or larger square past float64)"
+        ) from exc
     lam_max = float(eigvals[-1])
     if lam_max <= 0.0:
         raise InputShapeError("activations: every sample is identical; the covariance is zero and has no kernel")

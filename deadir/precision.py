@@ -15,6 +15,8 @@ from deadir.errors import InputShapeError
 __all__ = [
     "DEAD_CHANNEL_REL_TOL",
     "HALF_PRECISION",
+    "SIGNIFICAND_BITS",
+    "SMALLEST_SUBNORMAL",
     "UNIT_ROUNDOFF",
     "default_compute_dtype",
     "dtype_name",
@@ -29,6 +31,16 @@ UNIT_ROUNDOFF: dict[str, float] = {
     "float64": 2.0**-53,
 }
 HALF_PRECISION = frozenset({"float16", "bfloat16"})
+# Significand bits p (implicit bit included): u = 2^-p.
+SIGNIFICAND_BITS: dict[str, int] = {"float16": 11, "bfloat16": 8, "float32": 24, "float64": 53}
+# Smallest positive subnormal (smallest normal × machine epsilon): the absolute error bound of a
+# rounding whose result is subnormal.
+SMALLEST_SUBNORMAL: dict[str, float] = {
+    "float16": 2.0**-24,
+    "bfloat16": 2.0**-133,
+    "float32": 2.0**-149,
+    "float64": 2.0**-1074,
+}
 
 _ALIASES = {
     "half": "float16",

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from deadir.errors import OutputError
 
 
 def fmt(value: Any) -> str:
@@ -73,21 +76,97 @@ def dumps(obj: Any) -> str:
     return json.dumps(to_jsonable(obj), indent=2, allow_nan=False)
 
 
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename, so readers never see half a file."""
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def check_destination(path: str | os.PathLike[str]) -> Path:
+    """Check, before any work is printed, that ``path`` can receive a report; returns it as a Path.
+
+    The destination may not exist yet (its folder is created), or be a regular file (replaced).
+
+    Raises:
+        OutputError: the path is a folder or a special file (device, FIFO, /proc entry), or
+            its folder cannot be created or is not a folder.
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write the report here: {exc.strerror or exc}") from exc
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise OutputError(f"{target}: is a folder; give a file name for the report")
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise OutputError(f"{target}: is not a regular file (a device, FIFO or special file); not overwriting it")
+    parent = target.parent
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"{target}: its parent {parent} is not a folder")
     return target
 
 
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, fsync, rename.
+
+    Readers never see half a file, a crash leaves the old file or the new one, and nothing is
+    left behind on failure. The file gets the mode a plain ``open`` would give it (0666 minus
+    the umask), not the temporary file's 0600. A missing folder is created.
+
+    Raises:
+        OutputError: any destination problem (a folder, a special file, a read-only or full
+            file system, a path the process may not write), named with the OS's reason.
+    """
+    target = check_destination(path)
+    tmp: str | None = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+        tmp = None
+        _fsync_folder(target.parent)
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write the report: {exc.strerror or exc}") from exc
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+    return target
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Persist the rename itself (best effort: some file systems refuse fsync on a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`write_bytes_atomic`).
+
+    Raises:
+        OutputError: any destination problem.
+    """
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Write ``obj`` as strict JSON to ``path`` atomically."""
+    """Write ``obj`` as strict JSON to ``path`` atomically.
+
+    Raises:
+        OutputError: any destination problem (see :func:`write_bytes_atomic`).
+    """
     return write_text_atomic(path, dumps(obj) + "\n")

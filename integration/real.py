@@ -2,7 +2,7 @@
 
 Each model is loaded in float32 from its own format (safetensors folder, GGUF through
 transformers' ``gguf_file=``, Whisper's CTranslate2 file through
-``deadir.checkpoints.load_ctranslate2_whisper``) and fed its own kind of input: real
+``deadir.whisper_ct2.load_ctranslate2_whisper``) and fed its own kind of input: real
 English text through the model's own tokenizer (GGUF files embed one), log-mel features
 of synthesised speech for Whisper's encoder, and the corpus tokenised by Whisper's own
 tokenizer for its decoder. Every model is also measured at random initialisation with
@@ -130,7 +130,7 @@ def load_checkpoint(path: str | os.PathLike[str], fmt: str) -> Loaded:
     t0 = time.perf_counter()
     p = Path(path)
     if fmt == "ctranslate2":
-        from deadir.checkpoints import ctranslate2_whisper_tokenizer, load_ctranslate2_whisper
+        from deadir.whisper_ct2 import ctranslate2_whisper_tokenizer, load_ctranslate2_whisper
 
         model = load_ctranslate2_whisper(p)
         tok = ctranslate2_whisper_tokenizer(p.parent if p.is_file() else p)

@@ -3,8 +3,8 @@
 * :func:`save_tiny_safetensors`: a Hugging Face folder (config.json, model.safetensors, a fast
   tokenizer) of any architecture of ``deadir.models.tiny_config`` at random init;
 * :func:`save_tiny_ct2_whisper`: a CTranslate2 Whisper ``model.bin`` with its tokenizer.json, written
-  by the CTranslate2 v6 writer of ``tests/test_checkpoints.py`` (an inverse of deadir's reader that
-  does not share its mapping).
+  by :func:`deadir.testing.checkpoints.write_ct2` (the shared tiny-checkpoint writers; the Whisper
+  variables come from a hand-written inverse that does not share deadir's mapping).
 
 The tokenizer is a word-level one trained on the suite's own corpus, so the text batches are the
 same distinct prompts that real checkpoints read.
@@ -55,7 +55,7 @@ def save_tiny_ct2_whisper(folder: Path, *, seed: int = 0) -> Path:
     import torch
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
-    from tests.test_checkpoints import _ALIAS, _whisper_to_ct2, write_ct2
+    from deadir.testing.checkpoints import CT2_WHISPER_ALIASES, whisper_to_ct2, write_ct2
 
     tok = word_tokenizer(specials=("[UNK]", *WHISPER_SPECIALS))
     vocab = tok.get_vocab_size()
@@ -70,4 +70,4 @@ def save_tiny_ct2_whisper(folder: Path, *, seed: int = 0) -> Path:
     model = WhisperForConditionalGeneration(config).eval()
     folder.mkdir(parents=True, exist_ok=True)
     tok.save(str(folder / "tokenizer.json"))
-    return write_ct2(folder / "model.bin", _whisper_to_ct2(model), _ALIAS)
+    return write_ct2(folder / "model.bin", whisper_to_ct2(model), aliases=CT2_WHISPER_ALIASES)

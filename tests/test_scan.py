@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import json
 import math
-import struct
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from deadir.direction import inverse_scale_direction
 from deadir.errors import CheckpointError, InputShapeError
 from deadir.models.sites import Site
 from deadir.scan import BaselineError, compare_to_baseline, load_baseline, scan, site_angle
+from deadir.testing.checkpoints import write_ct2
 
 # the engine module, whose reader functions the byte-count tests spy on
 scan_module = importlib.import_module("deadir.scan.engine")
@@ -117,11 +117,6 @@ def gguf_llama_like(rng: np.random.Generator, d: int = 32, mat: int = 1) -> dict
     return t
 
 
-def _ct2_string(s: str) -> bytes:
-    raw = s.encode() + b"\0"
-    return struct.pack("<H", len(raw)) + raw
-
-
 def write_ct2_whisper(path: Path, rng: np.random.Generator, d: int = 8) -> dict[str, np.ndarray]:
     """A tiny CTranslate2 (v6) WhisperSpec-like model.bin: one encoder and one decoder layer."""
     variables: dict[str, np.ndarray] = {"encoder/conv1/weight": rng.standard_normal((d, 4, 3)).astype(np.float16)}
@@ -132,18 +127,8 @@ def write_ct2_whisper(path: Path, rng: np.random.Generator, d: int = 8) -> dict[
         variables[f"{n}/gamma"] = gammas(rng, d).astype(np.float16)
         variables[f"{n}/beta"] = rng.standard_normal(d).astype(np.float16)
     variables["decoder/embeddings/weight"] = rng.standard_normal((16, d)).astype(np.float16)
-    write_ct2(path, variables, "WhisperSpec")
+    write_ct2(path, variables, spec="WhisperSpec")
     return variables
-
-
-def write_ct2(path: Path, variables: Mapping[str, np.ndarray], spec: str) -> None:
-    out = bytearray(struct.pack("<I", 6) + _ct2_string(spec) + struct.pack("<I", 1))
-    out += struct.pack("<I", len(variables))
-    for name, value in variables.items():
-        out += _ct2_string(name) + struct.pack("<B", value.ndim) + struct.pack(f"<{value.ndim}I", *value.shape)
-        out += struct.pack("<B", 4) + struct.pack("<I", value.nbytes) + value.tobytes()
-    out += struct.pack("<I", 0)
-    path.write_bytes(bytes(out))
 
 
 # ----------------------------------------------------------------------------- per architecture
@@ -310,7 +295,7 @@ def test_ctranslate2_other_spec_guesses_kind_from_beta(tmp_path: Path, rng: np.r
         "decoder/layer_norm/gamma": gammas(rng, d).astype(np.float16),  # RMSNorm in CTranslate2: no beta
         "decoder/layer_0/ffn/linear_0/weight": rng.standard_normal((2 * d, d)).astype(np.float16),
     }
-    write_ct2(tmp_path / "model.bin", variables, "TransformerDecoderModelSpec")
+    write_ct2(tmp_path / "model.bin", variables, spec="TransformerDecoderModelSpec")
     report = scan(tmp_path / "model.bin")
     assert report.arch == "ctranslate2" and not report.arch_known
     got = {s.site.path: (s.site.spec.kind, s.kind_source, s.guessed) for s in report.sites}

@@ -217,7 +217,8 @@ def test_found_by_fuzzing_gemma_offset_groupnorm_constant_group_and_dead_rms_cha
 
 def test_found_by_fuzzing_rows_beyond_the_dtype_and_subnormal_outputs() -> None:
     """Second dev-profile run: what no implementation can resolve is left out, not failed."""
-    from deadir.testing.assertions import UndefinedOutputError, _rows, _smallest_subnormal, check_hyperplane
+    from deadir.precision import SMALLEST_SUBNORMAL
+    from deadir.testing.assertions import UndefinedOutputError, _rows, check_hyperplane
 
     # float32, ε = 0: a row whose mean's rounding (~6e-8·4.8) exceeds its spread (~5e-7) is noise
     ln32 = prepare_norm(torch.nn.LayerNorm(2), 2, gamma=[-0.01, -0.01], beta=np.zeros(2), eps=0.0, dtype="float32")
@@ -229,4 +230,4 @@ def test_found_by_fuzzing_rows_beyond_the_dtype_and_subnormal_outputs() -> None:
     with pytest.raises(UndefinedOutputError):
         check_hyperplane(ln16, [[0.37719727, 0.37719727]])
     # the absolute error of a subnormal result: half the smallest subnormal of each format
-    assert _smallest_subnormal("bfloat16") == 2.0**-133 and _smallest_subnormal("float16") == 2.0**-24
+    assert SMALLEST_SUBNORMAL["bfloat16"] == 2.0**-133 and SMALLEST_SUBNORMAL["float16"] == 2.0**-24

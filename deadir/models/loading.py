@@ -98,7 +98,7 @@ def load_model(path: str, *, dtype: Any = None, device: str = "cpu", seed: int =
     local folder with config.json and safetensors (``AutoModel.from_pretrained(folder,
     local_files_only=True)``), or a ``.gguf`` file (``AutoModelForCausalLM.from_pretrained(folder,
     gguf_file=name)``, of which the base model is returned), or a CTranslate2 Whisper
-    ``model.bin`` or its folder (:func:`deadir.checkpoints.load_ctranslate2_whisper`). Pickled
+    ``model.bin`` or its folder (:func:`deadir.whisper_ct2.load_ctranslate2_whisper`). Pickled
     weights are refused, never loaded. The tokenizer is loaded from the same place when it is
     there (else None). ``dtype`` is a torch dtype or its name.
     ``device`` is a torch device, or ``"auto"``: accelerate places the layers over every
@@ -137,11 +137,8 @@ def load_model(path: str, *, dtype: Any = None, device: str = "cpu", seed: int =
         kwargs["dtype"] = tdtype
     if device == "auto":
         kwargs["device_map"] = "auto"
-    from deadir.checkpoints import (
-        ctranslate2_whisper_tokenizer,
-        detect_format,
-        load_ctranslate2_whisper,
-    )
+    from deadir.io import detect_format
+    from deadir.whisper_ct2 import ctranslate2_whisper_tokenizer, load_ctranslate2_whisper
 
     # refuses pickled weights and unknown files before transformers sees them
     if detect_format(p) == "ctranslate2":  # Whisper's model.bin (or its folder): a flat binary, not pickle

@@ -35,10 +35,11 @@ from typing import Any
 import numpy as np
 
 from deadir import arch as arch_records
-from deadir import checkpoints
 from deadir.arrays import FloatArray, as_float64
 from deadir.direction import dead_channels, inverse_scale_direction, live_fraction
 from deadir.errors import CheckpointError, DegenerateScaleError, InputShapeError
+from deadir.io import Checkpoint, TensorInfo, open_checkpoint
+from deadir.io.gguf import check_hidden_norm_lengths
 from deadir.models.sites import Site, find_norms
 from deadir.norms import NormSpec
 from deadir.precision import DEAD_CHANNEL_REL_TOL
@@ -60,7 +61,7 @@ Reader = Callable[[Sequence[str]], dict[str, FloatArray]]
 def _build_site(
     c: Candidate,
     values: Mapping[str, FloatArray],
-    infos: Mapping[str, checkpoints.TensorInfo],
+    infos: Mapping[str, TensorInfo],
     *,
     gguf_stores_effective: bool,
     dead_rel_tol: float,
@@ -135,44 +136,36 @@ def _measure(
 @dataclasses.dataclass
 class _Source:
     format: str
-    infos: dict[str, checkpoints.TensorInfo]
+    infos: Mapping[str, TensorInfo]
     config: dict[str, Any]
     read: Reader
     config_warning: str | None = None
 
 
-def _read_tensors(path: str | os.PathLike[str], names: Sequence[str],
-                  infos: Mapping[str, checkpoints.TensorInfo] | None = None) -> dict[str, FloatArray]:
-    """All tensor reads of a file checkpoint go through here (tests count what is asked for)."""
-    return checkpoints.read_tensors(path, names, infos=infos)
+def _read_tensors(checkpoint: Checkpoint, names: Sequence[str],
+                  infos: Mapping[str, TensorInfo] | None = None) -> dict[str, FloatArray]:
+    """All tensor reads of a safetensors / CTranslate2 checkpoint go through here (tests count what is asked for)."""
+    return checkpoint.read(names)
 
 
 def _open_file(path: str | os.PathLike[str]) -> _Source:
-    fmt = checkpoints.detect_format(path)
-    if fmt == "gguf":
-        # One header walk for names, metadata and offsets (the public helpers would each re-walk
-        # it, ~0.1 s per walk on files with 150k-260k token vocabularies).
-        _, file = checkpoints._resolve(path)
-        header = checkpoints._gguf_header(file)
-
-        def read_gguf(names: Sequence[str]) -> dict[str, FloatArray]:
-            return _read_tensors_gguf(header, names)
-
-        return _Source(fmt, dict(header.tensors), dict(header.metadata), read_gguf)
-    infos = checkpoints.list_tensors(path)
+    checkpoint = open_checkpoint(path)  # one header walk for names, metadata and offsets
+    if checkpoint.format == "gguf":
+        return _Source(checkpoint.format, checkpoint.tensors, checkpoint.config,
+                       lambda names: _read_tensors_gguf(checkpoint, names))
     warning = None
-    try:
-        config = checkpoints.read_config(path)
-    except CheckpointError as exc:
-        if "no config.json" not in str(exc):
-            raise
-        config, warning = {}, f"no config.json next to the weights: architecture unknown ({exc})"
-    return _Source(fmt, infos, config, lambda names: _read_tensors(path, names, infos), warning)
+    if checkpoint.config_file is None:
+        warning = ("no config.json next to the weights: architecture unknown "
+                   f"({checkpoint.path.parent / 'config.json'} does not exist)")
+    return _Source(checkpoint.format, checkpoint.tensors, checkpoint.config,
+                   lambda names: _read_tensors(checkpoint, names, checkpoint.tensors), warning)
 
 
-def _read_tensors_gguf(header: Any, names: Sequence[str]) -> dict[str, FloatArray]:
-    """GGUF reads by offset (np.fromfile of each tensor's own bytes)."""
-    return checkpoints._read_gguf(header, list(names))
+def _read_tensors_gguf(checkpoint: Checkpoint, names: Sequence[str]) -> dict[str, FloatArray]:
+    """GGUF reads by offset (one positioned read of each tensor's own bytes), residual norms checked
+    against ``<arch>.embedding_length`` first."""
+    check_hidden_norm_lengths(checkpoint, names)
+    return checkpoint.read(names)
 
 
 def _arch_of(source: _Source, names: Mapping[str, Any]) -> str:
@@ -282,7 +275,7 @@ def _scan_model(model: Any, *, arch: str | None, dead_rel_tol: float, t0: float)
     config: dict[str, Any] = dict(to_dict()) if callable(to_dict) else {}
     arch_name = arch if arch is not None else str(config.get("model_type") or "")
     infos = {
-        n: checkpoints.TensorInfo(n, tuple(int(s) for s in p.shape), str(p.dtype).removeprefix("torch.").upper(),
+        n: TensorInfo(n, tuple(int(s) for s in p.shape), str(p.dtype).removeprefix("torch.").upper(),
                                   Path(where), int(p.numel() * p.element_size()), 0)
         for n, p in params.items()
     }  # fmt: skip

@@ -29,7 +29,7 @@ _HIDDEN_KEYS = ("hidden_size", "d_model", "n_embd", "dim", "embed_dim", "text_co
 
 
 class TensorShape(Protocol):
-    """What naming needs of a tensor's index entry (deadir.checkpoints.TensorInfo has it)."""
+    """What naming needs of a tensor's index entry (deadir.io.TensorInfo has it)."""
 
     @property
     def shape(self) -> tuple[int, ...]: ...

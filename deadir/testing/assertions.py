@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from deadir.arrays import FloatArray, as_rows, as_vector, is_torch_tensor
-from deadir.bound import gamma_k, kernel_error_bound, unit_roundoff
+from deadir.bound import forward_error_bound, gamma_k, kernel_error_bound, unit_roundoff
 from deadir.direction import dead_channels, effective_scale, inverse_scale_direction
 from deadir.errors import DeadirError, InputShapeError, UnknownNormError
 from deadir.norms import NormKind, NormSpec
@@ -446,52 +446,6 @@ def check_kernel(prep: PreparedNorm, x: Any) -> Measurement:
                                 detail=f"Rayleigh quotient v^T C v / lambda_max over {rows.shape[0]} rows "
                                        f"(lambda_max = {lam:.4g})")
     return Measurement("T2 kernel", q, limit, (std / res) ** 2 if res > 0 else 0.0, prep.d, rows.shape[0], out)
-
-
-def forward_error_bound(z: FloatArray, gamma: FloatArray, beta: FloatArray, rho: FloatArray, *, dtype: Any,
-                        compute_dtype: Any) -> FloatArray:
-    """First-order bound on |ŷᵢ − yᵢ| of a LayerNorm row computed in floating point (units of y), per entry.
-
-    Derivation (standard model fl(a∘b) = (a∘b)(1+δ), |δ| ≤ u; u_c of ``compute_dtype``,
-    u of ``dtype``; z the exact standardised row, ρ = |μ|/√(σ²+ε) per row; Higham's γ_k):
-
-    * the computed mean errs by |e| ≤ γ_{d+1}(u_c)(|μ| + σ), which shifts every ẑᵢ by
-      |e|·r̂ ≤ γ_{d+1}(u_c)(1 + ρ) (r̂ = 1/√(σ̂² + ε));
-    * the variance, accumulated two-pass or by Welford's update, has relative error
-      ≤ γ_{2d+4}(u_c)(1 + ρ) (Welford: n·u·κ with κ = √(1+ρ²) ≤ 1 + ρ; two-pass: γ_{d+2},
-      the mean error entering only at second order); the square root halves it and the
-      reciprocal and division add 2u_c: η = γ_{2d+4}(u_c)(1+ρ) + 2u_c on r̂;
-    * the elementwise standardisation, also in PyTorch's fused form xᵢr̂ − μ̂r̂, rounds
-      three values of magnitude ≤ |zᵢ| + ρ: 3u_c(|zᵢ| + ρ);
-    * γᵢẑᵢ + βᵢ rounds twice in the compute dtype, and up to twice more in the output
-      dtype (a cast, plus the affine map done after the cast as in Llama-style modules):
-      (2u_c + 2u)(|γᵢzᵢ| + |βᵢ|).
-
-    Hence |ŷᵢ − yᵢ| ≤ |γᵢ|·(γ_{d+1}(1+ρ) + 3u_c(|zᵢ|+ρ) + η|zᵢ|) + (2u_c + 2u)(|γᵢzᵢ| + |βᵢ|),
-    to first order in u, plus 2(s_c + s) for the four roundings of γᵢẑᵢ + βᵢ whose results may be
-    subnormal (γ near the smallest normal), where the error is absolute, at most half the smallest
-    subnormal s of the format. Shape of the result: that of ``z``.
-    """
-    u, uc = unit_roundoff(dtype), unit_roundoff(compute_dtype)
-    d = z.shape[-1]
-    r = np.asarray(rho, dtype=np.float64).reshape(-1, 1)
-    eta = gamma_k(2 * d + 4, uc) * (1.0 + r) + 2.0 * uc
-    az = np.abs(z)
-    ag = np.abs(gamma)
-    return np.asarray(
-        ag * (gamma_k(d + 1, uc) * (1.0 + r) + 3.0 * uc * (az + r) + eta * az)
-        + (2.0 * uc + 2.0 * u) * (ag * az + np.abs(beta))
-        + 2.0 * (_smallest_subnormal(compute_dtype) + _smallest_subnormal(dtype)),
-        dtype=np.float64,
-    )
-
-
-def _smallest_subnormal(dtype: Any) -> float:
-    """The smallest positive subnormal of a float format (smallest normal × machine epsilon)."""
-    import torch
-
-    info = torch.finfo(getattr(torch, dtype_name(dtype)))
-    return float(info.tiny) * float(info.eps)
 
 
 def _exact_shift_grid(x: FloatArray, t: FloatArray, dtype: str) -> tuple[FloatArray, FloatArray]:

@@ -1,4 +1,4 @@
-"""Verify the predicted dead directions of a model with forward passes.
+"""The forward-pass engine of :func:`deadir.verify`: hooks, streaming accumulators, per-site results.
 
 :func:`verify` hooks every norm site (from :func:`deadir.find_norms`) and every block of
 the model, runs the inputs through in batches, and streams each site's outputs into a
@@ -17,7 +17,7 @@ reports, for the predicted direction v = γ⁻¹/‖γ⁻¹‖ (𝟙 for scale-t
   rayleigh_rel ≤ floor_rel. RMSNorm
   sites get the same γ⁻¹ measurement as a control: the theory predicts *no* kernel, so
   ``at_floor`` should be False there;
-* dead channels (|γᵢ| ≤ :data:`DEAD_REL_TOL` · median|γ|, each an exact null direction of
+* dead channels (|γᵢ| ≤ :data:`deadir.precision.DEAD_CHANNEL_REL_TOL` · median|γ|, each an exact null direction of
   its own) and the share of v on the live channels;
 * ``distinct_rows``: how many different output rows the site saw (fingerprinted on the
   device). With fewer than d + 1 distinct rows the covariance is rank-deficient whatever
@@ -35,7 +35,6 @@ Memory: one d×d float64 matrix per site and per block (d = 4096: 128 MiB each);
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -46,243 +45,25 @@ from deadir.arrays import FloatArray
 from deadir.bound import kernel_error_bound
 from deadir.covariance import CovarianceAccumulator
 from deadir.direction import dead_channels, inverse_scale_direction, live_fraction
-from deadir.errors import DeadirError, DegenerateScaleError, InputShapeError, UnknownNormError
+from deadir.errors import DegenerateScaleError, InputShapeError, UnknownNormError
 from deadir.kernel import KernelReport, eigensolver_floor_rel, measure_kernel
-from deadir.models import find_norms, random_init_like
+from deadir.models import find_norms
 from deadir.models.sites import Site
-from deadir.report import render_table
+from deadir.precision import DEAD_CHANNEL_REL_TOL, default_compute_dtype
+from deadir.verify.report import DROP_RATIO, NEAR_NULL_TOLERANCES, BlockStat, SiteVerification, VerifyReport
 
-NEAR_NULL_TOLERANCES: tuple[float, ...] = (1e-10, 1e-6, 1e-3)
-"""Relative tolerances (of λmax) at which near-null eigenvalues are counted."""
-
-DROP_RATIO = 0.1
-"""A block whose residual σ_min is below DROP_RATIO × the previous block's is flagged."""
-
-DEAD_REL_TOL = 1e-6
-"""A channel is dead when |γᵢ| ≤ DEAD_REL_TOL · median |γ| (MiniLM/MPNet's γ ≈ 1e-33 channels)."""
+__all__ = ["rounding_floor_rel", "verify"]
 
 
-
-# --------------------------------------------------------------------------------------
-# report types
-# --------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class SiteVerification:
-    """The measurement at one norm site.
-
-    Attributes:
-        site: the site (path, spec, role, stack, block).
-        predicted: "kernel" when the theory predicts v is a kernel vector (mean-centring
-            kinds), "control" when it predicts none (rmsnorm, none: v = γ⁻¹ is measured to
-            show it is *not* one; and any site with an exact zero scale, where v is γ⁻¹ over
-            the live channels, T6).
-        n, d: samples (rows) and dimension.
-        distinct_rows: number of distinct output rows seen.
-        rank_limited: distinct_rows − 1 < d: the inputs alone leave null directions.
-        kernel: the full :class:`~deadir.KernelReport`, or None when no direction can be
-            formed (every scale zero, or non-finite scales).
-        projection_std: std of ⟨v, y⟩ over the rows, measured directly (units of y).
-        floor_rel: the T10 bound on what an exact kernel vector reaches (units of λmax).
-        mean_ratio: ρ = max over input rows of |mean x|/std x (None when the input was not seen).
-        at_floor: rayleigh_rel ≤ floor_rel (None when v is undefined).
-        near_null: {tol: number of eigenvalues ≤ tol·λmax}.
-        dead: dead channel indices; live_fraction: ‖v on live channels‖.
-        note: anything the numbers need to be read with.
-    """
-
-    site: Site
-    predicted: str
-    n: int
-    d: int
-    distinct_rows: int
-    rank_limited: bool
-    kernel: KernelReport | None
-    projection_std: float | None
-    floor_rel: float | None
-    mean_ratio: float | None
-    at_floor: bool | None
-    near_null: dict[float, int]
-    lambda_max: float
-    spectral_gap_rel: float
-    dead: tuple[int, ...]
-    live_fraction: float
-    note: str
-
-    @property
-    def rayleigh_rel(self) -> float | None:
-        """vᵀCv/λmax, or None when v is undefined."""
-        return None if self.kernel is None else self.kernel.rayleigh_rel
-
-    @property
-    def eigval_along_direction(self) -> float | None:
-        """vᵀCv (units of y²), or None."""
-        return None if self.kernel is None else self.kernel.rayleigh_rel * self.kernel.lambda_max
-
-    @property
-    def cos_bottom(self) -> float | None:
-        """|⟨v, bottom eigenvector⟩|, or None (v undefined, or several eigenvalues at the floor)."""
-        return None if self.kernel is None else self.kernel.cos_bottom
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary."""
-        return {
-            **self.site.to_dict(),
-            "predicted": self.predicted,
-            "n": self.n,
-            "distinct_rows": self.distinct_rows,
-            "rank_limited": self.rank_limited,
-            "rayleigh_rel": self.rayleigh_rel,
-            "eigval_along_direction": self.eigval_along_direction,
-            "cos_bottom": self.cos_bottom,
-            "floor_subspace_cos": None if self.kernel is None else self.kernel.floor_subspace_cos,
-            "projection_std": self.projection_std,
-            "floor_rel": self.floor_rel,
-            "mean_ratio": self.mean_ratio,
-            "at_floor": self.at_floor,
-            "lambda_max": self.lambda_max,
-            "spectral_gap_rel": self.spectral_gap_rel,
-            "near_null": {f"{tol:g}": k for tol, k in self.near_null.items()},
-            "dead_channels": list(self.dead),
-            "live_fraction": self.live_fraction,
-            "smallest_eigvals": [] if self.kernel is None else self.kernel.eigvals[:8].tolist(),
-            "note": self.note,
-        }
-
-
-@dataclasses.dataclass(frozen=True)
-class BlockStat:
-    """Residual-stream statistics at one block boundary.
-
-    ``block`` is the block index whose *output* was measured, or -1 for the input of
-    block 0 (the embeddings). ``sigma_min`` = √(n·max(λ_min, 0)) of the centred rows,
-    ``sigma_min_rel`` = σ_min/σ_max, ``ratio`` = σ_min / previous σ_min (None for the first),
-    ``dropped`` = ratio < DROP_RATIO, ``rank_limited`` = fewer distinct rows than d + 1
-    (then σ_min = 0 says nothing about the model).
-    """
-
-    container: str
-    stack: str
-    block: int
-    n: int
-    d: int
-    sigma_min: float
-    sigma_max: float
-    sigma_min_rel: float
-    ratio: float | None
-    dropped: bool
-    rank_limited: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields."""
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass(frozen=True)
-class VerifyReport:
-    """Everything :func:`verify` measured.
-
-    Attributes:
-        model_type, model_class: what was run.
-        forward_dtype: dtype of the forward pass (parameters); measurements are float64.
-        device: where it ran. n_batches, batch_size: how.
-        inputs: description of the inputs (kind, shapes, source).
-        sites: per-site measurements, in module order. blocks: residual statistics.
-        tolerances, drop_ratio, dead_rel_tol: the thresholds used.
-    """
-
-    model_type: str
-    model_class: str
-    forward_dtype: str
-    device: str
-    inputs: str
-    n_batches: int
-    batch_size: int
-    sites: list[SiteVerification]
-    blocks: list[BlockStat]
-    tolerances: tuple[float, ...] = NEAR_NULL_TOLERANCES
-    drop_ratio: float = DROP_RATIO
-    dead_rel_tol: float = DEAD_REL_TOL
-
-    def site(self, path: str) -> SiteVerification:
-        """The measurement of the site at ``path``.
-
-        Raises:
-            KeyError: no such site was measured.
-        """
-        for s in self.sites:
-            if s.site.path == path:
-                return s
-        raise KeyError(f"{path}: not a measured site; sites: {[s.site.path for s in self.sites][:20]}")
-
-    @property
-    def final(self) -> list[SiteVerification]:
-        """The measurements of the final-norm sites."""
-        return [s for s in self.sites if s.site.role == "final"]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready report."""
-        return {
-            "model_type": self.model_type,
-            "model_class": self.model_class,
-            "forward_dtype": self.forward_dtype,
-            "measurement_dtype": "float64",
-            "device": self.device,
-            "inputs": self.inputs,
-            "n_batches": self.n_batches,
-            "batch_size": self.batch_size,
-            "tolerances": list(self.tolerances),
-            "drop_ratio": self.drop_ratio,
-            "dead_rel_tol": self.dead_rel_tol,
-            "sites": [s.to_dict() for s in self.sites],
-            "blocks": [b.to_dict() for b in self.blocks],
-        }
-
-    def sites_table(self) -> str:
-        """Per-site table (plain text)."""
-        tols = self.tolerances
-        headers = ("site", "kind", "role", "d", "n", "rayleigh_rel", "floor", "at floor", "|cos|", "gap",
-                   *(f"null@{t:g}" for t in tols), "dead", "live")
-        rows = [
-            (s.site.path, s.site.spec.kind + ("*" if s.site.probed else ""), s.site.role, s.d, s.n, s.rayleigh_rel,
-             s.floor_rel, s.at_floor, s.cos_bottom, s.spectral_gap_rel, *(s.near_null[t] for t in tols),
-             len(s.dead), s.live_fraction)
-            for s in self.sites
-        ]
-        return render_table(headers, rows, title=(
-            f"{self.model_class} ({self.model_type or '?'}), forward {self.forward_dtype} on {self.device}, "
-            f"measured in float64; inputs: {self.inputs}"
-        ))
-
-    def blocks_table(self) -> str:
-        """Residual-stream table (plain text)."""
-        headers = ("stack", "container", "block", "n", "sigma_min", "sigma_min/sigma_max", "ratio", "drop",
-                   "rank-limited")
-        rows = [(b.stack or "-", b.container, "input" if b.block < 0 else b.block, b.n, b.sigma_min,
-                 b.sigma_min_rel, b.ratio, b.dropped, b.rank_limited) for b in self.blocks]
-        return render_table(headers, rows, title=f"residual stream (drop flagged when ratio < {self.drop_ratio:g})")
-
-    def render(self) -> str:
-        """Both tables and a legend."""
-        legend = (
-            "rayleigh_rel = vᵀCv/λmax for v = γ⁻¹/‖γ⁻¹‖ (𝟙 for scale-then-centre); floor = rounding floor of an "
-            "exact kernel vector in the forward dtype; * = kind found by probing; null@t = eigenvalues ≤ t·λmax; "
-            f"dead = channels with |γ| ≤ {self.dead_rel_tol:g}·median|γ|; live = ‖v on live channels‖"
-        )
-        parts = [self.sites_table(), legend]
-        if self.blocks:
-            parts.append(self.blocks_table())
-        return "\n\n".join(parts)
-
-
-# --------------------------------------------------------------------------------------
-# the rounding floor
-# --------------------------------------------------------------------------------------
-
-
-def rounding_floor_rel(gamma: FloatArray, beta: FloatArray, lambda_max: float, *, dtype: str,
-                       compute_dtype: str | None = None, mean_ratio: float = 1.0) -> float:
+def rounding_floor_rel(
+    gamma: FloatArray,
+    beta: FloatArray,
+    lambda_max: float,
+    *,
+    dtype: str,
+    compute_dtype: str | None = None,
+    mean_ratio: float = 1.0,
+) -> float:
     """A-priori bound (units of λmax) on vᵀĈv/λmax for an exact kernel vector v = γ⁻¹/‖γ⁻¹‖ computed in ``dtype``.
 
     :func:`deadir.kernel_error_bound` (T10, first order) with the output format ``dtype`` and
@@ -300,17 +81,17 @@ def rounding_floor_rel(gamma: FloatArray, beta: FloatArray, lambda_max: float, *
         raise InputShapeError("gamma: has zero entries; no inverse-scale direction")
     if lambda_max <= 0 or np.count_nonzero(live) < 2:
         return math.inf
-    comp = compute_dtype or ("float32" if dtype in ("float16", "bfloat16") else dtype)
-    bound = kernel_error_bound(gamma[live], dtype, beta=beta[live], compute_dtype=comp,
-                               mean_ratio=mean_ratio if math.isfinite(mean_ratio) else 1e300)
+    comp = compute_dtype or default_compute_dtype(dtype)
+    bound = kernel_error_bound(
+        gamma[live],
+        dtype,
+        beta=beta[live],
+        compute_dtype=comp,
+        mean_ratio=mean_ratio if math.isfinite(mean_ratio) else 1e300,
+    )
     if not bound.valid:
         return math.inf
     return max(bound.rayleigh_rel(lambda_max), eigensolver_floor_rel(int(gamma.size)))
-
-
-# --------------------------------------------------------------------------------------
-# verify
-# --------------------------------------------------------------------------------------
 
 
 def verify(
@@ -375,8 +156,9 @@ def verify(
     n_batches = math.ceil(n_samples / batch_size)
     try:
         with torch.no_grad():
-            for start in tqdm(range(0, n_samples, batch_size), total=n_batches, disable=not progress,
-                              desc="verify", unit="batch"):
+            for start in tqdm(
+                range(0, n_samples, batch_size), total=n_batches, disable=not progress, desc="verify", unit="batch"
+            ):
                 batch = {k: _to_device(v[start : start + batch_size], device, fwd_dtype) for k, v in tensors.items()}
                 try:
                     model(**batch)
@@ -450,12 +232,14 @@ def _check_inputs(model: Any, tensors: dict[str, Any]) -> int:
     ids = tensors.get("input_ids")
     if ids is not None:
         if ids.is_floating_point() or ids.ndim != 2:
-            raise InputShapeError(f"inputs['input_ids']: expected an integer tensor (n, T), got "
-                                  f"{tuple(ids.shape)} {ids.dtype}")
+            raise InputShapeError(
+                f"inputs['input_ids']: expected an integer tensor (n, T), got {tuple(ids.shape)} {ids.dtype}"
+            )
         vocab = _vocab_size(config)
         if vocab is not None and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
-            raise InputShapeError(f"inputs['input_ids']: ids must lie in [0, {vocab}), got [{int(ids.min())}, "
-                                  f"{int(ids.max())}]")
+            raise InputShapeError(
+                f"inputs['input_ids']: ids must lie in [0, {vocab}), got [{int(ids.min())}, {int(ids.max())}]"
+            )
     pix = tensors.get("pixel_values")
     if pix is not None and (pix.ndim != 4 or not pix.is_floating_point()):
         raise InputShapeError(f"inputs['pixel_values']: expected a float tensor (n, C, H, W), got {tuple(pix.shape)}")
@@ -463,11 +247,14 @@ def _check_inputs(model: Any, tensors: dict[str, Any]) -> int:
     if feats is not None:
         mel = getattr(config, "num_mel_bins", None)
         if feats.ndim != 3 or (mel is not None and feats.shape[1] != mel):
-            raise InputShapeError(f"inputs['input_features']: expected (n, {mel or 'mel'}, frames), "
-                                  f"got {tuple(feats.shape)}")
+            raise InputShapeError(
+                f"inputs['input_features']: expected (n, {mel or 'mel'}, frames), got {tuple(feats.shape)}"
+            )
     if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" not in tensors:
-        raise InputShapeError("inputs: an encoder-decoder model needs 'decoder_input_ids' too "
-                              "(deadir.models.inputs.make_inputs provides them)")
+        raise InputShapeError(
+            "inputs: an encoder-decoder model needs 'decoder_input_ids' too "
+            "(deadir.models.inputs.make_inputs provides them)"
+        )
     return n
 
 
@@ -551,11 +338,12 @@ class _SiteProbe:
                     v = np.zeros(self.d)
                     v[live] = inverse_scale_direction(spec.gamma[live])
                     self.direction = v
-                self.note = (f"{len(exc.indices)} exact zero scale(s), each its own null axis; "
-                             "v = γ⁻¹ over the live channels only (not a predicted kernel)")
+                self.note = (
+                    f"{len(exc.indices)} exact zero scale(s), each its own null axis; "
+                    "v = γ⁻¹ over the live channels only (not a predicted kernel)"
+                )
         self.rho: float | None = None
-        self.v = None if self.direction is None else torch.as_tensor(self.direction, dtype=torch.float64,
-                                                                       device=device)
+        self.v = None if self.direction is None else torch.as_tensor(self.direction, dtype=torch.float64, device=device)
 
     def attach(self) -> Any:
         return self.module.register_forward_hook(self._hook)
@@ -585,20 +373,24 @@ class _SiteProbe:
     def result(self, fwd_dtype: Any, tolerances: tuple[float, ...]) -> SiteVerification:
         spec = self.site.spec
         if self.acc.n < 2:
-            raise InputShapeError(f"{self.site.path}: saw {self.acc.n} row(s); need at least 2 for a covariance "
-                                  "(was the site run by the forward pass?)")
+            raise InputShapeError(
+                f"{self.site.path}: saw {self.acc.n} row(s); need at least 2 for a covariance "
+                "(was the site run by the forward pass?)"
+            )
         dtype = str(fwd_dtype).removeprefix("torch.")
         zero_scale = bool(np.any(spec.gamma == 0.0)) and spec.kind != "scale-then-centre"
         predicted = "kernel" if spec.has_mean_centring and not zero_scale else "control"
-        dead = dead_channels(spec.gamma, rel_tol=DEAD_REL_TOL)
+        dead = dead_channels(spec.gamma, rel_tol=DEAD_CHANNEL_REL_TOL)
         live = live_fraction(spec.gamma, dead)
         distinct = self.prints.count()
         notes = [self.note] if self.note else []
         if self.rho is None:
             notes.append("input rows not seen: the bound assumes |mean x|/std x ≤ 1")
         if distinct - 1 < self.d:
-            notes.append(f"rank-limited: only {distinct} distinct rows for d={self.d}, so ≥ {self.d - distinct + 1} "
-                         "null directions come from the inputs, not the norm")
+            notes.append(
+                f"rank-limited: only {distinct} distinct rows for d={self.d}, so ≥ {self.d - distinct + 1} "
+                "null directions come from the inputs, not the norm"
+            )
         if dead.size:
             notes.append(f"{dead.size} dead channel(s) {dead[:8].tolist()}: each is an exact null axis")
         kernel: KernelReport | None = None
@@ -612,8 +404,9 @@ class _SiteProbe:
             gamma = np.ones(self.d) if spec.kind == "scale-then-centre" else spec.gamma
             if zero_scale:
                 gamma = np.where(gamma == 0.0, np.inf, gamma)  # 1/γ = 0 on the dead channels
-            floor = rounding_floor_rel(gamma, spec.beta, kernel.lambda_max, dtype=dtype,
-                                       mean_ratio=1.0 if self.rho is None else self.rho)
+            floor = rounding_floor_rel(
+                gamma, spec.beta, kernel.lambda_max, dtype=dtype, mean_ratio=1.0 if self.rho is None else self.rho
+            )
             at_floor = bool(kernel.rayleigh_rel <= floor)
             eigvals = kernel.eigvals
             lam_max, gap = kernel.lambda_max, kernel.spectral_gap_rel
@@ -623,11 +416,23 @@ class _SiteProbe:
             gap = float((eigvals[1] - eigvals[0]) / lam_max) if self.d > 1 and lam_max > 0 else math.nan
         near = {t: int(np.count_nonzero(eigvals <= t * lam_max)) for t in tolerances}
         return SiteVerification(
-            site=self.site, predicted=predicted, n=self.acc.n, d=self.d, distinct_rows=distinct,
-            rank_limited=distinct - 1 < self.d, kernel=kernel,
-            projection_std=pstd, floor_rel=floor, mean_ratio=self.rho, at_floor=at_floor, near_null=near,
+            site=self.site,
+            predicted=predicted,
+            n=self.acc.n,
+            d=self.d,
+            distinct_rows=distinct,
+            rank_limited=distinct - 1 < self.d,
+            kernel=kernel,
+            projection_std=pstd,
+            floor_rel=floor,
+            mean_ratio=self.rho,
+            at_floor=at_floor,
+            near_null=near,
             lambda_max=lam_max,
-            spectral_gap_rel=gap, dead=tuple(int(i) for i in dead), live_fraction=live, note="; ".join(notes),
+            spectral_gap_rel=gap,
+            dead=tuple(int(i) for i in dead),
+            live_fraction=live,
+            note="; ".join(notes),
         )
 
 
@@ -705,143 +510,20 @@ class _BlockProbes:
                 s_max = math.sqrt(acc.n * max(float(ev[-1]), 0.0))
                 ratio = None if prev is None or prev == 0.0 else s_min / prev
                 limited = prints.count() - 1 < acc.d
-                out.append(BlockStat(
-                    container=name, stack=stack, block=b, n=acc.n, d=acc.d, sigma_min=s_min, sigma_max=s_max,
-                    sigma_min_rel=s_min / s_max if s_max > 0 else 0.0, ratio=ratio,
-                    dropped=bool(ratio is not None and ratio < DROP_RATIO and not limited), rank_limited=limited,
-                ))
+                out.append(
+                    BlockStat(
+                        container=name,
+                        stack=stack,
+                        block=b,
+                        n=acc.n,
+                        d=acc.d,
+                        sigma_min=s_min,
+                        sigma_max=s_max,
+                        sigma_min_rel=s_min / s_max if s_max > 0 else 0.0,
+                        ratio=ratio,
+                        dropped=bool(ratio is not None and ratio < DROP_RATIO and not limited),
+                        rank_limited=limited,
+                    )
+                )
                 prev = s_min
         return out
-
-
-# --------------------------------------------------------------------------------------
-# random init side by side
-# --------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class InitComparison:
-    """A model and its random-init twin measured on the same inputs.
-
-    ``deepening`` per site = rayleigh_rel(init) / rayleigh_rel(trained): how many times
-    deeper (relative to λmax) the eigenvalue along v sits in the given model; None when
-    either is undefined or the trained value is 0. ``near_null`` gives, per tolerance,
-    (count in model, count at init).
-    """
-
-    trained: VerifyReport
-    init: VerifyReport
-    seed: int
-
-    def rows(self) -> list[dict[str, Any]]:
-        """One dict per site measured in both."""
-        init_by_path = {s.site.path: s for s in self.init.sites}
-        out = []
-        for s in self.trained.sites:
-            i = init_by_path.get(s.site.path)
-            if i is None:
-                continue
-            deep = None
-            if s.rayleigh_rel is not None and i.rayleigh_rel is not None and s.rayleigh_rel != 0:
-                deep = i.rayleigh_rel / s.rayleigh_rel
-            out.append({
-                "path": s.site.path, "kind": s.site.spec.kind, "role": s.site.role,
-                "rayleigh_rel": s.rayleigh_rel, "rayleigh_rel_init": i.rayleigh_rel,
-                "eigval_along_direction": s.eigval_along_direction,
-                "eigval_along_direction_init": i.eigval_along_direction,
-                "deepening": deep,
-                "near_null": {f"{t:g}": [s.near_null[t], i.near_null[t]] for t in self.trained.tolerances},
-                # deepening of the near-null count: model / init (None when init has none)
-                "near_null_deepening": {f"{t:g}": (s.near_null[t] / i.near_null[t] if i.near_null[t] else None)
-                                        for t in self.trained.tolerances},
-                "at_floor": s.at_floor, "at_floor_init": i.at_floor,
-            })
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready comparison (both full reports included)."""
-        return {"seed": self.seed, "comparison": self.rows(), "trained": self.trained.to_dict(),
-                "init": self.init.to_dict()}
-
-    def table(self) -> str:
-        """Side-by-side table (plain text)."""
-        tols = self.trained.tolerances
-        headers = ("site", "kind", "rayleigh_rel", "at init", "deepening",
-                   *(f"null@{t:g} (model/init)" for t in tols))
-        rows = [(r["path"], r["kind"], r["rayleigh_rel"], r["rayleigh_rel_init"], r["deepening"],
-                 *(_count_pair(r["near_null"][f"{t:g}"], r["near_null_deepening"][f"{t:g}"]) for t in tols))
-                for r in self.rows()]
-        return render_table(headers, rows, title=f"model vs random init (seed {self.seed}), same inputs")
-
-
-def _count_pair(counts: list[int], ratio: float | None) -> str:
-    """"model/init (×ratio)" for one near-null threshold."""
-    return f"{counts[0]}/{counts[1]}" + (f" (×{ratio:.3g})" if ratio is not None else "")
-
-
-def verify_against_init(model: Any, inputs: Any, *, seed: int = 0, **kwargs: Any) -> InitComparison:
-    """:func:`verify` on ``model`` and on :func:`deadir.random_init_like` (same inputs, same options).
-
-    Raises:
-        as :func:`verify` and :func:`deadir.random_init_like`.
-    """
-    trained = verify(model, inputs, **kwargs)
-    twin = random_init_like(model, seed=seed)
-    if kwargs.get("sites") is not None:
-        paths = {s.path for s in kwargs["sites"]}
-        kwargs = {**kwargs, "sites": [s for s in find_norms(twin) if s.path in paths]}
-    init = verify(twin, inputs, **kwargs)
-    return InitComparison(trained=trained, init=init, seed=seed)
-
-
-# --------------------------------------------------------------------------------------
-# plot
-# --------------------------------------------------------------------------------------
-
-
-def plot_spectrum(report: VerifyReport, path: str, *, init: VerifyReport | None = None,
-                  sites: Sequence[str] | None = None) -> str:
-    """Write a PNG of the covariance spectrum (eigenvalues/λmax, ascending, log scale) per site.
-
-    The predicted direction's Rayleigh quotient is a horizontal line; with ``init`` the
-    random-init spectrum is overlaid (dashed). Defaults to the final-norm sites (at most 4).
-    Needs matplotlib (``pip install deadir[plot]``). Returns ``path``.
-
-    Raises:
-        DeadirError: matplotlib is not installed, or no such site.
-    """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # optional extra
-        raise DeadirError("plotting needs matplotlib: pip install 'deadir[plot]'") from exc
-    chosen = [report.site(p) for p in sites] if sites else (report.final or report.sites[-1:])[:4]
-    init_by_path = {s.site.path: s for s in init.sites} if init is not None else {}
-    fig, axes = plt.subplots(1, len(chosen), figsize=(5.5 * len(chosen), 4.2), squeeze=False)
-    tiny = 1e-18
-    for ax, sv in zip(axes[0], chosen, strict=True):
-        for label, s, style in (("model", sv, "-"), ("random init", init_by_path.get(sv.site.path), "--")):
-            if s is None or s.kernel is None:
-                continue
-            ev = np.maximum(s.kernel.eigvals / s.kernel.lambda_max, tiny)
-            line = ax.semilogy(np.arange(ev.size), ev, style, marker=".", ms=3, label=f"{label} spectrum")[0]
-            clipped = " (drawn at the plot's floor 1e-18)" if s.kernel.rayleigh_rel < tiny else ""
-            ax.axhline(max(s.kernel.rayleigh_rel, tiny), color=line.get_color(), ls=":",
-                       label=f"{label}: v = γ⁻¹ Rayleigh {s.kernel.rayleigh_rel:.2e}{clipped}")
-        ax.set_title(f"{sv.site.path} ({sv.site.spec.kind})", fontsize=9)
-        ax.set_xlabel("eigenvalue index (ascending)")
-        ax.set_ylabel("eigenvalue / λmax")
-        ax.legend(fontsize=7)
-    fig.suptitle(f"{report.model_class}: forward {report.forward_dtype}, covariance in float64", fontsize=10)
-    fig.tight_layout()
-    from pathlib import Path
-
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(target)  # atomic: readers never see half a PNG
-    return str(target)
