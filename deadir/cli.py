@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from deadir.classify import classify_norm
 from deadir.errors import DeadirError
+from deadir.models.inputs import MAX_INPUT_BYTES
 from deadir.norms import NormSpec
 from deadir.precision import DEAD_CHANNEL_REL_TOL
 from deadir.report import dumps, render_table
@@ -84,6 +88,13 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     from deadir.report import write_json_atomic
     from deadir.scan import compare_to_baseline, load_baseline, plot_scan, scan
 
+    # every option and destination is checked before the work, so a bad one prints nothing but the error
+    if not (math.isfinite(args.max_angle) and 0.0 < args.max_angle <= math.pi / 2):
+        raise DeadirError(f"--max-angle: must lie in (0, π/2] radians, got {args.max_angle!r}")
+    if not (math.isfinite(args.dead_rel_tol) and 0.0 < args.dead_rel_tol < 1.0):
+        raise DeadirError(f"--dead-rel-tol: must lie in (0, 1), got {args.dead_rel_tol!r}")
+    _check_destination("--output", args.output)
+    _check_destination("--plot", args.plot)
     baseline = load_baseline(args.baseline) if args.baseline is not None else None  # fail before the work
     report = scan(args.path, arch=args.arch, dead_rel_tol=args.dead_rel_tol)
     print(report.to_json() if args.json else report.render())
@@ -126,6 +137,14 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     if args.tokens < 2:
         raise DeadirError(f"--tokens: must be ≥ 2, got {args.tokens}")
+    for option, value in (("--seq-len", args.seq_len), ("--batch-size", args.batch_size),
+                          ("--fisher-samples", args.fisher_samples), ("--fisher-random", args.fisher_random)):
+        if value is not None and value < 1:
+            raise DeadirError(f"{option}: must be ≥ 1, got {value}")
+    if not (math.isfinite(args.max_input_gib) and args.max_input_gib > 0):
+        raise DeadirError(f"--max-input-gib: must be a positive number of GiB, got {args.max_input_gib!r}")
+    _check_destination("--output", args.output)
+    _check_destination("--plot", args.plot)
     if args.device == "cuda":
         import torch
 
@@ -133,7 +152,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             raise DeadirError("--device cuda: CUDA is not available on this machine")
     loaded = load_model(args.path, dtype=args.dtype, device=args.device, seed=args.seed)
     model = loaded.model
-    inputs = make_inputs(model, n_tokens=args.tokens, seq_len=args.seq_len, seed=args.seed, tokenizer=loaded.tokenizer)
+    inputs = make_inputs(model, n_tokens=args.tokens, seq_len=args.seq_len, seed=args.seed, tokenizer=loaded.tokenizer,
+                         max_input_bytes=int(args.max_input_gib * 2**30))
     sites = final_norm(model) if args.sites == "final" else find_norms(model)
     opts = {"batch_size": args.batch_size, "progress": not args.no_progress, "sites": sites,
             "residual": args.sites != "final"}
@@ -191,6 +211,25 @@ def _cmd_check_norm(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def _check_destination(option: str, path: str | None) -> None:
+    """Refuse an output path that cannot be written (a folder, under a file, in a read-only folder) before any work.
+
+    Missing folders are fine: the writers create them.
+    """
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise DeadirError(f"{option} {path}: is a folder, expected a file path")
+    ancestor = target.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise DeadirError(f"{option} {path}: {ancestor} is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise DeadirError(f"{option} {path}: folder {ancestor} is not writable")
+
+
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -234,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens", type=int, default=2048, help="rows (token positions) per site (default 2048)")
     p.add_argument("--seq-len", type=int, default=None, help="text sequence length (default min(64, max positions))")
     p.add_argument("--batch-size", type=int, default=8, help="samples per forward pass (default 8)")
+    p.add_argument("--max-input-gib", type=float, default=MAX_INPUT_BYTES / 2**30,
+                   help=f"refuse inputs larger than this many GiB (default {MAX_INPUT_BYTES / 2**30:g})")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "auto"),
                    help="where the forward runs; auto: accelerate device_map over every GPU, then the host")
     p.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16", "float64"),

@@ -62,6 +62,20 @@ def modality(model_or_config: Any) -> str:
     return "text"
 
 
+MAX_INPUT_BYTES = 4 * 2**30
+"""Largest synthesised input batch (4 GiB of audio, features or pixels) :func:`make_inputs` builds;
+a request above it (e.g. ``--tokens 1000000000`` on Whisper: 1.3 TB of audio) is refused at once
+instead of running for minutes and dying of memory. Raise it with ``max_input_bytes``."""
+
+
+def _check_input_bytes(nbytes: int, what: str, n_tokens: int, limit: int) -> None:
+    if nbytes > limit:
+        raise InputShapeError(
+            f"n_tokens: {n_tokens} rows need {nbytes / 2**30:.3g} GiB of {what}, over the "
+            f"{limit / 2**30:.3g} GiB input limit (max_input_bytes / --max-input-gib); ask for fewer tokens"
+        )
+
+
 def make_inputs(
     model: Any,
     *,
@@ -70,21 +84,28 @@ def make_inputs(
     seed: int = 0,
     tokenizer: Any = None,
     source: Source = "both",
+    max_input_bytes: int = MAX_INPUT_BYTES,
 ) -> ModelInputs:
     """Inputs of the model's own kind with about ``n_tokens`` rows per site (see the module docstring).
 
     Raises:
-        InputShapeError: n_tokens < 2, or the corpus is too small for the request.
+        InputShapeError: n_tokens < 2, seq_len < 1, the inputs would exceed ``max_input_bytes``, or the
+            corpus is too small for the request.
         UnknownNormError: the model has no config.
     """
-    if n_tokens < 2:
-        raise InputShapeError(f"n_tokens: must be ≥ 2, got {n_tokens}")
+    if isinstance(n_tokens, bool) or not isinstance(n_tokens, int) or n_tokens < 2:
+        raise InputShapeError(f"n_tokens: must be an integer ≥ 2, got {n_tokens!r}")
+    if seq_len is not None and (isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1):
+        raise InputShapeError(f"seq_len: must be an integer ≥ 1 (or None for the default), got {seq_len!r}")
     kind = modality(model)
     config: Any = model.config
     rng = np.random.default_rng(seed)
     if kind == "speech":
         frames = 2 * int(config.max_source_positions)
         n = math.ceil(n_tokens / (frames // 2))
+        # float32 audio (hop 160 samples per frame at 16 kHz) plus float32 features
+        _check_input_bytes(n * frames * (160 + int(config.num_mel_bins)) * 4, "audio and features", n_tokens,
+                           max_input_bytes)
         feats = speech_features(n, int(config.num_mel_bins), frames, seed=seed)
         dec_len = min(16, int(getattr(config, "max_target_positions", 16)))
         dec, dec_desc = _text_ids(config, n, dec_len, seed + 1, tokenizer, source)
@@ -95,14 +116,19 @@ def make_inputs(
         size, channels = int(config.image_size), int(getattr(config, "num_channels", 3))
         per = (size // int(config.patch_size)) ** 2 + 1
         n = math.ceil(n_tokens / per)
+        _check_input_bytes(n * channels * size * size * 8, "pixels", n_tokens, max_input_bytes)
         pix = synthetic_images(n, channels, size, rng)
         return ModelInputs({"pixel_values": pix}, f"vision: {n} synthetic images {tuple(pix.shape)}", n * per)
     text_config = getattr(config, "text_config", None) if kind == "text+vision" else config
-    t = seq_len or _default_seq_len(text_config)
+    t = seq_len if seq_len is not None else _default_seq_len(text_config)
     n = math.ceil(n_tokens / t)
+    _check_input_bytes(n * t * 8, "token ids", n_tokens, max_input_bytes)
     if kind == "text+vision":  # one sample = a text and an image: enough of each for n_tokens rows
         vc = config.vision_config
         n = max(n, math.ceil(n_tokens / ((int(vc.image_size) // int(vc.patch_size)) ** 2 + 1)))
+        size = int(vc.image_size)
+        _check_input_bytes(n * int(getattr(vc, "num_channels", 3)) * size * size * 8, "pixels", n_tokens,
+                           max_input_bytes)
     ids, desc = _text_ids(text_config, n, t, seed, tokenizer, source)
     tensors: dict[str, Any] = {"input_ids": ids}
     if kind == "text+vision":

@@ -14,7 +14,65 @@ import os
 from typing import Any
 
 from deadir import arch
-from deadir.errors import UnknownNormError
+from deadir.errors import CheckpointError, UnknownNormError
+
+
+class UntrustedCheckpointError(CheckpointError):
+    """A checkpoint asks to run its own code (``auto_map``, custom Python files); deadir never runs it."""
+
+
+_CODE_CONFIGS = ("config.json", "tokenizer_config.json", "preprocessor_config.json", "processor_config.json",
+                 "generation_config.json", "feature_extractor_config.json", "image_processor_config.json")
+_MAX_CONFIG_BYTES = 16 * 2**20
+
+
+def refuse_custom_code(folder: Any) -> None:
+    """Refuse a checkpoint folder that ships code for ``transformers`` to run, before transformers sees it.
+
+    Refused: an ``auto_map`` (or ``custom_pipelines``) key in any of its JSON configs (that is what makes
+    ``from_pretrained`` ask "Do you wish to run the custom code?"), and any ``*.py`` file in the folder.
+    Every load also passes ``trust_remote_code=False``; this check makes the refusal a typed error
+    instead of a prompt on stdin.
+
+    Raises:
+        UntrustedCheckpointError: naming the file and the key.
+    """
+    import json
+    from pathlib import Path
+
+    from deadir.safejson import json_depth_ok
+
+    root = Path(folder)
+    for py in sorted(root.glob("*.py")):
+        raise UntrustedCheckpointError(
+            f"{root}: ships Python code ({py.name}); deadir never runs checkpoint code (trust_remote_code=False)"
+        )
+    for name in _CODE_CONFIGS:
+        cfg = root / name
+        if not cfg.is_file():
+            continue
+        if cfg.stat().st_size > _MAX_CONFIG_BYTES:
+            raise CheckpointError(f"{cfg}: {cfg.stat().st_size} bytes, over the {_MAX_CONFIG_BYTES}-byte config limit")
+        text = cfg.read_text(encoding="utf-8", errors="replace")
+        if not json_depth_ok(text, 64):
+            raise CheckpointError(f"{cfg}: JSON nests deeper than 64 levels")
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, RecursionError):
+            continue  # transformers reports a malformed config itself; it cannot carry a code reference
+        stack = [data]
+        while stack:  # iterative walk: a nested auto_map (e.g. under text_config) is refused too
+            node = stack.pop()
+            if isinstance(node, dict):
+                for key in ("auto_map", "custom_pipelines"):
+                    if key in node:
+                        raise UntrustedCheckpointError(
+                            f"{cfg}: has {key!r} = {node[key]!r}: the checkpoint asks to run its own code; "
+                            "deadir never runs checkpoint code (trust_remote_code=False)"
+                        )
+                stack.extend(node.values())
+            elif isinstance(node, list):
+                stack.extend(node)
 
 
 def _offline() -> None:
@@ -111,8 +169,6 @@ def load_model(path: str, *, dtype: Any = None, device: str = "cpu", seed: int =
     """
     import torch
 
-    from deadir.errors import CheckpointError
-
     _offline()
     tdtype = None
     if dtype is not None:
@@ -132,7 +188,8 @@ def load_model(path: str, *, dtype: Any = None, device: str = "cpu", seed: int =
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"{path}: no such file or folder")
-    kwargs: dict[str, Any] = {"local_files_only": True}
+    refuse_custom_code(p if p.is_dir() else p.parent)
+    kwargs: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False}
     if tdtype is not None:
         kwargs["dtype"] = tdtype
     if device == "auto":
@@ -168,7 +225,8 @@ def load_model(path: str, *, dtype: Any = None, device: str = "cpu", seed: int =
         raise CheckpointError(f"{path}: could not be loaded ({type(exc).__name__}: {exc})") from exc
     tokenizer = None
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, **tok_kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False,
+                                                  **tok_kwargs)
     except (OSError, ValueError, KeyError, TypeError, ImportError):
         tokenizer = None  # no offline tokenizer: make_inputs falls back to its synthetic distribution
     if device != "auto":  # an accelerate-dispatched model is already placed
@@ -183,4 +241,7 @@ def _dispatch_auto(model: Any) -> Any:
     return dispatch_model(model, device_map=infer_auto_device_map(model))
 
 
-__all__ = ["LoadedModel", "load_model", "random_init_like", "random_model", "tiny_config"]
+__all__ = [
+    "LoadedModel", "UntrustedCheckpointError", "load_model", "random_init_like", "random_model", "refuse_custom_code",
+    "tiny_config",
+]

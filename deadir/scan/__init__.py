@@ -25,7 +25,7 @@ from deadir.scan.baseline import (
     load_baseline,
     site_angle,
 )
-from deadir.scan.engine import DEFAULT_DEAD_REL_TOL, architecture_norm_kind, scan
+from deadir.scan.engine import DEFAULT_DEAD_REL_TOL, ConfigMismatchError, architecture_norm_kind, scan
 from deadir.scan.report import ScanReport, ScanSite, plot_scan
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_MAX_ANGLE",
     "BaselineError",
     "Change",
+    "ConfigMismatchError",
     "ScanReport",
     "ScanSite",
     "architecture_norm_kind",

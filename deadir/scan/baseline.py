@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -14,9 +15,13 @@ import numpy as np
 
 from deadir.arrays import FloatArray
 from deadir.errors import DeadirError, InputShapeError
+from deadir.safejson import json_depth_ok
 from deadir.scan.report import ScanReport
 
-__all__ = ["DEFAULT_MAX_ANGLE", "BaselineError", "Change", "compare_to_baseline", "load_baseline", "site_angle"]
+__all__ = [
+    "DEFAULT_MAX_ANGLE", "MAX_BASELINE_BYTES", "MAX_JSON_DEPTH", "BaselineError", "Change", "compare_to_baseline",
+    "load_baseline", "site_angle",
+]
 
 DEFAULT_MAX_ANGLE = 1e-3
 """Baseline gate: a kernel direction that turned by more than 1e-3 rad (0.057°) has changed.
@@ -61,21 +66,64 @@ def site_angle(u: Sequence[float] | FloatArray, v: Sequence[float] | FloatArray)
     return 2.0 * math.atan2(min(minus, plus), max(minus, plus))
 
 
+MAX_BASELINE_BYTES = 256 * 2**20
+"""Largest baseline file read (256 MiB: a scan report of a 1,000-site, 16k-wide model is ~200 MB of JSON)."""
+MAX_JSON_DEPTH = 32
+"""Deepest JSON nesting accepted in a baseline (a scan report nests 4 levels)."""
+UNIT_NORM_TOL = 1e-6
+"""A stored kernel direction must have |‖v‖ − 1| ≤ this (JSON round-trips float64 exactly; 1e-6 admits
+a report written by another tool at float32 precision, and nothing that is not a unit vector)."""
+
+
 def load_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a previous ``deadir scan --json`` output.
+    """Read and validate a previous ``deadir scan --json`` output; fails closed.
+
+    Only a regular file (or a symlink to one) of at most :data:`MAX_BASELINE_BYTES` is opened (a FIFO
+    or device is refused without blocking); JSON nesting beyond :data:`MAX_JSON_DEPTH` is refused
+    before parsing; NaN/Infinity literals are refused; every site must have the schema, finite
+    values and a unit-norm direction of length ``d``.
 
     Raises:
-        BaselineError: the file is missing, not JSON, or not a scan report (names the problem).
+        BaselineError: the file is missing, not a regular file, too large, not JSON, too deep, or not a
+            valid scan report (names the problem).
     """
     p = Path(path)
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        st = os.stat(p)
     except FileNotFoundError as exc:
         raise BaselineError(f"{p}: baseline file not found") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except OSError as exc:
+        raise BaselineError(f"{p}: baseline cannot be read ({exc.strerror or exc})") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise BaselineError(f"{p}: baseline is not a regular file (a FIFO, device or folder is never opened)")
+    if st.st_size > MAX_BASELINE_BYTES:
+        raise BaselineError(f"{p}: baseline is {st.st_size} bytes, over the {MAX_BASELINE_BYTES}-byte limit")
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            raw = fh.read(MAX_BASELINE_BYTES + 1)
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BaselineError(f"{p}: baseline cannot be read as UTF-8 text ({exc})") from exc
+    if not json_depth_ok(text, MAX_JSON_DEPTH):
+        raise BaselineError(f"{p}: baseline JSON nests deeper than {MAX_JSON_DEPTH} levels; not a scan report")
+
+    def _no_constants(name: str) -> Any:
+        raise BaselineError(f"{p}: baseline holds the non-finite JSON constant {name}")
+
+    try:
+        data = json.loads(text, parse_constant=_no_constants)
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise BaselineError(f"{p}: baseline is not valid JSON ({exc})") from exc
     _validate_report_dict(data, str(p))
     return cast(dict[str, Any], data)
+
+
+_KINDS = frozenset({"layernorm", "rmsnorm", "groupnorm", "scale-then-centre", "affine-only"})
+
+
+def _finite_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(float(x))
 
 
 def _validate_report_dict(data: Any, where: str) -> None:
@@ -89,13 +137,29 @@ def _validate_report_dict(data: Any, where: str) -> None:
                            ("weight_offset", (int, float))):  # fmt: skip
             if not isinstance(s.get(key), types):
                 raise BaselineError(f"{where}: sites[{i}] lacks a valid {key!r}")
-        direction = s.get("direction")
-        if direction is not None and (
-            not isinstance(direction, list) or len(direction) != s["d"]
-            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in direction)
-            or not any(direction)
+        if s["kind"] not in _KINDS:
+            raise BaselineError(f"{where}: sites[{i}] ({s['path']}) has unknown kind {s['kind']!r}")
+        if s["d"] < 1:
+            raise BaselineError(f"{where}: sites[{i}] ({s['path']}) has d = {s['d']}")
+        if not _finite_number(s["weight_offset"]):
+            raise BaselineError(f"{where}: sites[{i}] ({s['path']}) has a non-finite weight_offset")
+        degenerate = s.get("degenerate")
+        if degenerate is not None and (
+            not isinstance(degenerate, list)
+            or not all(isinstance(j, int) and not isinstance(j, bool) and 0 <= j < s["d"] for j in degenerate)
         ):  # fmt: skip
-            raise BaselineError(f"{where}: sites[{i}] ({s['path']}) has a malformed direction")
+            raise BaselineError(f"{where}: sites[{i}] ({s['path']}) has malformed degenerate indices")
+        direction = s.get("direction")
+        if direction is not None:
+            if not isinstance(direction, list) or len(direction) != s["d"] or not all(map(_finite_number, direction)):
+                raise BaselineError(f"{where}: sites[{i}] ({s['path']}) has a malformed direction "
+                                    "(not d finite numbers)")  # fmt: skip
+            norm = math.sqrt(math.fsum(float(x) ** 2 for x in direction))
+            if abs(norm - 1.0) > UNIT_NORM_TOL:
+                raise BaselineError(f"{where}: sites[{i}] ({s['path']}) direction has norm {norm:.6g}, "
+                                    "not a unit vector")  # fmt: skip
+        elif s["kernel_predicted"] and s["kind"] == "layernorm" and not degenerate:
+            raise BaselineError(f"{where}: sites[{i}] ({s['path']}) predicts a γ⁻¹ kernel but stores no direction")
         if s["path"] in seen:
             raise BaselineError(f"{where}: site {s['path']!r} appears twice")
         seen.add(s["path"])

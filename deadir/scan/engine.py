@@ -43,10 +43,10 @@ from deadir.io.gguf import check_hidden_norm_lengths
 from deadir.models.sites import Site, find_norms
 from deadir.norms import NormSpec
 from deadir.precision import DEAD_CHANNEL_REL_TOL
-from deadir.scan.naming import Candidate, candidates
+from deadir.scan.naming import Candidate, candidates, hidden_size
 from deadir.scan.report import ScanReport, ScanSite
 
-__all__ = ["DEFAULT_DEAD_REL_TOL", "architecture_norm_kind", "scan"]
+__all__ = ["DEFAULT_DEAD_REL_TOL", "ConfigMismatchError", "architecture_norm_kind", "scan"]
 
 DEFAULT_DEAD_REL_TOL = DEAD_CHANNEL_REL_TOL
 """A channel is dead when |γᵢ| ≤ 1e-6 · median |γ|: :data:`deadir.precision.DEAD_CHANNEL_REL_TOL`, the one
@@ -128,6 +128,48 @@ def _measure(
         degenerate, dead, live, float(np.median(absg)), gmin, float(absg.max()), int(np.argmin(absg)),
         float(absg.max()) / gmin if gmin > 0 else math.inf,
     )  # fmt: skip
+
+
+class ConfigMismatchError(CheckpointError):
+    """A checkpoint's config (or the architecture it names) disagrees with its own tensors."""
+
+
+_WIDTH_ROLES = ("final", "block-input")
+
+
+def _check_consistency(sites: Sequence[ScanSite], config: Mapping[str, Any], arch_name: str | None,
+                       where: str) -> None:
+    """Refuse a checkpoint whose tensors contradict what its config says (never a silent wrong verdict).
+
+    * a bias tensor on a site the architecture calls RMSNorm: the tensors look like a LayerNorm
+      (e.g. GPT-NeoX weights under a config that says ``llama``), so the predicted "no kernel"
+      would be wrong;
+    * a residual-stream norm (final or block-input, single-stack text/speech model) whose length
+      differs from the config's hidden size.
+
+    Raises:
+        ConfigMismatchError: naming the site, the tensors and the config key.
+    """
+    for s in sites:
+        if s.site.spec.kind == "rmsnorm" and s.bias_name and not s.guessed:
+            raise ConfigMismatchError(
+                f"{where}: site {s.site.path!r} has a bias tensor {s.bias_name!r}, but the architecture "
+                f"{arch_name!r} from the config makes it an RMSNorm (which has no bias): the tensors look like a "
+                "LayerNorm; fix the config or pass --arch with the architecture the weights belong to"
+            )
+    if any(k in config for k in ("text_config", "vision_config", "audio_config")):
+        return  # multi-tower models have one width per tower
+    hidden = hidden_size(config, arch_name or "")
+    if hidden is None:
+        return
+    for s in sites:
+        site = s.site
+        if site.role in _WIDTH_ROLES and site.stack != "vision" and site.spec.kind != "affine-only" \
+                and site.spec.size != hidden:
+            raise ConfigMismatchError(
+                f"{where}: {site.role} norm {site.path!r} has {site.spec.size} entries but the config's hidden size is "
+                f"{hidden}: the norm tensor and the config disagree (truncated or mislabelled tensor?)"
+            )
 
 
 # ----------------------------------------------------------------------------- sources
@@ -250,6 +292,7 @@ def scan(
                     where=where)
         for c in cands
     )  # fmt: skip
+    _check_consistency(sites, source.config, arch_name, where)
     return ScanReport(
         source=where, format=source.format, arch=arch_name or "unknown", arch_known=known, sites=sites,
         dead_rel_tol=dead_rel_tol, n_tensors=len(source.infos),
