@@ -7,7 +7,6 @@ import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -218,9 +217,9 @@ def _check_destination(option: str, path: str | None) -> None:
     """
     if path is None:
         return
-    target = Path(path)
-    if target.is_dir():
-        raise DeadirError(f"{option} {path}: is a folder, expected a file path")
+    from deadir.report import check_destination
+
+    target = check_destination(path)
     ancestor = target.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent

@@ -37,10 +37,10 @@ def refuse_custom_code(folder: Any) -> None:
     Raises:
         UntrustedCheckpointError: naming the file and the key.
     """
-    import json
     from pathlib import Path
 
-    from deadir.safejson import json_depth_ok
+    from deadir.errors import CheckpointLimitError
+    from deadir.io.limits import load_json
 
     root = Path(folder)
     for py in sorted(root.glob("*.py")):
@@ -53,12 +53,11 @@ def refuse_custom_code(folder: Any) -> None:
             continue
         if cfg.stat().st_size > _MAX_CONFIG_BYTES:
             raise CheckpointError(f"{cfg}: {cfg.stat().st_size} bytes, over the {_MAX_CONFIG_BYTES}-byte config limit")
-        text = cfg.read_text(encoding="utf-8", errors="replace")
-        if not json_depth_ok(text, 64):
-            raise CheckpointError(f"{cfg}: JSON nests deeper than 64 levels")
         try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, RecursionError):
+            data = load_json(cfg.read_bytes(), cfg, "config")
+        except CheckpointLimitError:
+            raise
+        except CheckpointError:
             continue  # transformers reports a malformed config itself; it cannot carry a code reference
         stack = [data]
         while stack:  # iterative walk: a nested auto_map (e.g. under text_config) is refused too

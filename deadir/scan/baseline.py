@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import stat
@@ -14,8 +13,8 @@ from typing import Any, cast
 import numpy as np
 
 from deadir.arrays import FloatArray
-from deadir.errors import DeadirError, InputShapeError
-from deadir.safejson import json_depth_ok
+from deadir.errors import CheckpointError, DeadirError, InputShapeError
+from deadir.io.limits import Limits, load_json
 from deadir.scan.report import ScanReport
 
 __all__ = [
@@ -102,19 +101,13 @@ def load_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
         fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(fd, "rb") as fh:
             raw = fh.read(MAX_BASELINE_BYTES + 1)
-        text = raw.decode("utf-8")
+        raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise BaselineError(f"{p}: baseline cannot be read as UTF-8 text ({exc})") from exc
-    if not json_depth_ok(text, MAX_JSON_DEPTH):
-        raise BaselineError(f"{p}: baseline JSON nests deeper than {MAX_JSON_DEPTH} levels; not a scan report")
-
-    def _no_constants(name: str) -> Any:
-        raise BaselineError(f"{p}: baseline holds the non-finite JSON constant {name}")
-
     try:
-        data = json.loads(text, parse_constant=_no_constants)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise BaselineError(f"{p}: baseline is not valid JSON ({exc})") from exc
+        data = load_json(raw, p, "baseline", Limits(max_json_depth=MAX_JSON_DEPTH, max_json_bytes=MAX_BASELINE_BYTES))
+    except CheckpointError as exc:  # too deep, huge integers, NaN/Infinity, not JSON: the gate fails closed
+        raise BaselineError(f"{p}: baseline refused: {exc}") from exc
     _validate_report_dict(data, str(p))
     return cast(dict[str, Any], data)
 

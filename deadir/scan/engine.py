@@ -37,7 +37,7 @@ import numpy as np
 from deadir import arch as arch_records
 from deadir.arrays import FloatArray, as_float64
 from deadir.direction import dead_channels, inverse_scale_direction, live_fraction
-from deadir.errors import CheckpointError, DegenerateScaleError, InputShapeError
+from deadir.errors import CheckpointError, ConfigMismatchError, DegenerateScaleError, InputShapeError
 from deadir.io import Checkpoint, TensorInfo, open_checkpoint
 from deadir.io.gguf import check_hidden_norm_lengths
 from deadir.models.sites import Site, find_norms
@@ -128,10 +128,6 @@ def _measure(
         degenerate, dead, live, float(np.median(absg)), gmin, float(absg.max()), int(np.argmin(absg)),
         float(absg.max()) / gmin if gmin > 0 else math.inf,
     )  # fmt: skip
-
-
-class ConfigMismatchError(CheckpointError):
-    """A checkpoint's config (or the architecture it names) disagrees with its own tensors."""
 
 
 _WIDTH_ROLES = ("final", "block-input")

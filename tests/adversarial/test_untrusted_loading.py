@@ -112,5 +112,5 @@ def test_deep_config_json_is_a_typed_error(text: str, tmp_path: Path) -> None:
     folder = tmp_path / "deep"
     folder.mkdir()
     (folder / "config.json").write_text(text)
-    with pytest.raises(CheckpointError, match="deeper"):
+    with pytest.raises(CheckpointError, match="nesting depth"):
         load_model(str(folder))
