@@ -1,0 +1,390 @@
+"""Kernel-checked Coq + MathComp proofs of T1–T9: compile, read the axioms, reject the false variants.
+
+Each theorem lives in one file of ``proofs/coq/`` whose definition and statement sit between markers::
+
+    (* BEGIN-DEF name *) ... (* END-DEF name *)
+    (* BEGIN-STATEMENT name *) ... (* END-STATEMENT name *)
+
+The proof scripts are never edited.  For a *negative control* (the false variant named by issue 12: RMSNorm
+for T1/T2/T8, the uncentred moment for T4, ...) and for a *statement mutant* (a wrong constant, a statement
+false only above a small range, a dropped hypothesis) this module copies the file into a temporary folder,
+replaces one region and runs ``coqc``.  The variant counts as rejected only when ``coqc`` fails *inside a
+proof* (between ``Proof.`` and ``Qed.``): an error outside a proof (a syntax error, an unknown name in the
+replaced region) means the variant is malformed, and it is reported as not rejected so that the tests fail.
+
+A theorem is ``"proved"`` when its file compiles, its last command ``Print Assumptions <main>.`` reports
+"Closed under the global context" (no axiom: MathComp's real closed fields are an interface, and nothing here
+assumes excluded middle or functional extensionality), and every control and mutant is rejected.  Without
+``coqc`` the status is ``"not run"`` with the reason and the install command — never a silent pass.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+COQ_DIR = Path(__file__).resolve().parent / "coq"
+
+#: Theorem id -> file name in ``proofs/coq/``.
+COQ_THEOREMS: dict[str, str] = {
+    "T1": "t01_hyperplane.v",
+}
+
+#: Theorem id -> the name given to ``Print Assumptions`` at the end of its file.
+MAIN_THEOREMS: dict[str, str] = {
+    "T1": "hyperplane",
+}
+
+#: Axioms a theorem may use, with the reason; empty for every theorem (the proofs are axiom-free).
+ALLOWED_AXIOMS: dict[str, tuple[str, ...]] = {tid: () for tid in COQ_THEOREMS}
+
+INSTALL_HINT = (
+    "install Coq 8.16 and MathComp: apt-get install -y coq libcoq-mathcomp-ssreflect "
+    "libcoq-mathcomp-algebra libcoq-mathcomp-algebra-tactics (Debian/Ubuntu, as root)"
+)
+
+# MathComp's notations override nat_scope's and its structures declare ambiguous coercion paths; both warnings
+# are expected and would drown the real messages.
+COQC_FLAGS = ("-q", "-w", "-notation-overridden,-ambiguous-paths")
+
+_CLOSED = "Closed under the global context"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A false variant of a theorem: replace region ``region`` (``"DEF name"`` or ``"STATEMENT name"``).
+
+    ``why_false`` says in words why the variant is false (a counterexample), so a reader can judge that a
+    rejection is deserved and not an accident of the proof script.
+    """
+
+    name: str
+    region: str
+    replacement: str
+    why_false: str
+
+
+class VariantResult(NamedTuple):
+    """Outcome of one control or mutant: ``rejected`` is True only for a failure inside a proof."""
+
+    name: str
+    rejected: bool
+    message: str
+
+
+@dataclass
+class CoqResult:
+    """Outcome of :func:`check_theorem` for one theorem.
+
+    ``status``: ``"proved"`` | ``"failed"`` | ``"not run"``; ``reason`` explains anything but ``"proved"``.
+    ``seconds``: wall-clock time of the main file's ``coqc`` run.  ``lines``: lines of the ``.v`` file.
+    """
+
+    status: str
+    file: str
+    main_theorem: str
+    assumptions: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    controls: list[VariantResult] = field(default_factory=list)
+    mutants: list[VariantResult] = field(default_factory=list)
+    reason: str = ""
+    lines: int = 0
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Negative controls and statement mutants, as region replacements (data, not code).
+# --------------------------------------------------------------------------------------------------------------
+
+_T1_STMT = "Theorem hyperplane eps g b x :\n  {hyp}\n  \\sum_{rng} ({y} - b 0 i) {op} g 0 i = {rhs}.\n"
+
+
+def _t1(hyp: str = "(forall i, g 0 i != 0) ->", rng: str = "i", y: str = "layer eps g b x 0 i", op: str = "/",
+        rhs: str = "0") -> str:
+    return _T1_STMT.format(hyp=hyp, rng=rng, y=y, op=op, rhs=rhs)
+
+
+CONTROLS: dict[str, list[Variant]] = {
+    "T1": [
+        Variant(
+            "RMSNorm instead of LayerNorm",
+            "DEF norm",
+            "Definition normalise eps x : 'rV[R]_d :=\n  \\row_i (x 0 i / Num.sqrt (msq x + eps)).\n",
+            "RMSNorm does not centre: for x = (1, 1), gamma = 1, beta = 0 the sum is 2/sqrt(1 + eps) != 0",
+        ),
+    ],
+}
+
+MUTANTS: dict[str, list[Variant]] = {
+    "T1": [
+        Variant(
+            "wrong constant: beta counted twice",
+            "STATEMENT hyperplane",
+            _t1(y="layer eps g b x 0 i - b 0 i"),
+            "d = 1, gamma = 1, beta = 1: the sum is z - 1 = -1",
+        ),
+        Variant(
+            "wrong constant: right-hand side 1",
+            "STATEMENT hyperplane",
+            _t1(rhs="1"),
+            "the sum is 0 for every input, never 1",
+        ),
+        Variant(
+            "false above d = 3: only the first three coordinates",
+            "STATEMENT hyperplane",
+            _t1(rng="(i < d | (i < 3)%N)"),
+            "true for d <= 3 (all coordinates); d = 4, x = (1, 0, 0, 0), gamma = 1, beta = 0: "
+            "the first three centred entries sum to 3/4 / sqrt(var + eps) != 0",
+        ),
+        Variant(
+            "dropped hypothesis gamma_i != 0",
+            "STATEMENT hyperplane",
+            _t1(hyp=""),
+            "MathComp's 0^-1 = 0: gamma = (0, 1), x = (1, 0), eps = 0 gives z = (1, -1) and a sum of -1",
+        ),
+        Variant(
+            "gamma instead of gamma^-1",
+            "STATEMENT hyperplane",
+            _t1(op="*"),
+            "gamma = (2, 1), x = (1, 0), eps = 0: sum of gamma_i^2 z_i = 4 - 1 = 3",
+        ),
+    ],
+}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Running coqc
+# --------------------------------------------------------------------------------------------------------------
+
+
+def coq_available() -> bool:
+    """True when ``coqc`` is on PATH and MathComp's algebra library can be loaded."""
+    if shutil.which("coqc") is None:
+        return False
+    return _mathcomp_missing() is None
+
+
+def _mathcomp_missing() -> str | None:
+    """None when ``From mathcomp Require Import all_algebra`` compiles; else the error text."""
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "probe.v"
+        probe.write_text("From mathcomp Require Import all_ssreflect all_algebra.\n")
+        try:
+            proc = subprocess.run(["coqc", *COQC_FLAGS, probe.name], cwd=tmp, capture_output=True, text=True,
+                                  timeout=120, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return str(exc)
+        return None if proc.returncode == 0 else (proc.stdout + proc.stderr).strip()
+
+
+def coq_versions() -> dict[str, str]:
+    """Versions of the tools: ``{"coq": "8.16.1", "mathcomp": "1.15.0"}``; ``"missing"`` when absent.
+
+    MathComp 1.x has no version constant, so its version is read from the package manager (dpkg) or, failing
+    that, from opam; ``"unknown"`` when neither knows.
+    """
+    out = {"coq": "missing", "mathcomp": "missing"}
+    if shutil.which("coqc") is None:
+        return out
+    proc = subprocess.run(["coqc", "--version"], capture_output=True, text=True, timeout=60, check=False)
+    match = re.search(r"version\s+(\S+)", proc.stdout)
+    out["coq"] = match.group(1) if match else "unknown"
+    out["mathcomp"] = _mathcomp_version()
+    return out
+
+
+def _mathcomp_version() -> str:
+    queries = (
+        ["dpkg-query", "-W", "-f=${Version}", "libcoq-mathcomp-algebra"],
+        ["opam", "show", "-f", "version", "coq-mathcomp-algebra"],
+    )
+    for cmd in queries:
+        if shutil.which(cmd[0]) is None:
+            continue
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+        if proc.returncode == 0 and proc.stdout.strip():
+            # Debian versions read "1.15.0-1+b4": keep the upstream part.
+            return proc.stdout.strip().split("-")[0]
+    return "missing" if _mathcomp_missing() is not None else "unknown"
+
+
+class _Run(NamedTuple):
+    ok: bool
+    output: str
+    seconds: float
+    timed_out: bool
+
+
+def _coqc(path: Path, timeout: float) -> _Run:
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(["coqc", *COQC_FLAGS, path.name], cwd=path.parent, capture_output=True, text=True,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return _Run(False, f"coqc timed out after {timeout:g} s", time.perf_counter() - start, True)
+    return _Run(proc.returncode == 0, proc.stdout + proc.stderr, time.perf_counter() - start, False)
+
+
+def parse_assumptions(output: str, main: str) -> list[str] | None:
+    """Axiom names that ``Print Assumptions`` reported; ``[]`` when closed; None when no report was found."""
+    if _CLOSED in output:
+        return []
+    idx = output.find("Axioms:")
+    if idx < 0:
+        return None
+    names = []
+    for line in output[idx + len("Axioms:"):].splitlines():
+        m = re.match(r"^(\S+)\s*:", line)
+        if m:
+            names.append(m.group(1))
+    return names
+
+
+def _regions(text: str) -> dict[str, tuple[int, int]]:
+    """Region name ("DEF norm") -> (start, end) offsets of its body, between the two marker comments."""
+    found: dict[str, tuple[int, int]] = {}
+    for m in re.finditer(r"\(\* BEGIN-(DEF|STATEMENT) (\S+) \*\)\n", text):
+        key = f"{m.group(1)} {m.group(2)}"
+        end = text.find(f"(* END-{key} *)", m.end())
+        if end < 0:
+            raise ValueError(f"region {key!r} has no END marker")
+        if key in found:
+            raise ValueError(f"region {key!r} appears twice")
+        found[key] = (m.end(), end)
+    return found
+
+
+def apply_variant(text: str, variant: Variant) -> str:
+    """The file text with ``variant.region`` replaced; raises ValueError when the region is missing."""
+    regions = _regions(text)
+    if variant.region not in regions:
+        raise ValueError(f"variant {variant.name!r}: no region {variant.region!r} (have {sorted(regions)})")
+    start, end = regions[variant.region]
+    if text[start:end] == variant.replacement:
+        raise ValueError(f"variant {variant.name!r} does not change region {variant.region!r}")
+    return text[:start] + variant.replacement + text[end:]
+
+
+def _proof_spans(text: str) -> list[tuple[int, int]]:
+    """1-based line spans [Proof., Qed.] of every proof in the file."""
+    spans, start = [], 0
+    for no, line in enumerate(text.splitlines(), start=1):
+        if re.search(r"(^|\s)Proof\.", line):
+            start = no
+        if start and re.search(r"(^|\s)(Qed|Defined)\.", line):
+            spans.append((start, no))
+            start = 0
+    return spans
+
+
+def classify_failure(text: str, output: str) -> tuple[bool, str]:
+    """(True, message) when coqc's first error lies inside a proof and is not a syntax error."""
+    m = re.search(r'File "[^"]*", line (\d+), characters [^:]*:\s*\n?Error:\s*(.*?)(?:\n\n|\Z)', output, re.S)
+    if m is None:
+        return False, "no located error in coqc output: " + output.strip()[-300:]
+    line, message = int(m.group(1)), " ".join(m.group(2).split())
+    snippet = text.splitlines()[line - 1].strip() if 0 < line <= len(text.splitlines()) else ""
+    message = f"line {line} `{snippet}`: {message}"
+    if "Syntax error" in message:
+        return False, "malformed variant (syntax error): " + message
+    if not any(a <= line <= b for a, b in _proof_spans(text)):
+        return False, "malformed variant (error outside a proof): " + message
+    return True, message
+
+
+def run_variant(tid: str, variant: Variant, *, timeout: float = 300) -> VariantResult:
+    """Compile the theorem's file with one region replaced; rejected means a failure inside a proof."""
+    name = COQ_THEOREMS[tid]
+    text = apply_variant((COQ_DIR / name).read_text(), variant)
+    with tempfile.TemporaryDirectory(prefix="deadir-coq-") as tmp:
+        path = Path(tmp) / name
+        path.write_text(text)
+        run = _coqc(path, timeout)
+    if run.ok:
+        return VariantResult(variant.name, False, "ACCEPTED by coqc (a false variant checked!)")
+    if run.timed_out:
+        return VariantResult(variant.name, False, run.output)
+    rejected, message = classify_failure(text, run.output)
+    return VariantResult(variant.name, rejected, message)
+
+
+def check_theorem(tid: str, *, timeout: float = 300, variants: bool = True) -> CoqResult:
+    """Compile theorem ``tid``'s file, read its axioms, and (``variants``) run its controls and mutants.
+
+    Raises KeyError for an unknown theorem id.  ``timeout`` (seconds) bounds each ``coqc`` run.
+    """
+    if tid not in COQ_THEOREMS:
+        raise KeyError(f"unknown theorem id {tid!r}; known: {sorted(COQ_THEOREMS)}")
+    name, main = COQ_THEOREMS[tid], MAIN_THEOREMS[tid]
+    source = COQ_DIR / name
+    text = source.read_text()
+    result = CoqResult(status="not run", file=f"proofs/coq/{name}", main_theorem=main,
+                       lines=len(text.splitlines()))
+    if shutil.which("coqc") is None:
+        result.reason = "coqc not found on PATH; " + INSTALL_HINT
+        return result
+    missing = _mathcomp_missing()
+    if missing is not None:
+        result.reason = f"MathComp cannot be loaded ({missing[-200:]}); " + INSTALL_HINT
+        return result
+    if not re.search(rf"Print Assumptions {re.escape(main)}\.\s*\Z", text):
+        result.status, result.reason = "failed", f"{name} does not end with `Print Assumptions {main}.`"
+        return result
+    with tempfile.TemporaryDirectory(prefix="deadir-coq-") as tmp:
+        path = Path(tmp) / name
+        path.write_text(text)
+        run = _coqc(path, timeout)
+    result.seconds = run.seconds
+    if not run.ok:
+        result.status, result.reason = "failed", run.output.strip()[-2000:]
+        return result
+    assumptions = parse_assumptions(run.output, main)
+    if assumptions is None:
+        result.status, result.reason = "failed", "no Print Assumptions report in coqc output"
+        return result
+    result.assumptions = assumptions
+    extra = sorted(set(assumptions) - set(ALLOWED_AXIOMS.get(tid, ())))
+    if extra:
+        result.status, result.reason = "failed", f"unjustified axioms: {extra}"
+        return result
+    result.status = "proved"
+    if variants:
+        result.controls = [run_variant(tid, v, timeout=timeout) for v in CONTROLS.get(tid, [])]
+        result.mutants = [run_variant(tid, v, timeout=timeout) for v in MUTANTS.get(tid, [])]
+        bad = [v.name for v in (*result.controls, *result.mutants) if not v.rejected]
+        if bad:
+            result.status, result.reason = "failed", f"false variants not rejected: {bad}"
+    return result
+
+
+def check_all(tids: Iterable[str] | None = None, *, timeout: float = 300, variants: bool = True) -> dict[str,
+                                                                                                        CoqResult]:
+    """:func:`check_theorem` for every theorem (or those in ``tids``), keyed by theorem id."""
+    return {tid: check_theorem(tid, timeout=timeout, variants=variants) for tid in (tids or COQ_THEOREMS)}
+
+
+def main() -> int:
+    """Print a one-line verdict per theorem; exit status 1 unless every theorem is proved."""
+    import sys
+
+    versions = coq_versions()
+    print(f"coq {versions['coq']}, mathcomp {versions['mathcomp']}")
+    results = check_all(sys.argv[1:] or None)
+    for tid, res in results.items():
+        ctl = sum(v.rejected for v in res.controls)
+        mut = sum(v.rejected for v in res.mutants)
+        print(f"{tid} {res.status:8s} {res.file} ({res.lines} lines, {res.seconds:.1f} s) axioms={res.assumptions} "
+              f"controls {ctl}/{len(res.controls)} mutants {mut}/{len(res.mutants)} {res.reason}")
+        for v in (*res.controls, *res.mutants):
+            print(f"    {'rejected' if v.rejected else 'NOT REJECTED'}: {v.name}: {v.message[:160]}")
+    return 0 if all(r.status == "proved" for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
