@@ -35,11 +35,13 @@ COQ_DIR = Path(__file__).resolve().parent / "coq"
 #: Theorem id -> file name in ``proofs/coq/``.
 COQ_THEOREMS: dict[str, str] = {
     "T1": "t01_hyperplane.v",
+    "T2": "t02_kernel.v",
 }
 
 #: Theorem id -> the name given to ``Print Assumptions`` at the end of its file.
 MAIN_THEOREMS: dict[str, str] = {
     "T1": "hyperplane",
+    "T2": "kernel",
 }
 
 #: Axioms a theorem may use, with the reason; empty for every theorem (the proofs are axiom-free).
@@ -110,18 +112,67 @@ def _t1(hyp: str = "(forall i, g 0 i != 0) ->", rng: str = "i", y: str = "layer 
     return _T1_STMT.format(hyp=hyp, rng=rng, y=y, op=op, rhs=rhs)
 
 
+_T2_STMT = "Theorem kernel eps g b X :\n  {hyp}\n  cov (outs eps g b X) *m {v} = {rhs}.\n"
+
+
+def _t2(hyp: str = "(forall i, g 0 i != 0) ->", v: str = "(ginv g)^T", rhs: str = "0") -> str:
+    return _T2_STMT.format(hyp=hyp, v=v, rhs=rhs)
+
+
+_RMS_NORMALISE = "Definition normalise eps x : 'rV[R]_d :=\n  \\row_i (x 0 i / Num.sqrt (msq x + eps)).\n"
+
 CONTROLS: dict[str, list[Variant]] = {
     "T1": [
         Variant(
             "RMSNorm instead of LayerNorm",
             "DEF norm",
-            "Definition normalise eps x : 'rV[R]_d :=\n  \\row_i (x 0 i / Num.sqrt (msq x + eps)).\n",
+            _RMS_NORMALISE,
             "RMSNorm does not centre: for x = (1, 1), gamma = 1, beta = 0 the sum is 2/sqrt(1 + eps) != 0",
+        ),
+    ],
+    "T2": [
+        Variant(
+            "RMSNorm instead of LayerNorm",
+            "DEF norm",
+            _RMS_NORMALISE,
+            "T5: RMSNorm outputs of the two inputs (1, 0), (0, 1) with gamma = 1 have C gamma^-1 != 0",
+        ),
+        Variant(
+            "uncentred second moment instead of the covariance",
+            "DEF cov",
+            "Definition cov (Y : 'I_N -> 'rV[R]_d) : 'M[R]_d :=\n  N%:R^-1 *: \\sum_k (Y k)^T *m (Y k).\n",
+            "T4: E[yy^T] gamma^-1 = <gamma^-1, beta> E[y], non-zero for beta = gamma = 1, N = 1",
         ),
     ],
 }
 
 MUTANTS: dict[str, list[Variant]] = {
+    "T2": [
+        Variant(
+            "wrong constant: eigenvalue 1 instead of 0",
+            "STATEMENT kernel",
+            _t2(rhs="(ginv g)^T"),
+            "N = 0 gives C = 0 while (gamma^-1)^T != 0 (d >= 1); for d = 0 both sides are empty",
+        ),
+        Variant(
+            "wrong direction: the all-ones vector",
+            "STATEMENT kernel",
+            _t2(v="(const_mx 1 : 'rV[R]_d)^T"),
+            "d = 2, gamma = (1, 2), beta = 0, inputs (1, -1) and (-1, 1): y = (1, -2), (-1, 2), C 1 != 0",
+        ),
+        Variant(
+            "false above d = 3: gamma^-1 truncated to the first three coordinates",
+            "STATEMENT kernel",
+            _t2(v="(\\row_i (if (i < 3)%N then (g 0 i)^-1 else 0))^T"),
+            "equals gamma^-1 for d <= 3; d = 4, gamma = 1, inputs +-(1, 0, 0, -1): C (1, 1, 1, 0) != 0",
+        ),
+        Variant(
+            "dropped hypothesis gamma_i != 0",
+            "STATEMENT kernel",
+            _t2(hyp=""),
+            "gamma = (0, 1), beta = 0, inputs (1, -1), (-1, 1): gamma^-1 := (0, 1), C (0, 1) = (0, 1) != 0",
+        ),
+    ],
     "T1": [
         Variant(
             "wrong constant: beta counted twice",
