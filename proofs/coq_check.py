@@ -36,12 +36,14 @@ COQ_DIR = Path(__file__).resolve().parent / "coq"
 COQ_THEOREMS: dict[str, str] = {
     "T1": "t01_hyperplane.v",
     "T2": "t02_kernel.v",
+    "T8": "t08_write_side.v",
 }
 
 #: Theorem id -> the name given to ``Print Assumptions`` at the end of its file.
 MAIN_THEOREMS: dict[str, str] = {
     "T1": "hyperplane",
     "T2": "kernel",
+    "T8": "invariance",
 }
 
 #: Axioms a theorem may use, with the reason; empty for every theorem (the proofs are axiom-free).
@@ -119,9 +121,29 @@ def _t2(hyp: str = "(forall i, g 0 i != 0) ->", v: str = "(ginv g)^T", rhs: str 
     return _T2_STMT.format(hyp=hyp, v=v, rhs=rhs)
 
 
+_T8_STMT = (
+    "Theorem invariance eps g b x t (h : 'rV[R]_n) (W dW : 'M[R]_(n, d)) :\n  {hyp}\n"
+    "  layer eps g b (x + t *: {one}) = {rhs} /\\\n"
+    "  layer eps g b (x + h *m (W + dW)) = layer eps g b (x + h *m W).\n"
+)
+
+
+def _t8(hyp: str = "(forall l j j', dW l j = dW l j') ->", one: str = "const_mx 1",
+        rhs: str = "layer eps g b x") -> str:
+    return _T8_STMT.format(hyp=hyp, one=one, rhs=rhs)
+
+
 _RMS_NORMALISE = "Definition normalise eps x : 'rV[R]_d :=\n  \\row_i (x 0 i / Num.sqrt (msq x + eps)).\n"
 
 CONTROLS: dict[str, list[Variant]] = {
+    "T8": [
+        Variant(
+            "RMSNorm instead of LayerNorm",
+            "DEF norm",
+            _RMS_NORMALISE,
+            "RMSNorm(x + t 1) != RMSNorm(x): x = (1, -1), t = 1, eps = 0 gives (1, 0)/sqrt(2) * 2 vs (1, -1)",
+        ),
+    ],
     "T1": [
         Variant(
             "RMSNorm instead of LayerNorm",
@@ -147,6 +169,33 @@ CONTROLS: dict[str, list[Variant]] = {
 }
 
 MUTANTS: dict[str, list[Variant]] = {
+    "T8": [
+        Variant(
+            "wrong constant: the output moves by t",
+            "STATEMENT invariance",
+            _t8(rhs="layer eps g b x + t *: const_mx 1"),
+            "d = 1, t = 1: both layer outputs equal beta, the right-hand side is beta + 1",
+        ),
+        Variant(
+            "wrong direction: shift along gamma",
+            "STATEMENT invariance",
+            _t8(one="g"),
+            "d = 2, gamma = (1, 2), beta = 0, x = 0, eps = 0, t = 1: LN(gamma) = (-1, 2) != LN(0) = 0",
+        ),
+        Variant(
+            "false above d = 3: shift of the first three coordinates only",
+            "STATEMENT invariance",
+            _t8(one="\\row_i (if (i < 3)%N then 1 else 0)"),
+            "the all-ones vector for d <= 3; d = 4, x = 0, gamma = 1, beta = 0, eps = 0, t = 1: "
+            "LN((1, 1, 1, 0)) = (1, 1, 1, -3)/sqrt(3) != 0",
+        ),
+        Variant(
+            "dropped hypothesis: rows of dW constant",
+            "STATEMENT invariance",
+            _t8(hyp=""),
+            "d = 2, n = 1, h = 1, W = 0, dW = (1, 0), x = 0, gamma = 1, beta = 0, eps = 0: LN((1, 0)) = (1, -1) != 0",
+        ),
+    ],
     "T2": [
         Variant(
             "wrong constant: eigenvalue 1 instead of 0",
