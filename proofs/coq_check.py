@@ -36,6 +36,7 @@ COQ_DIR = Path(__file__).resolve().parent / "coq"
 COQ_THEOREMS: dict[str, str] = {
     "T1": "t01_hyperplane.v",
     "T2": "t02_kernel.v",
+    "T4": "t04_uncentred.v",
     "T8": "t08_write_side.v",
 }
 
@@ -43,6 +44,7 @@ COQ_THEOREMS: dict[str, str] = {
 MAIN_THEOREMS: dict[str, str] = {
     "T1": "hyperplane",
     "T2": "kernel",
+    "T4": "uncentred",
     "T8": "invariance",
 }
 
@@ -133,9 +135,33 @@ def _t8(hyp: str = "(forall l j j', dW l j = dW l j') ->", one: str = "const_mx 
     return _T8_STMT.format(hyp=hyp, one=one, rhs=rhs)
 
 
+_T4_STMT = (
+    "Theorem uncentred eps g b X :\n  {hyp}\n  moment (outs eps g b X) *m (ginv g)^T = {rhs}.\n"
+)
+
+
+def _t4(hyp: str = "(forall i, g 0 i != 0) ->", rhs: str = "predicted (outs eps g b X) g b") -> str:
+    return _T4_STMT.format(hyp=hyp, rhs=rhs)
+
+
 _RMS_NORMALISE = "Definition normalise eps x : 'rV[R]_d :=\n  \\row_i (x 0 i / Num.sqrt (msq x + eps)).\n"
 
 CONTROLS: dict[str, list[Variant]] = {
+    "T4": [
+        Variant(
+            "uncentred moment claimed to annihilate gamma^-1 (T2's statement for E[yy^T])",
+            "DEF predicted",
+            "Definition predicted (Y : 'I_N -> 'rV[R]_d) g b : 'cV[R]_d := 0.\n",
+            "d = 1, N = 1, gamma = 1, beta = 1: y = 1 and M gamma^-1 = 1 != 0",
+        ),
+        Variant(
+            "centred covariance in place of the uncentred moment",
+            "DEF moment",
+            "Definition moment (Y : 'I_N -> 'rV[R]_d) : 'M[R]_d :=\n"
+            "  N%:R^-1 *: \\sum_k (Y k - smean Y)^T *m (Y k - smean Y).\n",
+            "T2: C gamma^-1 = 0, while <gamma^-1, beta> m = 1 for d = 1, N = 1, gamma = beta = 1",
+        ),
+    ],
     "T8": [
         Variant(
             "RMSNorm instead of LayerNorm",
@@ -169,6 +195,34 @@ CONTROLS: dict[str, list[Variant]] = {
 }
 
 MUTANTS: dict[str, list[Variant]] = {
+    "T4": [
+        Variant(
+            "wrong constant: factor 2",
+            "STATEMENT uncentred",
+            _t4(rhs="2%:R *: predicted (outs eps g b X) g b"),
+            "d = 1, N = 1, gamma = 1, beta = 1: y = 1, M gamma^-1 = 1, twice the prediction is 2",
+        ),
+        Variant(
+            "wrong constant: <1, beta> instead of <gamma^-1, beta>",
+            "STATEMENT uncentred",
+            _t4(rhs="(\\sum_i b 0 i) *: (smean (outs eps g b X))^T"),
+            "d = 1, N = 1, gamma = 2, beta = 1: y = 1, M gamma^-1 = 1/2 but <1, beta> m = 1",
+        ),
+        Variant(
+            "false above d = 3: <gamma^-1, beta> over the first three coordinates",
+            "STATEMENT uncentred",
+            _t4(rhs="(\\sum_(i < d | (i < 3)%N) b 0 i / g 0 i) *: (smean (outs eps g b X))^T"),
+            "the full inner product for d <= 3; d = 4, N = 1, x = 0, gamma = 1, beta = e_4: "
+            "y = beta, M gamma^-1 = beta, the truncated prediction is 0",
+        ),
+        Variant(
+            "dropped hypothesis gamma_i != 0",
+            "STATEMENT uncentred",
+            _t4(hyp=""),
+            "d = 2, N = 1, gamma = (0, 1), beta = 0, x = (1, 0), eps = 0: y = (0, -2), gamma^-1 := (0, 1), "
+            "M gamma^-1 = (0, 4) but the prediction is 0",
+        ),
+    ],
     "T8": [
         Variant(
             "wrong constant: the output moves by t",
