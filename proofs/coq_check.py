@@ -37,6 +37,7 @@ COQ_THEOREMS: dict[str, str] = {
     "T1": "t01_hyperplane.v",
     "T2": "t02_kernel.v",
     "T4": "t04_uncentred.v",
+    "T6": "t06_zero_scales.v",
     "T8": "t08_write_side.v",
 }
 
@@ -45,6 +46,7 @@ MAIN_THEOREMS: dict[str, str] = {
     "T1": "hyperplane",
     "T2": "kernel",
     "T4": "uncentred",
+    "T6": "zero_scale",
     "T8": "invariance",
 }
 
@@ -144,9 +146,30 @@ def _t4(hyp: str = "(forall i, g 0 i != 0) ->", rhs: str = "predicted (outs eps 
     return _T4_STMT.format(hyp=hyp, rhs=rhs)
 
 
+_T6_STMT = (
+    "Theorem zero_scale eps g b X i :\n  {hyp}\n  cov (outs eps g b X) *m {v} = {rhs} /\\\n"
+    "  ~ (exists v : 'rV[R]_d, forall j : 'I_d, {inv}).\n"
+)
+_E_I = "(delta_mx 0 i : 'rV[R]_d)^T"
+
+
+def _t6(hyp: str = "g 0 i = 0 ->", v: str = _E_I, rhs: str = "0", inv: str = "g 0 j * v 0 j = 1") -> str:
+    return _T6_STMT.format(hyp=hyp, v=v, rhs=rhs, inv=inv)
+
+
 _RMS_NORMALISE = "Definition normalise eps x : 'rV[R]_d :=\n  \\row_i (x 0 i / Num.sqrt (msq x + eps)).\n"
 
 CONTROLS: dict[str, list[Variant]] = {
+    "T6": [
+        Variant(
+            "gamma applied to the input before normalising",
+            "DEF layer",
+            "Definition layer eps g b x : 'rV[R]_d :=\n"
+            "  \\row_i (normalise eps (\\row_j (g 0 j * x 0 j)) 0 i + b 0 i).\n",
+            "d = 2, gamma = (0, 1), beta = 0, eps = 0, inputs (0, 1), (0, -1): outputs (-1, 1), (1, -1), "
+            "so the dead coordinate varies and C e_0 = (1, -1) != 0",
+        ),
+    ],
     "T4": [
         Variant(
             "uncentred moment claimed to annihilate gamma^-1 (T2's statement for E[yy^T])",
@@ -195,6 +218,32 @@ CONTROLS: dict[str, list[Variant]] = {
 }
 
 MUTANTS: dict[str, list[Variant]] = {
+    "T6": [
+        Variant(
+            "wrong constant: eigenvalue 1 instead of 0",
+            "STATEMENT zero_scale",
+            _t6(rhs=_E_I),
+            "N = 0 gives C = 0 while e_i != 0",
+        ),
+        Variant(
+            "wrong direction: the all-ones vector",
+            "STATEMENT zero_scale",
+            _t6(v="(const_mx 1 : 'rV[R]_d)^T"),
+            "d = 2, gamma = (0, 1), beta = 0, inputs (1, -1), (-1, 1), eps = 0: y = (0, -1), (0, 1), C 1 = (0, 1)",
+        ),
+        Variant(
+            "false above d = 3: gamma^-1 undefined only if a zero is among the first three",
+            "STATEMENT zero_scale",
+            _t6(inv="(j < 3)%N -> g 0 j * v 0 j = 1"),
+            "for d <= 3 every i < 3 so no v exists; d = 4, gamma = (1, 1, 1, 0), i = 3: v = (1, 1, 1, 0) exists",
+        ),
+        Variant(
+            "dropped hypothesis gamma_i = 0",
+            "STATEMENT zero_scale",
+            _t6(hyp=""),
+            "d = 1, gamma = 1: v = 1 inverts gamma",
+        ),
+    ],
     "T4": [
         Variant(
             "wrong constant: factor 2",
