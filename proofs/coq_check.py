@@ -38,6 +38,7 @@ COQ_THEOREMS: dict[str, str] = {
     "T2": "t02_kernel.v",
     "T4": "t04_uncentred.v",
     "T6": "t06_zero_scales.v",
+    "T7": "t07_read_side.v",
     "T8": "t08_write_side.v",
 }
 
@@ -47,6 +48,7 @@ MAIN_THEOREMS: dict[str, str] = {
     "T2": "kernel",
     "T4": "uncentred",
     "T6": "zero_scale",
+    "T7": "read_side",
     "T8": "invariance",
 }
 
@@ -157,9 +159,37 @@ def _t6(hyp: str = "g 0 i = 0 ->", v: str = _E_I, rhs: str = "0", inv: str = "g 
     return _T6_STMT.format(hyp=hyp, v=v, rhs=rhs, inv=inv)
 
 
+_T7_STMT = (
+    "Theorem read_side eps g b x (W : 'M[R]_(d, m)) (c u : 'rV[R]_m) t :\n"
+    "  {hyp}\n"
+    "  [/\\ layer eps g b x *m (W + t *: ((ginv g)^T *m u)) + {bias}\n"
+    "        = layer eps g b x *m W + c,\n"
+    "      {hyp2}\n"
+    "        layer eps g b x *m (W + t *: ((ginv g)^T *m u)) = layer eps g b x *m W &\n"
+    "      forall (T : Type) (F : 'rV[R]_m -> T),\n"
+    "        (forall l s, F (l + s *: const_mx 1) = F l) ->\n"
+    "        F (layer eps g b x *m (W + t *: ((ginv g)^T *m {one})))\n"
+    "          = F (layer eps g b x *m W)].\n"
+)
+
+
+def _t7(hyp: str = "(forall i, g 0 i != 0) ->", bias: str = "(c - (t * offset g b) *: u)",
+        hyp2: str = "offset g b = 0 ->", one: str = "const_mx 1") -> str:
+    return _T7_STMT.format(hyp=hyp, bias=bias, hyp2=hyp2, one=one)
+
+
 _RMS_NORMALISE = "Definition normalise eps x : 'rV[R]_d :=\n  \\row_i (x 0 i / Num.sqrt (msq x + eps)).\n"
 
 CONTROLS: dict[str, list[Variant]] = {
+    "T7": [
+        Variant(
+            "RMSNorm instead of LayerNorm",
+            "DEF norm",
+            _RMS_NORMALISE,
+            "RMSNorm outputs leave the hyperplane: d = m = 1, gamma = 1, beta = 0, x = 1, eps = 0, u = t = 1, "
+            "W = c = 0: y = 1 and y (W + gamma^-T u) = 1 != 0",
+        ),
+    ],
     "T6": [
         Variant(
             "gamma applied to the input before normalising",
@@ -218,6 +248,41 @@ CONTROLS: dict[str, list[Variant]] = {
 }
 
 MUTANTS: dict[str, list[Variant]] = {
+    "T7": [
+        Variant(
+            "wrong constant: bias correction with the wrong sign",
+            "STATEMENT read_side",
+            _t7(bias="(c + (t * offset g b) *: u)"),
+            "d = m = 1, gamma = beta = 1, t = u = 1, W = c = 0: y = 1, left side 1 + 1 = 2, right side 0",
+        ),
+        Variant(
+            "dropped hypothesis <gamma^-1, beta> = 0 for the bias-free layer",
+            "STATEMENT read_side",
+            _t7(hyp2=""),
+            "d = m = 1, gamma = beta = 1, t = u = 1, W = 0: y = 1, y (W + 1) = 1 != 0",
+        ),
+        Variant(
+            "false above d = 3: <gamma^-1, beta> over the first three coordinates only",
+            "STATEMENT read_side",
+            _t7(hyp2="\\sum_(i < d | (i < 3)%N) b 0 i / g 0 i = 0 ->"),
+            "the full offset for d <= 3; d = 4, m = 1, x = 0, gamma = 1, beta = e_4, t = u = 1, W = 0: "
+            "y = e_4 and y gamma^-T u = 1 != 0",
+        ),
+        Variant(
+            "consumer invariant under constant shifts, but along an arbitrary direction u",
+            "STATEMENT read_side",
+            _t7(one="u"),
+            "F(l) = l_0 - l_1 is shift-invariant; m = 2, u = (1, 0), d = 1, gamma = beta = 1, t = 1, W = 0: "
+            "the logits move by (1, 0) and F by 1",
+        ),
+        Variant(
+            "dropped hypothesis gamma_i != 0",
+            "STATEMENT read_side",
+            _t7(hyp=""),
+            "d = 2, gamma = (0, 1), beta = 0, x = (1, 0), eps = 0, m = 1, u = t = 1, W = c = 0: y = (0, -2), "
+            "gamma^-1 := (0, 1), y gamma^-T u = -2 while the bias correction is 0",
+        ),
+    ],
     "T6": [
         Variant(
             "wrong constant: eigenvalue 1 instead of 0",
@@ -419,9 +484,10 @@ def _mathcomp_version() -> str:
 
 class _Run(NamedTuple):
     ok: bool
-    output: str
+    output: str  # stdout then stderr, for error messages
     seconds: float
     timed_out: bool
+    stdout: str = ""  # Print output only: warnings go to stderr and must not be read as axiom names
 
 
 def _coqc(path: Path, timeout: float) -> _Run:
@@ -431,21 +497,21 @@ def _coqc(path: Path, timeout: float) -> _Run:
                               timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return _Run(False, f"coqc timed out after {timeout:g} s", time.perf_counter() - start, True)
-    return _Run(proc.returncode == 0, proc.stdout + proc.stderr, time.perf_counter() - start, False)
+    return _Run(proc.returncode == 0, proc.stdout + proc.stderr, time.perf_counter() - start, False, proc.stdout)
 
 
-def parse_assumptions(output: str, main: str) -> list[str] | None:
+def parse_assumptions(output: str) -> list[str] | None:
     """Axiom names that ``Print Assumptions`` reported; ``[]`` when closed; None when no report was found."""
     if _CLOSED in output:
         return []
     idx = output.find("Axioms:")
     if idx < 0:
         return None
+    # Coq prints each axiom as "name : type" or "name" then "  : type" on the next lines (indented).
     names = []
     for line in output[idx + len("Axioms:"):].splitlines():
-        m = re.match(r"^(\S+)\s*:", line)
-        if m:
-            names.append(m.group(1))
+        if line.strip() and not line[0].isspace():
+            names.append(line.split()[0].rstrip(":"))
     return names
 
 
@@ -547,7 +613,7 @@ def check_theorem(tid: str, *, timeout: float = 300, variants: bool = True) -> C
     if not run.ok:
         result.status, result.reason = "failed", run.output.strip()[-2000:]
         return result
-    assumptions = parse_assumptions(run.output, main)
+    assumptions = parse_assumptions(run.stdout)
     if assumptions is None:
         result.status, result.reason = "failed", "no Print Assumptions report in coqc output"
         return result

@@ -111,10 +111,23 @@ def test_missing_region_raises() -> None:
 
 
 def test_parse_assumptions() -> None:
-    assert coq_check.parse_assumptions("Closed under the global context\n", "t") == []
-    axioms = "Axioms:\nclassic : forall P : Prop, P \\/ ~ P\nfunext : forall f g,\n  f = g\n"
-    assert coq_check.parse_assumptions(axioms, "t") == ["classic", "funext"]
-    assert coq_check.parse_assumptions("nothing here", "t") is None
+    assert coq_check.parse_assumptions("Closed under the global context\n") == []
+    axioms = "Axioms:\nclassic : forall P : Prop, P \\/ ~ P\nread_dir\n  : forall (R : rcfType),\n    R = R\n"
+    assert coq_check.parse_assumptions(axioms) == ["classic", "read_dir"]
+    assert coq_check.parse_assumptions("nothing here") is None
+
+
+@pytest.mark.coq
+def test_admitted_lemma_fails_the_axiom_check(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planted: T1's helper lemma closed with Admitted compiles, but Print Assumptions names it; status failed."""
+    _require_coq()
+    text = (coq_check.COQ_DIR / COQ_THEOREMS["T1"]).read_text()
+    proof = "Proof. by move=> c0; rewrite mulrC mulKf. Qed."
+    assert proof in text
+    (tmp_path / COQ_THEOREMS["T1"]).write_text(text.replace(proof, "Admitted."))
+    monkeypatch.setattr(coq_check, "COQ_DIR", tmp_path)
+    res = coq_check.check_theorem("T1", variants=False)
+    assert res.status == "failed" and res.assumptions == ["unscale"] and "unjustified axioms" in res.reason
 
 
 def test_without_coqc_status_is_not_run_with_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
