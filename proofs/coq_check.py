@@ -40,6 +40,7 @@ COQ_THEOREMS: dict[str, str] = {
     "T6": "t06_zero_scales.v",
     "T7": "t07_read_side.v",
     "T8": "t08_write_side.v",
+    "T9": "t09_groups.v",
 }
 
 #: Theorem id -> the name given to ``Print Assumptions`` at the end of its file.
@@ -50,6 +51,7 @@ MAIN_THEOREMS: dict[str, str] = {
     "T6": "zero_scale",
     "T7": "read_side",
     "T8": "invariance",
+    "T9": "groups",
 }
 
 #: Axioms a theorem may use, with the reason; empty for every theorem (the proofs are axiom-free).
@@ -178,9 +180,45 @@ def _t7(hyp: str = "(forall i, g 0 i != 0) ->", bias: str = "(c - (t * offset g 
     return _T7_STMT.format(hyp=hyp, bias=bias, hyp2=hyp2, one=one)
 
 
+_T9_STMT = (
+    "Theorem groups eps g b w X (r : 'I_G -> 'I_d) :\n"
+    "  (forall i, g 0 i != 0) ->\n"
+    "  {hw}\n"
+    "  {hr}\n"
+    "  [/\\ vgrp g *m cov (outs (gnorm eps g b) X) = 0,\n"
+    "      ({rank} <= \\rank (kermx (cov (outs (gnorm eps g b) X))))%N,\n"
+    "      ({one} : 'rV[R]_d) *m cov (outs (stc eps g b) X) = 0 &\n"
+    "      (\\row_i {gdir} : 'rV[R]_d) *m cov (outs (gemma eps w b) X) = 0].\n"
+)
+
+
+def _t9(hw: str = "(forall i, 1 + w 0 i != 0) ->", hr: str = "(forall h, grp (r h) = h) ->", rank: str = "G",
+        one: str = "const_mx 1", gdir: str = "(1 + w 0 i)^-1") -> str:
+    return _T9_STMT.format(hw=hw, hr=hr, rank=rank, one=one, gdir=gdir)
+
+
 _RMS_NORMALISE = "Definition normalise eps x : 'rV[R]_d :=\n  \\row_i (x 0 i / Num.sqrt (msq x + eps)).\n"
 
 CONTROLS: dict[str, list[Variant]] = {
+    "T9": [
+        Variant(
+            "scaling before centring within each group (gamma^-1 claim)",
+            "DEF groupnorm",
+            "Definition gnorm eps g b x : 'rV[R]_d :=\n"
+            "  let s := \\row_j (g 0 j * x 0 j) in\n"
+            "  \\row_i ((s 0 i - gmean s (grp i)) / Num.sqrt (gvar s (grp i) + eps) + b 0 i).\n",
+            "G = 1 is scale-then-centre, whose kernel is the all-ones vector: d = 2, gamma = (1, 2), "
+            "inputs (1, 0), (0, 1) give outputs (1, -1), (-1, 1) and V C != 0",
+        ),
+        Variant(
+            "centring before scaling (LayerNorm) for the all-ones claim",
+            "DEF scale_centre",
+            "Definition stc eps g b x : 'rV[R]_d :=\n"
+            "  \\row_i (g 0 i * ((x 0 i - mean x) / Num.sqrt (var x + eps)) + b 0 i).\n",
+            "LayerNorm's kernel is gamma^-1: d = 2, gamma = (1, 2), inputs (1, -1), (-1, 1) give "
+            "y = (1, -2), (-1, 2) and 1^T C != 0",
+        ),
+    ],
     "T7": [
         Variant(
             "RMSNorm instead of LayerNorm",
@@ -248,6 +286,41 @@ CONTROLS: dict[str, list[Variant]] = {
 }
 
 MUTANTS: dict[str, list[Variant]] = {
+    "T9": [
+        Variant(
+            "wrong constant: Gemma's offset 0 (direction w^-1 instead of (1 + w)^-1)",
+            "STATEMENT groups",
+            _t9(gdir="(w 0 i)^-1"),
+            "d = 2, w = (1, 2) (gamma = (2, 3)), eps = 0, inputs (1, 0), (0, 1): y - beta = +-(2, -3), "
+            "C = (2, -3)^T (2, -3) and C w^-1 = (2, -3)^T / 2 != 0",
+        ),
+        Variant(
+            "false above G = 3: kernel dimension G + 1 once G >= 4",
+            "STATEMENT groups",
+            _t9(rank="G + (3 < G)"),
+            "the proved bound for G <= 3; G = d = 4 singleton groups: ker C has dimension at most d = 4 < 5",
+        ),
+        Variant(
+            "dropped hypothesis: every group non-empty",
+            "STATEMENT groups",
+            _t9(hr=""),
+            "G = 2, d = 1, every channel in group 0: ker C has dimension at most 1 < 2",
+        ),
+        Variant(
+            "wrong direction: scale-then-centre claimed to have gamma^-1 in its kernel",
+            "STATEMENT groups",
+            _t9(one="\\row_i (g 0 i)^-1"),
+            "d = 2, gamma = (1, 2), eps = 0, inputs (1, 0), (0, 1): outputs (1, -1), (-1, 1), "
+            "C gamma^-1 is a non-zero multiple of (1, -1)",
+        ),
+        Variant(
+            "dropped hypothesis 1 + w_i != 0",
+            "STATEMENT groups",
+            _t9(hw=""),
+            "d = 2, w = (-1, 0), eps = 0, beta = 0, inputs (1, 0), (0, 1): y = (0, -1), (0, 1), "
+            "(1 + w)^-1 := (0, 1) and C (0, 1) = (0, 1) != 0",
+        ),
+    ],
     "T7": [
         Variant(
             "wrong constant: bias correction with the wrong sign",
