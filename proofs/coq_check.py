@@ -36,6 +36,7 @@ COQ_DIR = Path(__file__).resolve().parent / "coq"
 COQ_THEOREMS: dict[str, str] = {
     "T1": "t01_hyperplane.v",
     "T2": "t02_kernel.v",
+    "T3": "t03_minimality.v",
     "T4": "t04_uncentred.v",
     "T6": "t06_zero_scales.v",
     "T7": "t07_read_side.v",
@@ -47,6 +48,7 @@ COQ_THEOREMS: dict[str, str] = {
 MAIN_THEOREMS: dict[str, str] = {
     "T1": "hyperplane",
     "T2": "kernel",
+    "T3": "minimality",
     "T4": "uncentred",
     "T6": "zero_scale",
     "T7": "read_side",
@@ -197,9 +199,34 @@ def _t9(hw: str = "(forall i, 1 + w 0 i != 0) ->", hr: str = "(forall h, grp (r 
     return _T9_STMT.format(hw=hw, hr=hr, rank=rank, one=one, gdir=gdir)
 
 
+_T3_STMT = (
+    "Theorem minimality eps g b X :\n"
+    "  {hg}\n"
+    "  {span}\n"
+    "  [/\\ cmx d *m cmx d = cmx d,\n"
+    "      (0 < d)%N -> \\rank (cmx d) = {rank} &\n"
+    "      forall v, cov (ymx eps g b X) *m v^T = 0 <-> exists a, v = a *: {dir}].\n"
+)
+_T3_SPAN = "(forall u : 'rV[R]_d, cmx N *m zmx eps X *m u^T = 0 -> exists a, u = a *: const_mx 1) ->"
+
+
+def _t3(hg: str = "(forall i, g 0 i != 0) ->", span: str = _T3_SPAN, rank: str = "d.-1",
+        dir: str = "ginv g") -> str:
+    return _T3_STMT.format(hg=hg, span=span, rank=rank, dir=dir)
+
+
 _RMS_NORMALISE = "Definition normalise eps x : 'rV[R]_d :=\n  \\row_i (x 0 i / Num.sqrt (msq x + eps)).\n"
 
 CONTROLS: dict[str, list[Variant]] = {
+    "T3": [
+        Variant(
+            "RMSNorm instead of LayerNorm",
+            "DEF norm",
+            _RMS_NORMALISE,
+            "d = N = 2, gamma = 1, beta = 0, eps = 0, inputs (1, 0), (1, 1): RMSNorm outputs (sqrt 2, 0), (1, 1) "
+            "have <1, y> = sqrt 2 and 2, so the centred outputs are not orthogonal to gamma^-1 and C gamma^-1 != 0",
+        ),
+    ],
     "T9": [
         Variant(
             "scaling before centring within each group (gamma^-1 claim)",
@@ -286,6 +313,40 @@ CONTROLS: dict[str, list[Variant]] = {
 }
 
 MUTANTS: dict[str, list[Variant]] = {
+    "T3": [
+        Variant(
+            "wrong constant: rank d - 2",
+            "STATEMENT minimality",
+            _t3(rank="d.-2"),
+            "d = 2: P = [[1/2, -1/2], [-1/2, 1/2]] has rank 1, not 0",
+        ),
+        Variant(
+            "false above d = 3: rank min(d - 1, 2)",
+            "STATEMENT minimality",
+            _t3(rank="minn d.-1 2"),
+            "equals d - 1 for d <= 3; d = 4: rank P = 3 != 2",
+        ),
+        Variant(
+            "wrong direction: kernel spanned by the all-ones vector",
+            "STATEMENT minimality",
+            _t3(dir="const_mx 1"),
+            "d = N = 2, gamma = (1, 2), eps = 0, inputs (1, -1), (-1, 1): the sample is generic and "
+            "ker C = span((1, 1/2)), which does not contain (1, 1)",
+        ),
+        Variant(
+            "dropped hypothesis: the centred normalised inputs span 1^perp",
+            "STATEMENT minimality",
+            _t3(span=""),
+            "N = 0, d = 2: C = 0 and its kernel is the whole plane, not a line",
+        ),
+        Variant(
+            "dropped hypothesis gamma_i != 0",
+            "STATEMENT minimality",
+            _t3(hg=""),
+            "d = N = 2, gamma = (0, 1), inputs (1, -1), (-1, 1): y = (0, -1), (0, 1), ker C = span(e_0) "
+            "while gamma^-1 := (0, 1)",
+        ),
+    ],
     "T9": [
         Variant(
             "wrong constant: Gemma's offset 0 (direction w^-1 instead of (1 + w)^-1)",
