@@ -298,6 +298,11 @@ def parse_bound(output: str) -> tuple[Fraction, str]:
     return bound, text
 
 
+def hint_warnings(gappa_stderr: str) -> list[str]:
+    """Gappa's warnings that a rewriting hint is not an identity (Gappa only warns, and still uses it)."""
+    return [line for line in gappa_stderr.splitlines() if "are not trivially equal" in line]
+
+
 def _frac_up(x: Fraction) -> float:
     """The float nearest x, moved up when it is below x (a bound must stay a bound)."""
     f = float(x)
@@ -445,6 +450,9 @@ def check_case(
         res.seconds += sec
         if rc != 0:
             res.status, res.reason = "failed", f"gappa rc={rc}: {err[-400:]}"
+            return res
+        if hint_warnings(err):
+            res.status, res.reason = "failed", f"a rewriting hint is not an identity: {hint_warnings(err)[0][:300]}"
             return res
         bound, text = parse_bound(err)
         res.status = "proved"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -161,3 +162,26 @@ def test_write_to_keeps_script_certificate_and_log(tmp_path: Path) -> None:
     assert {"t10_float16_d2.g", "t10_float16_d2.v", "t10_float16_d2.coqlog"} <= names
     assert oct((tmp_path / "t10_float16_d2.v").stat().st_mode & 0o777) == "0o644"
     assert "Hypotheses:" in (tmp_path / "t10_float16_d2.g").read_text()
+
+
+def test_planted_false_hint_gappa_warns_and_coq_rejects(tmp_path: Path) -> None:
+    """Why the hints are re-proved: with a false hint (the centring term dropped) Gappa still 'proves' a bound.
+
+    Gappa only warns; check_case's reading of the warning and coqc's ``field`` must both reject it.
+    """
+    _need_gappa()
+    _need_coq()
+    good = gc.script_text("float32", 2)
+    bad = good.replace(" + r * (S - 2 * mh) {", " {")
+    assert bad != good
+    (tmp_path / "bad.g").write_text(bad)
+    rc, out, err, _ = gc._run(["gappa", "-Bcoq", "bad.g"], tmp_path, 600)
+    assert rc == 0, err  # Gappa alone accepts it ...
+    assert gc.hint_warnings(err)  # ... with a warning that check_case turns into "failed"
+    v = tmp_path / "bad.v"
+    v.write_text(gc.coq_certificate(out))
+    rc_c, log, _ = gc._coqc(v, 600)
+    assert rc_c != 0
+    line = int(re.search(r"line (\d+)", log).group(1))  # type: ignore[union-attr]
+    failing = v.read_text().splitlines()[line - 1]
+    assert "field" in failing, (log, failing)  # rejected in the re-proof of the hint, nowhere else
