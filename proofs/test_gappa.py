@@ -185,3 +185,12 @@ def test_planted_false_hint_gappa_warns_and_coq_rejects(tmp_path: Path) -> None:
     line = int(re.search(r"line (\d+)", log).group(1))  # type: ignore[union-attr]
     failing = v.read_text().splitlines()[line - 1]
     assert "field" in failing, (log, failing)  # rejected in the re-proof of the hint, nowhere else
+
+
+def test_tightening_control_can_fail() -> None:
+    """The halved-bound control distinguishes: twice the certified bound is provable, half is not."""
+    _need_gappa()
+    r = gc.check_case("bfloat16", 3, coq=False)
+    b = Fraction(r.certified_bound)
+    assert gc.gappa_proves("bfloat16", 3, 2 * b) is True
+    assert gc.gappa_proves("bfloat16", 3, b / 2) is False
