@@ -38,6 +38,7 @@ COQ_THEOREMS: dict[str, str] = {
     "T2": "t02_kernel.v",
     "T3": "t03_minimality.v",
     "T4": "t04_uncentred.v",
+    "T5": "t05_rms_absence.v",
     "T6": "t06_zero_scales.v",
     "T7": "t07_read_side.v",
     "T8": "t08_write_side.v",
@@ -50,6 +51,7 @@ MAIN_THEOREMS: dict[str, str] = {
     "T2": "kernel",
     "T3": "minimality",
     "T4": "uncentred",
+    "T5": "rms_absence",
     "T6": "zero_scale",
     "T7": "read_side",
     "T8": "invariance",
@@ -215,9 +217,30 @@ def _t3(hg: str = "(forall i, g 0 i != 0) ->", span: str = _T3_SPAN, rank: str =
     return _T3_STMT.format(hg=hg, span=span, rank=rank, dir=dir)
 
 
+_T5_STMT = (
+    "Theorem rms_absence eps g b v :\n"
+    "  {he}{hg}{hv}\n"
+    "  0 < ({w} *m cov2 (layer eps g b {x1}) (layer eps g b {x2}) *m {w}^T) 0 0.\n"
+)
+_T5_FIRST3 = "(\\row_i (if (i < 3)%N then v 0 i else 0) : 'rV[R]_d)"
+
+
+def _t5(he: str = "0 <= eps -> ", hg: str = "(forall i, g 0 i != 0) -> ", hv: str = "v != 0 ->",
+        x1: str = "(witness g v)", x2: str = "(- witness g v)", w: str = "v") -> str:
+    return _T5_STMT.format(he=he, hg=hg, hv=hv, x1=x1, x2=x2, w=w)
+
+
 _RMS_NORMALISE = "Definition normalise eps x : 'rV[R]_d :=\n  \\row_i (x 0 i / Num.sqrt (msq x + eps)).\n"
 
 CONTROLS: dict[str, list[Variant]] = {
+    "T5": [
+        Variant(
+            "LayerNorm instead of RMSNorm",
+            "DEF norm",
+            "Definition normalise eps x : 'rV[R]_d :=\n  \\row_i ((x 0 i - mean x) / Num.sqrt (var x + eps)).\n",
+            "T2: v = gamma^-1 is in the kernel of every LayerNorm covariance, so v^T C v = 0 for this pair",
+        ),
+    ],
     "T3": [
         Variant(
             "RMSNorm instead of LayerNorm",
@@ -313,6 +336,38 @@ CONTROLS: dict[str, list[Variant]] = {
 }
 
 MUTANTS: dict[str, list[Variant]] = {
+    "T5": [
+        Variant(
+            "wrong constant: second input 2 x1 instead of -x1",
+            "STATEMENT rms_absence",
+            _t5(x2="(2%:R *: witness g v)"),
+            "eps = 0: RMSNorm is scale-invariant, RMSNorm(2 x1) = RMSNorm(x1), so C = 0",
+        ),
+        Variant(
+            "false above d = 3: the quadratic form of v truncated to its first three coordinates",
+            "STATEMENT rms_absence",
+            _t5(w=_T5_FIRST3),
+            "v itself for d <= 3; d = 4, v = e_3: the truncated vector is 0 and its quadratic form is 0",
+        ),
+        Variant(
+            "dropped hypothesis eps >= 0",
+            "STATEMENT rms_absence",
+            _t5(he=""),
+            "eps = -mean(x1^2): the normaliser is sqrt 0 = 0, both outputs are beta (MathComp's x / 0 = 0), C = 0",
+        ),
+        Variant(
+            "dropped hypothesis gamma_i != 0",
+            "STATEMENT rms_absence",
+            _t5(hg=""),
+            "gamma = 0: both outputs are beta, C = 0",
+        ),
+        Variant(
+            "dropped hypothesis v != 0",
+            "STATEMENT rms_absence",
+            _t5(hv=""),
+            "v = 0: v^T C v = 0",
+        ),
+    ],
     "T3": [
         Variant(
             "wrong constant: rank d - 2",
