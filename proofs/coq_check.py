@@ -20,12 +20,14 @@ assumes excluded middle or functional extensionality), and every control and mut
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -772,10 +774,11 @@ def run_variant(tid: str, variant: Variant, *, timeout: float = 300) -> VariantR
     return VariantResult(variant.name, rejected, message)
 
 
-def check_theorem(tid: str, *, timeout: float = 300, variants: bool = True) -> CoqResult:
+def check_theorem(tid: str, *, timeout: float = 300, variants: bool = True, jobs: int = 1) -> CoqResult:
     """Compile theorem ``tid``'s file, read its axioms, and (``variants``) run its controls and mutants.
 
-    Raises KeyError for an unknown theorem id.  ``timeout`` (seconds) bounds each ``coqc`` run.
+    Raises KeyError for an unknown theorem id.  ``timeout`` (seconds) bounds each ``coqc`` run; ``jobs`` runs
+    that many variant compilations at once (each is an independent ``coqc`` process in its own folder).
     """
     if tid not in COQ_THEOREMS:
         raise KeyError(f"unknown theorem id {tid!r}; known: {sorted(COQ_THEOREMS)}")
@@ -813,18 +816,26 @@ def check_theorem(tid: str, *, timeout: float = 300, variants: bool = True) -> C
         return result
     result.status = "proved"
     if variants:
-        result.controls = [run_variant(tid, v, timeout=timeout) for v in CONTROLS.get(tid, [])]
-        result.mutants = [run_variant(tid, v, timeout=timeout) for v in MUTANTS.get(tid, [])]
+        controls, mutants = CONTROLS.get(tid, []), MUTANTS.get(tid, [])
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            done = list(pool.map(lambda v: run_variant(tid, v, timeout=timeout), [*controls, *mutants]))
+        result.controls, result.mutants = done[:len(controls)], done[len(controls):]
         bad = [v.name for v in (*result.controls, *result.mutants) if not v.rejected]
         if bad:
             result.status, result.reason = "failed", f"false variants not rejected: {bad}"
     return result
 
 
-def check_all(tids: Iterable[str] | None = None, *, timeout: float = 300, variants: bool = True) -> dict[str,
-                                                                                                        CoqResult]:
+def check_all(tids: Iterable[str] | None = None, *, timeout: float = 300, variants: bool = True,
+              jobs: int = 1) -> dict[str, CoqResult]:
     """:func:`check_theorem` for every theorem (or those in ``tids``), keyed by theorem id."""
-    return {tid: check_theorem(tid, timeout=timeout, variants=variants) for tid in (tids or COQ_THEOREMS)}
+    return {tid: check_theorem(tid, timeout=timeout, variants=variants, jobs=jobs) for tid in (tids or COQ_THEOREMS)}
+
+
+def mutant_counts(results: dict[str, CoqResult]) -> tuple[int, int]:
+    """(rejected, total) statement mutants over ``results``: the "statement mutants rejected: N/N" line."""
+    rejected = sum(v.rejected for r in results.values() for v in r.mutants)
+    return rejected, sum(len(r.mutants) for r in results.values())
 
 
 def main() -> int:
@@ -833,7 +844,7 @@ def main() -> int:
 
     versions = coq_versions()
     print(f"coq {versions['coq']}, mathcomp {versions['mathcomp']}")
-    results = check_all(sys.argv[1:] or None)
+    results = check_all(sys.argv[1:] or None, jobs=int(os.environ.get("DEADIR_COQ_JOBS", "1")))
     for tid, res in results.items():
         ctl = sum(v.rejected for v in res.controls)
         mut = sum(v.rejected for v in res.mutants)
@@ -841,6 +852,8 @@ def main() -> int:
               f"controls {ctl}/{len(res.controls)} mutants {mut}/{len(res.mutants)} {res.reason}")
         for v in (*res.controls, *res.mutants):
             print(f"    {'rejected' if v.rejected else 'NOT REJECTED'}: {v.name}: {v.message[:160]}")
+    rejected, total = mutant_counts(results)
+    print(f"statement mutants rejected: {rejected}/{total}")
     return 0 if all(r.status == "proved" for r in results.values()) else 1
 
 

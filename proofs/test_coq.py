@@ -141,3 +141,14 @@ def test_without_coqc_status_is_not_run_with_install_hint(monkeypatch: pytest.Mo
 def test_unknown_theorem_id() -> None:
     with pytest.raises(KeyError, match="T99"):
         coq_check.check_theorem("T99")
+
+
+def test_mutant_counts() -> None:
+    ok = coq_check.VariantResult("a", True, "")
+    bad = coq_check.VariantResult("b", False, "ACCEPTED")
+    results = {
+        "T1": CoqResult("proved", "f", "m", mutants=[ok, bad]),
+        "T2": CoqResult("proved", "f", "m", mutants=[ok]),
+    }
+    assert coq_check.mutant_counts(results) == (2, 3)
+    assert sum(len(MUTANTS[t]) for t in COQ_THEOREMS) >= 3 * len(COQ_THEOREMS)
