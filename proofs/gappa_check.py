@@ -329,6 +329,7 @@ def coq_certificate(gappa_v: str, header: str = "") -> str:
     Raises:
         GappaError: the script does not have the shape Gappa 1.4 writes.
     """
+    gappa_v = _repair_placeholders(gappa_v)
     text, n = re.subn(
         r"Hypothesis (a\d+) : (.*?)\.\n",
         lambda m: f"Lemma {m.group(1)} : {m.group(2)}.\n"
@@ -354,6 +355,27 @@ def coq_certificate(gappa_v: str, header: str = "") -> str:
     text = text.replace("End Generated_by_Gappa.\n", tail)
     head = f"(* deadir T10 certificate: {n} rewriting hints re-proved by field.\n{header}*)\n"
     return head + "Require Import Reals Field Classical_Prop.\n" + text
+
+
+def _repair_placeholders(text: str) -> str:
+    """Fill Gappa 1.4.1's ``$p`` placeholders: its Coq back-end prints ``$p`` for the 10th and later
+    hypothesis of a rewriting hint (``refine (b1 h0 … h8 $p $p …)``, from d = 10 on). They stand for the
+    next hypotheses h9, h10, … in order; coqc checks the result, so a wrong fill fails, it cannot prove more.
+    """
+
+    def fill(m: re.Match[str]) -> str:
+        words = m.group(0).split(" ")
+        n = sum(1 for w in words if re.fullmatch(r"h\d+", w))
+        out = []
+        for w in words:
+            if w.startswith("$p"):
+                out.append(f"h{n}" + w[2:])
+                n += 1
+            else:
+                out.append(w)
+        return " ".join(out)
+
+    return re.sub(r"refine \(b\d+(?: h\d+)*(?: \$p)+\)", fill, text)
 
 
 def tamper_certificate(cert: str) -> str:

@@ -194,3 +194,12 @@ def test_tightening_control_can_fail() -> None:
     b = Fraction(r.certified_bound)
     assert gc.gappa_proves("bfloat16", 3, 2 * b) is True
     assert gc.gappa_proves("bfloat16", 3, b / 2) is False
+
+
+def test_gappa_placeholder_repair() -> None:
+    """Gappa 1.4.1 prints $p for a hint's 10th and later hypotheses (d >= 10); they are filled in order."""
+    line = " refine (b1 h0 h1 h2 h3 h4 h5 h6 h7 h8 $p $p $p) ; finalize.\n"
+    fixed = gc._repair_placeholders(line)
+    assert fixed == " refine (b1 h0 h1 h2 h3 h4 h5 h6 h7 h8 h9 h10 h11) ; finalize.\n"
+    assert gc._repair_placeholders(" refine (b2 h0 h1) ; finalize.\n") == " refine (b2 h0 h1) ; finalize.\n"
+    assert "$p" in gc._repair_placeholders(" exact $p.\n")  # only the refine (bN …) shape is touched
