@@ -531,7 +531,8 @@ def check_case(
             tv.write_text(tamper_certificate(cert))
             rc_t, log_t, _ = _coqc(tv, timeout)
             # rejected inside a proof (a failed step), not for a syntax or name error
-            res.coq_tampered_rejected = rc_t != 0 and "Syntax error" not in log_t and "was not found" not in log_t
+            low = log_t.lower()
+            res.coq_tampered_rejected = rc_t != 0 and "syntax error" not in low and "was not found" not in low
     return res
 
 
