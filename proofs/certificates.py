@@ -171,7 +171,7 @@ def gappa_markdown(run: TheoremRun, tools: dict[str, str]) -> str:
     assert g is not None
     out = ["# T10 — Gappa certificates of the floating-point bound, re-checked by Coq", ""]
     out += [f"- status: **{g.status}**" + (f" — {g.reason}" if g.reason else ""),
-            f"- formats: {', '.join(g.dtypes)}; every d from 2 to {g.d_max}",
+            "- formats and sizes: " + ", ".join(f"{dt} every d = 2..{g.d_max.get(dt)}" for dt in g.dtypes),
             f"- generator: `proofs/gappa_check.py`, SHA-256 `{g.generator_sha256}`",
             f"- re-run: `{g.command}` (scripts and certificates in proofs/gappa/generated/)",
             f"- Gappa {tools.get('gappa')}, Flocq {tools.get('flocq')}, Coq {tools.get('coq')}",

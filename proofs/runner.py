@@ -24,6 +24,7 @@ from proofs.evidence import (
     INSTALL_COMMAND,
     CoqEvidence,
     GappaEvidence,
+    coq_from_gappa,
     require_kernel_checks,
     run_coq,
     run_gappa,
@@ -174,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         if m.THEOREM == "T10":
             gappa = run_gappa(enabled=not args.no_gappa, write_to=out / "T10" / "gappa",
                               full_coq=args.gappa_full_coq)
+            if coq.file is None and gappa.cases:  # T10's Coq evidence is the re-check of Gappa's certificates
+                coq = coq_from_gappa(gappa)
         run = TheoremRun(m, result, controls, mutants, coq, gappa, time.perf_counter() - t)
         run.problems = _problems(run, args)
         runs.append(run)
