@@ -7,6 +7,7 @@ torch resolves to the pinned CPU build.
 from __future__ import annotations
 
 import os
+import shutil
 
 import nox
 
@@ -32,10 +33,46 @@ def run_tests(session: nox.Session, *, checkpoints_fetched: bool = False) -> Non
     session.run(*PYTEST, "tests", *session.posargs, env=REQUIRE_CHECKPOINTS if checkpoints_fetched else {})
 
 
-def run_proofs(session: nox.Session) -> None:
-    """Each theorem and each negative control as a pytest test, then the certificates in build/proofs."""
-    session.run(*PYTEST, "proofs")
-    session.run("python", "-m", "proofs", "--out", "build/proofs")
+# The kernel checkers of proofs/ (Coq + MathComp for T1-T9, Gappa + Flocq for T10), Debian/Ubuntu packages.
+PROOF_PACKAGES = (
+    "coq", "libcoq-mathcomp-ssreflect", "libcoq-mathcomp-algebra", "libcoq-mathcomp-algebra-tactics",
+    "gappa", "libcoq-flocq", "libcoq-gappa",
+)
+# Set in CI: a missing coqc/gappa makes the proofs fail instead of being reported as "not run".
+REQUIRE_COQ = {"DEADIR_REQUIRE_COQ": "1"}
+_apt_updated = False
+
+
+def install_proof_checkers(session: nox.Session) -> None:
+    """apt-get install the Coq/Gappa packages when coqc or gappa is missing and we are root (CI is).
+
+    Without root nothing is installed: the SymPy part still runs and the proofs summary says that
+    the kernel-checked part did not run and how to install it.
+    """
+    global _apt_updated
+    if shutil.which("coqc") and shutil.which("gappa"):
+        return
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("apt-get"):
+        session.warn("coqc/gappa missing and not root (or no apt-get): the Coq and Gappa checks will report "
+                     f"'not run'; install with: apt-get install -y {' '.join(PROOF_PACKAGES)}")
+        return
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    if not _apt_updated:
+        session.run("apt-get", "update", external=True, env=env)
+        _apt_updated = True
+    session.run("apt-get", "install", "-y", *PROOF_PACKAGES, external=True, env=env)
+
+
+def run_proofs(session: nox.Session, *, require_kernel: bool = False) -> None:
+    """SymPy, Coq and Gappa: every theorem, control, statement mutant (tests marked mutants, coq, gappa)
+    as pytest tests, then the checks and certificates in build/proofs (summary.json, index.md).
+
+    ``require_kernel`` (CI): DEADIR_REQUIRE_COQ=1, so a missing Coq or Gappa fails the run.
+    """
+    install_proof_checkers(session)
+    env = REQUIRE_COQ if require_kernel else {}
+    session.run(*PYTEST, "proofs", "-rs", env=env)
+    session.run("python", "-m", "proofs", "--out", "build/proofs", env=env)
 
 
 def run_fetch(session: nox.Session) -> None:
@@ -119,7 +156,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def proofs(session: nox.Session) -> None:
-    """SymPy proofs of T1-T10 with negative controls; certificates to build/proofs/."""
+    """SymPy, Coq and Gappa checks of T1-T10 with controls and mutants; certificates to build/proofs/."""
     install(session)
     run_proofs(session)
 
@@ -150,7 +187,7 @@ def ci(session: nox.Session) -> None:
     run_lint(session)
     run_fetch(session)
     run_tests(session, checkpoints_fetched=True)
-    run_proofs(session)
+    run_proofs(session, require_kernel=True)
     run_fuzz(session)
     run_integration(session)
     run_summary(session)

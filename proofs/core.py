@@ -8,14 +8,19 @@ text says it equals (usually 0); :class:`Derivation` simplifies it and records o
   evaluated with mpmath to 50 significant digits, gives a non-zero value (the witness is
   recorded): the claim is false;
 * ``undecided`` -- neither (the step is reported, never silently accepted);
-* ``cited``     -- a standard lemma used without machine check, listed as such.
+* ``cited``     -- a standard lemma used without machine check, listed as such;
+* ``checked``   -- a numerical comparison (floating point, a measured value, a library call)
+  that held. It is reported as "checked numerically" and never counts as proof.
 
-A theorem is PROVED when no step is refuted or undecided. A negative control is the same
-derivation code run on a false variant; it is REJECTED when at least one step is refuted.
+A theorem is PROVED when no step is refuted or undecided and at least one step is a symbolic
+identity; its checked steps are supplementary (listed, not counted). A negative control or a
+statement mutant is the same derivation code run on a false variant or a false edit of the
+statement; it is REJECTED when it is not proved (at least one step refuted or undecided).
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import itertools
 import random
@@ -29,10 +34,7 @@ PROVED = "proved"
 REFUTED = "refuted"
 UNDECIDED = "undecided"
 CITED = "cited"
-
-# Expressions whose LaTeX is longer than this are summarised in certificates (a d = 12
-# expansion is not readable); the smallest instance of a family is shown instead.
-MAX_LATEX = 700
+CHECKED = "checked"
 
 
 @dataclass
@@ -47,6 +49,8 @@ class Step:
     witness: str | None = None
     cases: int = 1
     seconds: float = 0.0
+    # Every instance of a family (label, the exact expression claimed to be 0), in full.
+    instances: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -62,12 +66,22 @@ class ProofResult:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     control: str | None = None  # name of the negative control, None for the theorem itself
+    mutant: str | None = None  # the statement edit, for a statement mutant
 
     @property
     def proved(self) -> bool:
-        """True when every step is proved or a cited standard lemma (and there is a step)."""
-        checked = [s for s in self.steps if s.status != CITED]
-        return bool(checked) and all(s.status == PROVED for s in checked)
+        """True when every symbolic step is proved (cited lemmas and numerical checks aside) and one exists."""
+        symbolic = [s for s in self.steps if s.status not in (CITED, CHECKED)]
+        return bool(symbolic) and all(s.status == PROVED for s in symbolic)
+
+    @property
+    def status(self) -> str:
+        """"proved", "checked" (only numerical evidence held) or "failed"."""
+        if self.proved:
+            return PROVED
+        if any(s.status in (REFUTED, UNDECIDED) for s in self.steps):
+            return "failed"
+        return CHECKED if any(s.status == CHECKED for s in self.steps) else "failed"
 
     @property
     def refuted(self) -> bool:
@@ -77,24 +91,21 @@ class ProofResult:
     @property
     def verdict(self) -> str:
         """PROVED / NOT PROVED for a theorem, REJECTED / ACCEPTED for a negative control."""
-        if self.control is None:
+        if self.control is None and self.mutant is None:
             return "PROVED" if self.proved else "NOT PROVED"
         return "REJECTED" if self.refuted else "ACCEPTED"
 
     @property
     def ok(self) -> bool:
-        """Whether this result is what the suite needs (theorem proved, control rejected)."""
-        return self.proved if self.control is None else self.refuted
+        """Whether this result is what the suite needs (theorem proved, control or mutant refuted)."""
+        return self.proved if self.control is None and self.mutant is None else self.refuted
 
 
 def latex_of(expr: sp.Basic | str) -> str:
-    """LaTeX of an expression, or a size summary when it is too long to read."""
+    """LaTeX of an expression, in full (certificates never elide)."""
     if isinstance(expr, str):
         return expr
-    text = str(sp.latex(expr))
-    if len(text) <= MAX_LATEX:
-        return text
-    return rf"\text{{(expression with {sp.count_ops(expr)} operations, not shown)}}"
+    return str(sp.latex(expr))
 
 
 def _canonical_sums(expr: sp.Basic) -> sp.Basic:
@@ -261,7 +272,8 @@ def _value_for(sym: sp.Basic, rng: random.Random) -> sp.Rational:
 def find_witness(expr: sp.Basic, *, tries: int = 4, seed: int = 0) -> tuple[str, float] | None:
     """Exact rational point where expr is provably non-zero, as (description, value), else None.
 
-    Symbolic dimensions (integer symbols bounding a Sum) are set to 3, 4, … (distinct) and the
+    Symbolic dimensions (integer symbols bounding a Sum, or integer symbols outside any index)
+    are set to 3, 4, … (distinct), then to 7, 8, … and 13, 14, … (see WITNESS_SIZES) and the
     sums expanded; free indices (integer symbols indexing an IndexedBase) are set to 1.
     Values are evaluated by mpmath at 50 significant digits; |value| > 1e-20 counts.
     Results are cached: a refuted step asks twice (simplify_to_zero, then Derivation).
@@ -276,32 +288,52 @@ def find_witness(expr: sp.Basic, *, tries: int = 4, seed: int = 0) -> tuple[str,
     return _find_witness(expr, tries, seed)
 
 
+# Symbolic dimensions are tried at these starting sizes (then +1, +2, … for further dimensions):
+# small sizes first (cheap), then sizes past every concrete range used in the proofs (d ≤ 12), so a
+# statement false only for large d is still refuted with an explicit instance.
+WITNESS_SIZES = (3, 7, 13)
+
+
 @functools.lru_cache(maxsize=256)
 def _find_witness(expr: sp.Basic, tries: int, seed: int) -> tuple[str, float] | None:
     """find_witness for one scalar expression."""
-    rng = random.Random(seed)
-    prefix = ""
-    if expr.has(sp.Sum):
-        dims = {hi for s in expr.atoms(sp.Sum) for (_, _, hi) in s.limits if isinstance(hi, sp.Symbol)}
-        # Distinct sizes 3, 4, … so that sums over different ranges (1..d, 1..m) are not conflated.
-        sizes = {dim: 3 + t for t, dim in enumerate(sorted(dims, key=str))}
-        expr = expr.subs(sizes).doit()
+    index_syms = {t for a in expr.atoms(sp.Indexed) for t in a.indices if isinstance(t, sp.Symbol)}
+    dims = {hi for s in expr.atoms(sp.Sum) for (_, _, hi) in s.limits if isinstance(hi, sp.Symbol)}
+    # An integer symbol that is neither a sum bound nor an index (d in a closed form) is a size too.
+    dims |= {t for t in expr.free_symbols if isinstance(t, sp.Symbol) and t.is_integer and t not in index_syms}
+    dims = sorted(dims, key=str)
+    if not dims:
+        return _witness_at(expr.doit() if expr.has(sp.Sum) else expr, tries, seed, "")
+    for start in WITNESS_SIZES:
+        # Distinct sizes so that sums over different ranges (1..d, 1..m) are not conflated.
+        sizes = {dim: start + t for t, dim in enumerate(dims)}
+        inst = expr.subs(sizes).doit()
         # A free index (component i, sample k) is set to 1, inside every range, so the witness
         # is an entry of the concrete instance, not a fresh symbol γ_i.
         free_idx = sorted(
             {
                 t
-                for a in expr.atoms(sp.Indexed)
+                for a in inst.atoms(sp.Indexed)
                 for t in a.indices
-                if isinstance(t, sp.Symbol) and t.is_integer and t in expr.free_symbols
+                if isinstance(t, sp.Symbol) and t.is_integer and t in inst.free_symbols
             },
             key=str,
         )
+        prefix = ""
         if free_idx:
-            expr = expr.xreplace({t: sp.Integer(1) for t in free_idx})
+            inst = inst.xreplace({t: sp.Integer(1) for t in free_idx})
             prefix = ", ".join(f"{t} = 1" for t in free_idx) + "; "
         if dims:
             prefix = ", ".join(f"{dim} = {n}" for dim, n in sizes.items()) + ", " + prefix
+        found = _witness_at(inst, tries, seed, prefix)
+        if found is not None:
+            return found
+    return None
+
+
+def _witness_at(expr: sp.Basic, tries: int, seed: int, prefix: str) -> tuple[str, float] | None:
+    """A random exact rational point (every substitution listed) where expr is non-zero."""
+    rng = random.Random(seed)
     for _ in range(tries):
         labels = {base.label for base in expr.atoms(sp.IndexedBase)}
         atoms = [
@@ -316,13 +348,66 @@ def _find_witness(expr: sp.Basic, tries: int, seed: int) -> tuple[str, float] | 
         except (ZeroDivisionError, TypeError, ValueError):
             continue
         if val.is_number and val.is_finite and abs(complex(val)) > 1e-20:
-            shown = ", ".join(f"{sp.latex(k)}={sp.latex(v)}" for k, v in sorted(subs.items(), key=str)[:12])
-            more = " …" if len(subs) > 12 else ""
+            shown = ", ".join(f"{sp.latex(k)}={sp.latex(v)}" for k, v in sorted(subs.items(), key=str))
             return (
-                f"{prefix}at ${shown}{more}$ the expression equals {sp.N(val, 8)}",
+                f"{prefix}at ${shown}$ the expression equals {sp.N(val, 8)}",
                 float(abs(complex(val))),
             )
     return None
+
+
+def _non_positive_point(expr: sp.Basic) -> str | None:
+    """A point allowed by the sign assumptions where expr is ≤ 0 or undefined, described; else None."""
+    syms = sorted(expr.free_symbols, key=str)
+    rng = random.Random(1)
+    candidates: list[dict[sp.Basic, sp.Basic]] = []
+    # Boundary first: every non-negative symbol at 0 (a dropped "≠ 0" hypothesis shows here).
+    def value(s: sp.Basic) -> sp.Basic:
+        return sp.Integer(rng.randint(2, 9)) if s.is_integer else _value_for(s, rng)
+
+    candidates.append({s: (sp.Integer(0) if s.is_nonnegative and not s.is_positive else value(s)) for s in syms})
+    candidates += [{s: value(s) for s in syms} for _ in range(12)]
+    for point in candidates:
+        try:
+            val = sp.N(expr.xreplace(point), 30)
+        except (ZeroDivisionError, TypeError, ValueError):
+            val = sp.nan
+        shown = ", ".join(f"{sp.latex(k)}={sp.latex(v)}" for k, v in point.items())
+        if not (val.is_number and val.is_finite) or val.is_real is False:
+            return f"at ${shown}$ the expression is undefined ({val})"
+        if val <= 0:
+            return f"at ${shown}$ the expression equals {sp.N(val, 8)} ≤ 0"
+    return None
+
+
+# While a statement mutant runs, its derivation stops at the first refuted step: the mutant is
+# rejected there, and later steps of a false statement may ask for costly witnesses at large sizes.
+_STOP_AT_REFUTATION: contextvars.ContextVar[bool] = contextvars.ContextVar("stop_at_refutation", default=False)
+
+
+@dataclass(frozen=True)
+class Mutant:
+    """A false edit of a theorem's statement, run through the theorem's own derivation.
+
+    ``kind`` is "wrong constant", "false above the concrete range" or "dropped hypothesis";
+    ``statement`` is the edited (false) statement; ``build`` runs the derivation on it.
+    """
+
+    name: str
+    kind: str
+    statement: str
+    build: Callable[[], ProofResult]
+
+    def run(self) -> ProofResult:
+        """Run the derivation on the edited statement; the result is marked as this mutant."""
+        token = _STOP_AT_REFUTATION.set(True)
+        try:
+            res = self.build()
+        finally:
+            _STOP_AT_REFUTATION.reset(token)
+        res.mutant = self.statement
+        res.control = None
+        return res
 
 
 class Derivation:
@@ -344,12 +429,21 @@ class Derivation:
         self.hypotheses = list(hypotheses)
         self.covered = covered
         self.control = control
+        self.mutant: str | None = None
         self.steps: list[Step] = []
         self.notes: list[str] = []
         self._t0 = time.perf_counter()
 
+    @property
+    def _stopped(self) -> bool:
+        """A control or mutant already refuted: later steps are not run (the first refutation decides)."""
+        stop = self.control is not None or _STOP_AT_REFUTATION.get()
+        return stop and any(s.status == REFUTED for s in self.steps)
+
     def zero(self, name: str, text: str, expr: sp.Basic, *, latex: str | None = None) -> bool:
         """Claim ``expr == 0``; returns whether it was proved."""
+        if self._stopped:
+            return False
         t = time.perf_counter()
         ok, method = simplify_to_zero(expr)
         witness = None
@@ -375,11 +469,15 @@ class Derivation:
         Instances are built lazily so a refuted one stops the family early (the witness
         names the instance).
         """
+        if self._stopped:
+            return False
         t = time.perf_counter()
         n = 0
         methods: set[str] = set()
+        instances: list[tuple[str, str]] = []
         for label, build in cases:
             expr = build()
+            instances.append((label, str(expr)))
             ok, method = simplify_to_zero(expr)
             n += 1
             methods.add(method)
@@ -388,34 +486,54 @@ class Derivation:
                 status = REFUTED if found is not None else UNDECIDED
                 witness = f"instance {label}: " + (found[0] if found else "no witness found")
                 self.steps.append(
-                    Step(name, text, latex, status, method, witness, n, time.perf_counter() - t)
+                    Step(name, text, latex, status, method, witness, n, time.perf_counter() - t, instances)
                 )
                 return False
         method = ", ".join(sorted(methods)) + f"; all {n} instances"
-        self.steps.append(Step(name, text, latex, PROVED, method, None, n, time.perf_counter() - t))
+        self.steps.append(Step(name, text, latex, PROVED, method, None, n, time.perf_counter() - t, instances))
         return True
 
     def positive(self, name: str, text: str, expr: sp.Basic) -> bool:
-        """Claim ``expr > 0`` under the symbols' assumptions."""
+        """Claim ``expr > 0`` under the symbols' sign assumptions (decided by SymPy, never sampled).
+
+        A rational point allowed by the assumptions (non-negative symbols may be 0) where the
+        expression is ≤ 0 or undefined refutes the claim.
+        """
+        if self._stopped:
+            return False
         t = time.perf_counter()
         e = sp.simplify(expr)
         shown = latex_of(e) + " > 0"
         if e.is_positive is True:
             status, method, witness = PROVED, "simplify + sign assumptions", None
-        elif e == 0 or e.is_nonpositive is True:
-            status, method, witness = REFUTED, "simplify", f"the expression simplifies to ${sp.latex(e)}$"
         else:
-            status, method, witness = UNDECIDED, "sign not decided", None
-            found = find_witness(e)
-            if found is None:
-                status, witness = REFUTED, "the expression vanishes at every sampled rational point"
+            status, method, witness = UNDECIDED, "sign not decided by SymPy", None
+            bad = _non_positive_point(e)
+            if bad is not None:
+                status, witness = REFUTED, bad
         self.steps.append(Step(name, text, shown, status, method, witness, 1, time.perf_counter() - t))
         return status == PROVED
+
+    def numeric(
+        self, name: str, text: str, latex: str, holds: bool, method: str, witness: str | None = None
+    ) -> bool:
+        """Record a numerical comparison: "checked" (never proof) when it holds, refuted when it fails."""
+        if self._stopped:
+            return False
+        status = CHECKED if holds else REFUTED
+        self.steps.append(Step(name, text, latex, status, method, None if holds else witness))
+        return holds
 
     def fact(
         self, name: str, text: str, latex: str, holds: bool, method: str, witness: str | None = None
     ) -> bool:
-        """Record a claim decided by an exact computation done by the caller."""
+        """Record a claim decided by an exact symbolic computation done by the caller (``method`` says which).
+
+        Only exact decisions belong here (polynomial coefficients, determinants); a floating-point
+        comparison goes through :meth:`numeric`.
+        """
+        if self._stopped:
+            return False
         status = PROVED if holds else REFUTED
         self.steps.append(Step(name, text, latex, status, method, None if holds else witness))
         return holds
@@ -440,4 +558,5 @@ class Derivation:
             self.notes,
             time.perf_counter() - self._t0,
             self.control,
+            self.mutant,
         )

@@ -11,10 +11,12 @@ Negative controls: RMSNorm in place of LayerNorm; the direction 𝟙 in place of
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sympy as sp
 
 from proofs import symbolic as S
-from proofs.core import Derivation, ProofResult
+from proofs.core import Derivation, Mutant, ProofResult
 
 THEOREM = "T1"
 TITLE = "Hyperplane: ⟨γ⁻¹, y − β⟩ = 0"
@@ -33,73 +35,79 @@ VARIANTS = {
 }
 
 
-def _symbolic_d(der: Derivation, variant: str) -> None:
+def _zero_rhs(d: sp.Expr, beta_over_gamma: sp.Expr) -> sp.Expr:
+    """The statement's right-hand side: ⟨γ⁻¹, y − β⟩ = 0."""
+    return sp.Integer(0)
+
+
+Rhs = Callable[[sp.Expr, sp.Expr], sp.Expr]  # (d, ⟨γ⁻¹, β⟩) -> claimed value of ⟨w, y − β⟩
+
+
+def _symbolic_d(der: Derivation, variant: str, rhs: Rhs) -> None:
     d = sp.Symbol("d", integer=True, positive=True)
-    i, j = sp.symbols("i j", integer=True)
+    i = sp.Symbol("i", integer=True)
     x, g, b = sp.IndexedBase("x"), sp.IndexedBase("gamma"), sp.IndexedBase("beta")
     s = sp.Symbol("s", positive=True)  # √(σ²+ε); any positive scalar
-    mu = sp.Sum(x[j], (j, 1, d)) / d
     if variant == "rmsnorm":
-        y = g[i] * x[i] / s + b[i]
+        y = S.rms_norm_d(lambda j: x[j], lambda j: g[j], i, d, scale=s) + b[i]
     else:
-        y = g[i] * (x[i] - mu) / s + b[i]
+        y = S.layer_norm_d(lambda j: x[j], lambda j: g[j], lambda j: b[j], i, d, scale=s)
     w = 1 if variant == "ones" else 1 / g[i]
-    if variant != "ones":
-        der.equal(
-            "termwise",
-            "Each term of the pairing is the standardised coordinate: γᵢ⁻¹(yᵢ − βᵢ) = zᵢ.",
-            w * (y - b[i]),
-            (x[i] - mu) / s,
-        )
+    claimed = rhs(d, sp.Sum(b[i] / g[i], (i, 1, d)))
     der.zero(
         "pairing, symbolic d",
-        "Summing over i = 1..d: Σᵢ wᵢ (yᵢ − βᵢ) = (Σᵢ xᵢ − dμ)/s = 0 for symbolic d, where w is the "
-        "claimed direction.",
-        sp.Sum(w * (y - b[i]), (i, 1, d)),
-        latex=rf"\sum_{{i=1}}^{{d}} {sp.latex(w)}\left(y_i - \beta_i\right) = "
-        + sp.latex(sp.Sum(w * (y - b[i]), (i, 1, d)))
+        "With y written out from the one LayerNorm definition (symbolic.layer_norm_d), Σᵢ wᵢ (yᵢ − βᵢ) minus the "
+        "claimed value simplifies to 0 for symbolic d (w the claimed direction): the γᵢ cancel and Σᵢ(xᵢ − μ) = 0.",
+        sp.Sum(w * (y - b[i]), (i, 1, d)) - claimed,
+        latex=rf"\sum_{{i=1}}^{{d}} {sp.latex(w)}\left(y_i - \beta_i\right) - ({sp.latex(claimed)}) = "
+        + sp.latex(sp.Sum(w * (y - b[i]), (i, 1, d)) - claimed)
         + " = 0",
     )
 
 
-def _concrete(der: Derivation, variant: str) -> None:
+def _concrete(der: Derivation, variant: str, rhs: Rhs) -> None:
     eps = sp.Symbol("epsilon", nonnegative=True)
 
     def build(d: int) -> sp.Expr:
         x, g, b = S.vec("x", d), S.vec("gamma", d), S.vec("beta", d)
-        y = S.rms_norm(x, g, eps) if variant == "rmsnorm" else S.layer_norm(x, g, b, eps)
         if variant == "rmsnorm":
-            y = [yi + bi for yi, bi in zip(y, b, strict=True)]
+            y = [yi + bi for yi, bi in zip(S.rms_norm(x, g, eps), b, strict=True)]
+        else:
+            y = S.layer_norm(x, g, b, eps)
         w = [sp.Integer(1)] * d if variant == "ones" else S.inverse(g)
-        return S.dot(w, S.sub(y, b))
+        return S.dot(w, S.sub(y, b)) - rhs(sp.Integer(d), S.dot(S.inverse(g), b))
 
     der.family(
         "pairing, concrete d",
         f"For every d = {D_CONCRETE.start}..{D_CONCRETE.stop - 1}, with x, γ, β, ε all symbolic, the "
-        "pairing ⟨w, y − β⟩ with the full LayerNorm expression simplifies exactly to 0.",
-        r"\langle w, y(x) - \beta\rangle = 0,\quad w = "
+        "pairing ⟨w, y − β⟩ with the full LayerNorm expression (exact normaliser) minus the claimed value "
+        "simplifies exactly to 0.",
+        r"\langle w, y(x) - \beta\rangle = \text{claimed value},\quad w = "
         + (r"\mathbb{1}" if variant == "ones" else r"\gamma^{-1}"),
         [(f"d={d}", lambda d=d: build(d)) for d in D_CONCRETE],
     )
 
 
-def _derive(variant: str) -> ProofResult:
+def _derive(variant: str, rhs: Rhs = _zero_rhs) -> ProofResult:
     der = Derivation(
         THEOREM,
         TITLE,
         STATEMENT,
         HYPOTHESES,
-        "symbolic d; concrete d = 2..12 (x, γ, β, ε symbolic)",
+        COVERAGE,
         control=None if variant == "layernorm" else VARIANTS[variant],
     )
-    _symbolic_d(der, variant)
-    _concrete(der, variant)
+    _symbolic_d(der, variant, rhs)
+    _concrete(der, variant, rhs)
     der.note(
         "The symbolic-d step treats the normaliser √(σ²+ε) as an arbitrary positive scalar s: the "
         "identity holds for every such s, hence for every ε ≥ 0. The concrete-d steps use the exact "
         "expression including ε."
     )
     return der.result()
+
+
+COVERAGE = "proved for symbolic d (opaque positive normaliser); concrete d = 2..12 with x, γ, β, ε symbolic"
 
 
 def prove() -> ProofResult:
@@ -111,3 +119,24 @@ CONTROLS = {
     "rmsnorm": lambda: _derive("rmsnorm"),
     "ones-direction": lambda: _derive("ones"),
 }
+
+MUTANTS = [
+    Mutant(
+        "wrong-constant",
+        "wrong constant",
+        "⟨γ⁻¹, y − β⟩ = ⟨γ⁻¹, β⟩ (i.e. ⟨γ⁻¹, y⟩ = 2⟨γ⁻¹, β⟩)",
+        lambda: _derive("layernorm", lambda d, c: c),
+    ),
+    Mutant(
+        "false-above-d12",
+        "false above the concrete range",
+        "⟨γ⁻¹, y − β⟩ = Π_{k=2}^{12}(d − k)·⟨γ⁻¹, β⟩ (true for d = 2..12 only)",
+        lambda: _derive("layernorm", lambda d, c: S.vanishing_on(d, 2, 12) * c),
+    ),
+    Mutant(
+        "centring-dropped",
+        "dropped hypothesis",
+        "⟨γ⁻¹, y − β⟩ = 0 for y = γ⊙x/√(mean x² + ε) + β (the centring hypothesis dropped)",
+        lambda: _derive("rmsnorm"),
+    ),
+]

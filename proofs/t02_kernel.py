@@ -29,10 +29,12 @@ still lie on the hyperplane; a4, b, d refuted).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sympy as sp
 
 from proofs import symbolic as S
-from proofs.core import Derivation, ProofResult
+from proofs.core import Derivation, Mutant, ProofResult
 
 THEOREM = "T2"
 TITLE = "Kernel: C γ⁻¹ = 0"
@@ -90,21 +92,28 @@ def _factors(
     return centred, centred
 
 
-def _symbolic_steps(der: Derivation, variant: str) -> None:
+Direction = Callable[[sp.Expr, sp.Expr], sp.Expr]  # (γ_j, d) -> entry j of the claimed kernel vector
+
+
+def _inverse_scale(g_j: sp.Expr, d: sp.Expr) -> sp.Expr:
+    """The statement's kernel vector: entry j of γ⁻¹."""
+    return 1 / g_j
+
+
+def _symbolic_steps(der: Derivation, variant: str, w: Direction) -> None:
     """(a): symbolic d and m."""
     d = sp.Symbol("d", integer=True, positive=True)
     m = sp.Symbol("m", integer=True, positive=True)
-    i, j, p = sp.symbols("i j p", integer=True)
+    i, j = sp.symbols("i j", integer=True)
     k, l = sp.symbols("k l", integer=True)
     x, g, b = sp.IndexedBase("x"), sp.IndexedBase("gamma"), sp.IndexedBase("beta")
     s = sp.IndexedBase("s", positive=True)  # per-sample normaliser s_k (see OPAQUE_SCALE)
 
     def y_of(kk: sp.Expr, ii: sp.Expr) -> sp.Expr:
-        """Output i of sample kk, written out."""
+        """Output i of sample kk, from the one definition of each norm (symbolic.py)."""
         if variant == "rmsnorm":
-            return g[ii] * x[kk, ii] / s[kk]
-        mu = sp.Sum(x[kk, p], (p, 1, d)) / d
-        return g[ii] * (x[kk, ii] - mu) / s[kk] + b[ii]
+            return S.rms_norm_d(lambda q: x[kk, q], lambda q: g[q], ii, d, scale=s[kk])
+        return S.layer_norm_d(lambda q: x[kk, q], lambda q: g[q], lambda q: b[q], ii, d, scale=s[kk])
 
     # (a1) one sample.
     shift = 0 if variant == "uncentred" else b[i]  # centring removes β; the control keeps it
@@ -112,8 +121,8 @@ def _symbolic_steps(der: Derivation, variant: str) -> None:
         "one sample, symbolic d",
         "a_k := ⟨γ⁻¹, y_k − c⟩ = 0 for every sample k, with c = β (the centred case; for the uncentred "
         f"control c = 0); {OPAQUE_SCALE}.",
-        sp.Sum((y_of(k, i) - shift) / g[i], (i, 1, d)),
-        latex=r"a_k = \sum_{i=1}^{d}\frac{y_{k,i} - c_i}{\gamma_i} = 0",
+        sp.Sum((y_of(k, i) - shift) * w(g[i], d), (i, 1, d)),
+        latex=r"a_k = \sum_{i=1}^{d} w_i\,(y_{k,i} - c_i) = 0,\quad w_i = " + sp.latex(w(g[i], d)),
     )
 
     # (a2) the sample mean, for symbolic d AND symbolic m, with generic outputs y_{l,i}.
@@ -134,16 +143,16 @@ def _symbolic_steps(der: Derivation, variant: str) -> None:
     )
 
     # (a3) the matrix-vector product through inner products, generic vectors, symbolic d and m.
-    w, u, vv = sp.IndexedBase("w"), sp.IndexedBase("u"), sp.IndexedBase("v")
-    right = u if variant == "cross" else w  # the control's matrix is (1/m)Σ w_k u_kᵀ
-    c_ij = sp.Sum(w[k, i] * right[k, j], (k, 1, m)) / m
+    wv, u, vv = sp.IndexedBase("w"), sp.IndexedBase("u"), sp.IndexedBase("v")
+    right = u if variant == "cross" else wv  # the control's matrix is (1/m)Σ w_k u_kᵀ
+    c_ij = sp.Sum(wv[k, i] * right[k, j], (k, 1, m)) / m
     der.equal(
         "C v through inner products, symbolic d and m",
         "For any vectors w_k, u_k and any v: with C_ij = (1/m)Σ_k w_{k,i} u_{k,j}, "
         "(C v)_i = Σ_j C_ij v_j = (1/m)Σ_k w_{k,i}⟨u_k, v⟩ (interchange of the finite sums over j and k). "
         "For the covariance u_k = w_k = y_k − ȳ.",
         sp.Sum(c_ij * vv[j], (j, 1, d)),
-        sp.Sum(w[k, i] * sp.Sum(right[k, j] * vv[j], (j, 1, d)), (k, 1, m)) / m,
+        sp.Sum(wv[k, i] * sp.Sum(right[k, j] * vv[j], (j, 1, d)), (k, 1, m)) / m,
     )
 
     # (a4) substitute the LayerNorm outputs: each component of C γ⁻¹ is a sum of zeros.
@@ -158,7 +167,7 @@ def _symbolic_steps(der: Derivation, variant: str) -> None:
             return x[kk, jj] - sp.Sum(x[l, jj], (l, 1, m)) / m
         return dev(kk, jj)
 
-    component = sp.Sum(dev(k, i) * sp.Sum(dev_right(k, j) / g[j], (j, 1, d)), (k, 1, m)) / m
+    component = sp.Sum(dev(k, i) * sp.Sum(dev_right(k, j) * w(g[j], d), (j, 1, d)), (k, 1, m)) / m
     der.zero(
         "C γ⁻¹ = 0, symbolic d and m",
         "Previous step with v = γ⁻¹ and the LayerNorm outputs written out (sample k: "
@@ -172,22 +181,26 @@ def _symbolic_steps(der: Derivation, variant: str) -> None:
     )
 
 
-def _derive(variant: str) -> ProofResult:
+def _claimed(gg: list[sp.Expr], w: Direction) -> list[sp.Expr]:
+    """The claimed kernel vector at concrete d."""
+    return [w(gi, sp.Integer(len(gg))) for gi in gg]
+
+
+def _derive(variant: str, w: Direction = _inverse_scale) -> ProofResult:
     der = Derivation(
         THEOREM,
         TITLE,
         STATEMENT,
         HYPOTHESES,
-        "symbolic d and m (opaque positive per-sample scale); concrete d = 2..12 × m = 2..4 (all entries "
-        "symbolic, opaque scale); d = 2..4 × m = 2..3 with the exact normaliser √(σ²+ε)",
+        COVERAGE,
         control=VARIANTS[variant],
     )
-    _symbolic_steps(der, variant)
+    _symbolic_steps(der, variant, w)
 
     # (b) concrete d, m: every projection of a (right) factor vanishes.
     def projections(dd: int, mm: int) -> sp.Matrix:
         xs, ys, gg = _outputs(variant, dd, mm, opaque=True)
-        return sp.Matrix([S.dot(S.inverse(gg), c) for c in _factors(variant, xs, ys)[1]])
+        return sp.Matrix([S.dot(_claimed(gg, w), c) for c in _factors(variant, xs, ys)[1]])
 
     der.family(
         "projections, concrete d and m",
@@ -233,7 +246,7 @@ def _derive(variant: str) -> ProofResult:
         c = sp.zeros(dd, dd)
         for wl, wr in zip(left, right, strict=True):
             c += sp.Matrix(wl) * sp.Matrix(wr).T / mm
-        return c * sp.Matrix(S.inverse(gg))
+        return c * sp.Matrix(_claimed(gg, w))
 
     der.family(
         "direct product, exact normaliser",
@@ -260,8 +273,34 @@ def prove() -> ProofResult:
     return _derive("layernorm")
 
 
+COVERAGE = (
+    "proved for symbolic d and m (opaque positive per-sample scale); concrete d = 2..12 × m = 2..4 (all entries "
+    "symbolic, opaque scale); d = 2..4 × m = 2..3 with the exact normaliser √(σ²+ε)"
+)
+
 CONTROLS = {
     "rmsnorm": lambda: _derive("rmsnorm"),
     "uncentred-moment": lambda: _derive("uncentred"),
     "cross-moment": lambda: _derive("cross"),
 }
+
+MUTANTS = [
+    Mutant(
+        "wrong-exponent",
+        "wrong constant",
+        "C γ⁻² = 0 (exponent −2 in place of −1)",
+        lambda: _derive("layernorm", lambda g_j, d: g_j**-2),
+    ),
+    Mutant(
+        "false-above-d12",
+        "false above the concrete range",
+        "C (γ⁻¹ + Π_{k=2}^{12}(d − k)·𝟙) = 0 (the claimed vector equals γ⁻¹ for d = 2..12 only)",
+        lambda: _derive("layernorm", lambda g_j, d: 1 / g_j + S.vanishing_on(d, 2, 12)),
+    ),
+    Mutant(
+        "centring-dropped",
+        "dropped hypothesis",
+        "(1/m)Σ y_k y_kᵀ γ⁻¹ = 0 (the hypothesis that C is centred dropped)",
+        lambda: _derive("uncentred"),
+    ),
+]

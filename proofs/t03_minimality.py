@@ -16,10 +16,12 @@ d/(d−1)·diag(γ)²  (P replaced by I).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sympy as sp
 
 from proofs import symbolic as S
-from proofs.core import Derivation, ProofResult
+from proofs.core import Derivation, Mutant, ProofResult
 
 THEOREM = "T3"
 TITLE = "Minimality: ker C = span(γ⁻¹), rank d − 1"
@@ -33,26 +35,43 @@ D_NORM = range(2, 9)  # ‖z‖² = d with the exact normaliser (d = 12 alone ta
 D_ODD = range(2, 7)
 
 
-def closed_form(d: int, gamma: list[sp.Expr], *, centred: bool = True) -> sp.Matrix:
-    """d/(d−1)·diag(γ)·P·diag(γ) (or with P replaced by I for the control)."""
+Constant = Callable[[sp.Expr], sp.Expr]  # d -> the claimed constant a in C = a·diag(γ)P diag(γ)
+
+
+def _true_constant(d: sp.Expr) -> sp.Expr:
+    """The statement's constant d/(d − 1)."""
+    return d / (d - 1)
+
+
+def closed_form(
+    d: int, gamma: list[sp.Expr], *, centred: bool = True, constant: Constant = _true_constant
+) -> sp.Matrix:
+    """a·diag(γ)·P·diag(γ) with the claimed constant a (P replaced by I for the uncentred control)."""
     proj = S.centring_projector(d) if centred else sp.eye(d)
-    return sp.Rational(d, d - 1) * sp.diag(*gamma) * proj * sp.diag(*gamma)
+    return constant(sp.Integer(d)) * sp.diag(*gamma) * proj * sp.diag(*gamma)
 
 
-def _closed_form_steps(der: Derivation) -> None:
+def _closed_form_steps(der: Derivation, constant: Constant) -> None:
     d = sp.Symbol("d", integer=True, positive=True)
-    i, j = sp.symbols("i j", integer=True, positive=True)
+    i = sp.Symbol("i", integer=True, positive=True)
     x = sp.IndexedBase("x")
-    mu = sp.Sum(x[j], (j, 1, d)) / d
-    var = sp.Sum((x[j] - mu) ** 2, (j, 1, d)) / d
-    v = sp.Symbol("v", positive=True)  # stands for σ² > 0 (ε = 0)
-    der.zero(
-        "norm of z, symbolic d",
-        "With ε = 0, ‖z‖² = Σᵢ(xᵢ − μ)²/σ² = d·σ²/σ² = d: the numerator is d times the variance.",
-        sp.Sum((x[i] - mu) ** 2, (i, 1, d)) - d * var,
-        latex=r"\sum_{i=1}^d (x_i-\mu)^2 - d\,\sigma^2 = 0\quad\Rightarrow\quad \|z\|^2 = d",
+    xi = lambda q: x[q]  # noqa: E731
+    mu = S.mean_d(xi, d)
+    der.equal(
+        "sum of squares, symbolic d",
+        "Σᵢ(xᵢ − μ)² = d·(mean(x²) − μ²): the numerator of ‖z‖² is d times the variance in its "
+        "computational form (expansion of the square and linearity of Σ).",
+        sp.Sum((x[i] - mu) ** 2, (i, 1, d)),
+        d * (S.mean_d(lambda q: x[q] ** 2, d) - mu**2),
     )
-    del v
+    der.equal(
+        "norm of z, symbolic d",
+        "With ε = 0 and z from the one LayerNorm definition (γ = 𝟙, β = 0): ‖z‖² = Σᵢ(xᵢ − μ)²/σ² = d. "
+        "This follows from the definition σ² = (1/d)Σ(xᵢ − μ)² (it is the definition read backwards), "
+        "so it is listed as such; the previous step ties it to mean(x²) − μ².",
+        sp.Sum(S.layer_norm_d(xi, lambda q: 1, lambda q: 0, i, d, eps=sp.Integer(0)) ** 2, (i, 1, d)),
+        d,
+    )
 
     def norm_z(dd: int) -> sp.Expr:
         z = S.standardised(S.vec("x", dd), sp.Integer(0))
@@ -81,23 +100,35 @@ def _closed_form_steps(der: Derivation) -> None:
     der.cite(
         "symmetry lemma",
         "The law of x ~ N(0, I) is invariant under every orthogonal Q with Q𝟙 = 𝟙, and z(Qx) = Qz(x); "
-        "so E[zzᵀ] commutes with every such Q, hence E[zzᵀ] = aP + b𝟙𝟙ᵀ for scalars a, b.",
+        "so E[zzᵀ] commutes with every such Q. The group acts irreducibly on 𝟙^⊥ and trivially on span(𝟙) "
+        "(Schur's lemma), hence E[zzᵀ] = aP + b𝟙𝟙ᵀ for scalars a, b. NOT machine-checked here; the Coq part "
+        "does not cover it either (it proves the algebraic part of T3 only).",
         r"\mathbb{E}[zz^\top] = aP + b\,\mathbb{1}\mathbb{1}^\top",
     )
-    a, b = sp.symbols("a b")
-    # trace: E‖z‖² = d; and 𝟙ᵀE[zzᵀ]𝟙 = E[(𝟙ᵀz)²] = 0 (tr P = d−1, 𝟙ᵀP𝟙 = 0, 𝟙ᵀ𝟙𝟙ᵀ𝟙 = d²).
-    sol = sp.solve([a * (d - 1) + b * d - d, b * d**2], [a, b], dict=True)
-    der.fact(
-        "constants",
-        "Taking the trace (E‖z‖² = d, tr P = d − 1, tr 𝟙𝟙ᵀ = d) and 𝟙ᵀ·𝟙 (𝟙ᵀz = 0) gives the linear system "
-        "a(d−1) + bd = d, bd² = 0, whose unique solution SymPy finds to be a = d/(d−1), b = 0.",
-        r"a(d-1) + b\,d = d,\; b\,d^2 = 0 \;\Rightarrow\; a = \tfrac{d}{d-1},\; b = 0",
-        len(sol) == 1 and sp.simplify(sol[0][a] - d / (d - 1)) == 0 and sol[0][b] == 0,
-        "solve (unique solution)",
+    a, b = constant(d), sp.Integer(0)
+    der.zero(
+        "trace equation",
+        "Trace: E‖z‖² = d, tr P = d − 1, tr 𝟙𝟙ᵀ = d, so a(d − 1) + b·d = d; the claimed a, b satisfy it "
+        "(symbolic d).",
+        a * (d - 1) + b * d - d,
+        latex=rf"a(d-1) + b\,d - d = 0,\quad a = {sp.latex(a)},\ b = 0",
+    )
+    der.zero(
+        "centring equation",
+        "𝟙ᵀE[zzᵀ]𝟙 = E[(𝟙ᵀz)²] = 0 (T1), 𝟙ᵀP𝟙 = 0, 𝟙ᵀ𝟙𝟙ᵀ𝟙 = d², so b·d² = 0; the claimed b satisfies it.",
+        b * d**2,
+        latex=r"b\,d^2 = 0",
+    )
+    t = sp.Symbol("t", integer=True, nonnegative=True)  # d = t + 2 ≥ 2
+    der.positive(
+        "uniqueness of (a, b)",
+        "The 2×2 system [[d − 1, d], [0, d²]] has determinant (d − 1)d² > 0 for every d ≥ 2 (d = t + 2, t ≥ 0): "
+        "the constants solving it are unique, so C = a·diag(γ)P diag(γ) with the claimed a.",
+        ((d - 1) * d**2).subs(d, t + 2),
     )
 
 
-def _rank_steps(der: Derivation, direction: str, centred: bool) -> None:
+def _rank_steps(der: Derivation, direction: str, centred: bool, constant: Constant) -> None:
     d = sp.Symbol("d", integer=True, positive=True)
     i, j, k = sp.symbols("i j k", integer=True, positive=True)
     g = sp.IndexedBase("gamma")
@@ -129,7 +160,7 @@ def _rank_steps(der: Derivation, direction: str, centred: bool) -> None:
     def kernel(dd: int) -> sp.Matrix:
         gam = S.vec("gamma", dd)
         w = S.inverse(gam) if direction == "inverse" else [sp.Integer(1)] * dd
-        return closed_form(dd, gam, centred=centred) * sp.Matrix(w)
+        return closed_form(dd, gam, centred=centred, constant=constant) * sp.Matrix(w)
 
     der.family(
         "kernel vector, concrete d",
@@ -140,37 +171,48 @@ def _rank_steps(der: Derivation, direction: str, centred: bool) -> None:
 
     def minor(dd: int) -> sp.Expr:
         gam = S.vec("gamma", dd)
-        c = closed_form(dd, gam, centred=centred)
-        target = sp.Rational(dd, dd - 1) ** (dd - 1) * sp.prod([x**2 for x in gam[:-1]]) / dd
+        c = closed_form(dd, gam, centred=centred, constant=constant)
+        target = constant(sp.Integer(dd)) ** (dd - 1) * sp.prod([x**2 for x in gam[:-1]]) / dd
         return sp.expand(S.det(c[: dd - 1, : dd - 1]) - target)
 
     der.family(
         "non-zero minor, concrete d",
-        "The leading (d−1)×(d−1) minor equals (d/(d−1))^{d−1}·Π_{i<d} γᵢ²/d, non-zero since every γᵢ ≠ 0; "
+        "The leading (d−1)×(d−1) minor equals a^{d−1}·Π_{i<d} γᵢ²/d (a the claimed constant), non-zero "
+        "since every γᵢ ≠ 0; "
         "so rank C ≥ d − 1, and with C w = 0, rank C = d − 1 and ker C = span(w) (rank–nullity).",
         r"\det C_{[1..d-1],[1..d-1]} = \Big(\tfrac{d}{d-1}\Big)^{d-1}\frac{1}{d}\prod_{i<d}\gamma_i^2",
         [(f"d={dd}", lambda dd=dd: minor(dd)) for dd in D_CONCRETE],
     )
-    der.cite("rank–nullity", "dim ker C = d − rank C = 1, so ker C = span(γ⁻¹).")
-
-
-def _derive(direction: str = "inverse", centred: bool = True, control: str | None = None) -> ProofResult:
-    der = Derivation(
-        THEOREM,
-        TITLE,
-        STATEMENT,
-        HYPOTHESES,
-        "closed form: symbolic d (+ ‖z‖² = d for d = 2..8); rank/kernel: "
-        "symbolic d (Cγ⁻¹ = 0, P² = P) + d = 2..12 minors",
-        control=control,
+    der.cite(
+        "rank of an idempotent, rank–nullity",
+        "For general d: rank P = tr P = d − 1 (P idempotent), rank diag(γ)P diag(γ) = rank P (diag(γ) "
+        "invertible), so rank C = d − 1 and dim ker C = 1, hence ker C = span(γ⁻¹). Standard linear algebra, "
+        "not machine-checked by SymPy (kernel-checked in Coq: proofs/coq, T3).",
     )
+
+
+COVERAGE = (
+    "closed form: constants a = d/(d−1), b = 0 proved for symbolic d GIVEN the cited symmetry lemma "
+    "(E[zzᵀ] = aP + b𝟙𝟙ᵀ, Schur's lemma; not machine-checked); P² = P, tr P = d − 1, Cγ⁻¹ = 0 proved for "
+    "symbolic d; rank d − 1 for symbolic d via cited rank(idempotent) = trace; explicit minors d = 2..12"
+)
+
+
+def _derive(
+    direction: str = "inverse",
+    centred: bool = True,
+    control: str | None = None,
+    constant: Constant = _true_constant,
+) -> ProofResult:
+    der = Derivation(THEOREM, TITLE, STATEMENT, HYPOTHESES, COVERAGE, control=control)
     if control is None:
-        _closed_form_steps(der)
-    _rank_steps(der, direction, centred)
+        _closed_form_steps(der, constant)
+    _rank_steps(der, direction, centred, constant)
     der.note(
         "For general d the module proves P² = P, tr P = d − 1 and Cγ⁻¹ = 0 symbolically; rank C = d − 1 "
-        "for general d then follows from rank P = tr P (idempotent) and diag(γ) invertible. The explicit "
-        "minor is checked for every d = 2..12."
+        "for general d then follows from the cited lemmas rank P = tr P (idempotent) and diag(γ) invertible. "
+        "The explicit minor is checked for every d = 2..12. The closed form's constants are forced by the "
+        "trace and centring equations once the cited symmetry lemma gives the form aP + b𝟙𝟙ᵀ."
     )
     return der.result()
 
@@ -186,3 +228,24 @@ CONTROLS = {
         "inverse", False, "closed form without centring (P replaced by I)"
     ),
 }
+
+MUTANTS = [
+    Mutant(
+        "constant-doubled",
+        "wrong constant",
+        "C = 2d/(d−1)·diag(γ)P diag(γ) (constant doubled)",
+        lambda: _derive(constant=lambda d: 2 * d / (d - 1)),
+    ),
+    Mutant(
+        "false-above-d12",
+        "false above the concrete range",
+        "C = (d/(d−1) + Π_{k=2}^{12}(d − k))·diag(γ)P diag(γ) (right for d = 2..12 only)",
+        lambda: _derive(constant=lambda d: d / (d - 1) + S.vanishing_on(d, 2, 12)),
+    ),
+    Mutant(
+        "centring-dropped",
+        "dropped hypothesis",
+        "C = d/(d−1)·diag(γ)² with kernel span(γ⁻¹) (centring P dropped)",
+        lambda: _derive("inverse", False, "closed form without centring (P replaced by I)"),
+    ),
+]

@@ -4,24 +4,27 @@ Statement. Let y = γ ⊙ x/√(mean(x²) + ε) with every γᵢ ≠ 0, ε ≥ 0
 two-point input distribution x ∈ {γ⊙v, −γ⊙v} (probability ½ each) has vᵀCv > 0; explicitly
 vᵀCv = S²/(S/d + ε) with S = Σᵢ γᵢ²vᵢ². For x ~ N(0, I_d) and ε = 0, C = diag(γ)², full rank.
 
-Machine-checked: the two-point value for symbolic d and, from the full covariance matrix, for
-d = 2..6 with symbolic γ, v, ε; its positivity; oddness of RMSNorm; ‖x‖²/(‖x‖²/d) = d and the
-constant of the symmetry ansatz E[uuᵀ] = aI; det diag(γ)² = Πγᵢ² ≠ 0 for d = 2..12.
-Cited: the symmetry lemma (law of x invariant under every orthogonal Q).
-Negative control: the same two-point computation for LayerNorm along v = γ⁻¹ (generic points)
-claims vᵀCv > 0, and is refuted (it is identically 0).
+Machine-checked: the two-point value for symbolic d, with the centred covariance of the two
+outputs formed from the one RMSNorm definition (exact normaliser), and from the full covariance
+matrix for d = 2..6 with symbolic γ, v, ε; its positivity from S = p + R (p > 0, R ≥ 0);
+oddness of RMSNorm; the constant of the symmetry ansatz E[uuᵀ] = aI; det diag(γ)² = Πγᵢ² ≠ 0
+for d = 2..12. Cited: the symmetry lemma (law of x invariant under every orthogonal Q) and the
+splitting of S.
+Negative control: the same symbolic-d two-point computation for LayerNorm along v = γ⁻¹ is
+refuted (vᵀCv is identically 0 there).
 :func:`numeric_counterexample` generates a float64 counterexample for property tests.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import sympy as sp
 
 from proofs import symbolic as S
-from proofs.core import Derivation, ProofResult
+from proofs.core import Derivation, Mutant, ProofResult
 
 THEOREM = "T5"
 TITLE = "RMSNorm absence: vᵀCv > 0 for every v ≠ 0"
@@ -32,107 +35,140 @@ STATEMENT = (
 HYPOTHESES = ["d ≥ 2", "γᵢ ≠ 0 for every i", "ε ≥ 0", "v ≠ 0"]
 
 
-def _two_point_quadratic(d: int, norm: str) -> tuple[sp.Expr, sp.Expr]:
-    """(vᵀCv, the claimed closed form) for the two-point distribution; all entries symbolic."""
-    eps = sp.Symbol("epsilon", nonnegative=True)
-    g = S.vec("gamma", d)
+Closed = Callable[[sp.Expr, sp.Expr, sp.Expr], sp.Expr]  # (d, S, ε) -> claimed vᵀCv
+
+
+def _true_closed(d: sp.Expr, s: sp.Expr, eps: sp.Expr) -> sp.Expr:
+    """The statement's two-point value S²/(S/d + ε)."""
+    return s**2 / (s / d + eps)
+
+
+def _norm_d(norm: str, x: Callable[[sp.Expr], sp.Expr], g: sp.IndexedBase, b: sp.IndexedBase, i: sp.Expr,
+            d: sp.Expr, eps: sp.Expr) -> sp.Expr:
+    """Component i of the norm under test (RMSNorm for the theorem, LayerNorm for the control)."""
     if norm == "rms":
-        v = S.vec("v", d)
-        x1 = [gi * vi for gi, vi in zip(g, v, strict=True)]
-        ys = [S.rms_norm(x1, g, eps), S.rms_norm([-a for a in x1], g, eps)]
-        s = sp.Add(*[(gi * vi) ** 2 for gi, vi in zip(g, v, strict=True)])
-        closed = s**2 / (s / d + eps)
-    else:  # LayerNorm along v = γ⁻¹ with two generic points (the negative control)
-        v = S.inverse(g)
-        b = S.vec("beta", d)
-        ys = [S.layer_norm(S.vec(f"x{k}", d), g, b, eps, sp.Symbol(f"s_{k}", positive=True)) for k in (1, 2)]
-        closed = sp.Integer(0)
+        return S.rms_norm_d(x, lambda q: g[q], i, d, eps=eps)
+    return S.layer_norm_d(x, lambda q: g[q], lambda q: b[q], i, d, eps=eps)
+
+
+def _two_point_symbolic(der: Derivation, norm: str, closed: Closed) -> None:
+    """vᵀCv for the two-point distribution, the centred covariance formed for symbolic d."""
+    d = sp.Symbol("d", integer=True, positive=True)
+    i, j = sp.symbols("i j", integer=True)
+    g, b, vb = sp.IndexedBase("gamma"), sp.IndexedBase("beta"), sp.IndexedBase("v")
+    eps = sp.Symbol("epsilon", nonnegative=True)
+    # The theorem: any v. The control: v = γ⁻¹, the LayerNorm dead direction.
+    v = (lambda q: vb[q]) if norm == "rms" else (lambda q: 1 / g[q])
+    points = [lambda q: g[q] * v(q), lambda q: -g[q] * v(q)]  # x ∈ {γ⊙v, −γ⊙v}, probability ½ each
+    y = [lambda q, x=x: _norm_d(norm, x, g, b, q, d, eps) for x in points]
+    ybar = [lambda q: (y[0](q) + y[1](q)) / 2]
+    cov = sp.Add(*[(yk(i) - ybar[0](i)) * (yk(j) - ybar[0](j)) for yk in y]) / 2  # C_ij, centred, 2 points
+    quad = sp.Sum(v(i) * sp.Sum(cov * v(j), (j, 1, d)), (i, 1, d))
+    ssum = sp.Sum(g[i] ** 2 * v(i) ** 2, (i, 1, d))
+    claimed = closed(d, ssum, eps)
+    der.zero(
+        "two-point covariance, symbolic d",
+        "Inputs x₁ = γ⊙v, x₂ = −γ⊙v (probability ½ each); outputs yₖ from the one RMSNorm definition with "
+        "the exact normaliser √(mean(xₖ²) + ε); ȳ = (y₁ + y₂)/2; the centred covariance "
+        "C_ij = ½Σₖ(y_{k,i} − ȳᵢ)(y_{k,j} − ȳⱼ); then vᵀCv = Σᵢ Σⱼ vᵢC_ij vⱼ minus the claimed value "
+        "simplifies to 0 for symbolic d (S = Σᵢγᵢ²vᵢ²)"
+        + ("." if norm == "rms" else " — here LayerNorm along v = γ⁻¹ (the control)."),
+        quad - claimed,
+        latex=r"\sum_{i=1}^d\sum_{j=1}^d v_i\,\tfrac12\sum_{k=1}^2 (y_{k,i}-\bar y_i)(y_{k,j}-\bar y_j)\,v_j - "
+        + sp.latex(claimed)
+        + " = 0",
+    )
+
+
+def _two_point_concrete(d: int, closed: Closed) -> sp.Expr:
+    """vᵀCv − claimed value from the full 2-sample covariance matrix; all entries symbolic."""
+    eps = sp.Symbol("epsilon", nonnegative=True)
+    g, v = S.vec("gamma", d), S.vec("v", d)
+    x1 = [gi * vi for gi, vi in zip(g, v, strict=True)]
+    ys = [S.rms_norm(x1, g, eps), S.rms_norm([-a for a in x1], g, eps)]
+    s = sp.Add(*[(gi * vi) ** 2 for gi, vi in zip(g, v, strict=True)])
     c = S.empirical_cov(ys)
     vm = sp.Matrix(v)
-    return (vm.T * c * vm)[0, 0], closed
+    return (vm.T * c * vm)[0, 0] - closed(sp.Integer(d), s, eps)
 
 
-def _derive(norm: str) -> ProofResult:
+COVERAGE = (
+    "two-point value proved for symbolic d (centred covariance formed, exact normaliser) and checked from the "
+    "full matrix for d = 2..6; positivity proved; C = diag(γ)² for Gaussian input rests on a cited symmetry "
+    "lemma (constant proved), full rank d = 2..12"
+)
+
+
+def _derive(norm: str, closed: Closed = _true_closed, v_nonzero: bool = True) -> ProofResult:
     der = Derivation(
         THEOREM,
         TITLE,
         STATEMENT,
         HYPOTHESES,
-        "two-point value: symbolic d + d = 2..6; closed form d = 2..12",
-        control=None if norm == "rms" else "LayerNorm along γ⁻¹ claimed to have vᵀCv > 0",
+        COVERAGE,
+        control=None if norm == "rms" else "LayerNorm along v = γ⁻¹ claimed to have vᵀCv = S²/(S/d + ε) > 0",
     )
-    if norm == "rms":
-        d = sp.Symbol("d", integer=True, positive=True)
-        i = sp.Symbol("i", integer=True)
-        g, v = sp.IndexedBase("gamma"), sp.IndexedBase("v")
-        r = sp.Symbol("r", positive=True)  # √(S/d + ε)
-        ssym = sp.Symbol("S", positive=True)
-        der.zero(
-            "projection of one point, symbolic d",
-            "With x₁ = γ⊙v: ⟨v, y(x₁)⟩ = Σᵢ vᵢγᵢ(γᵢvᵢ)/r = S/r, r = √(mean(x₁²) + ε) = √(S/d + ε); "
-            "y(−x₁) = −y(x₁), so ⟨v, y₁ − y₂⟩ = 2S/r and vᵀCv = ¼⟨v, y₁ − y₂⟩² = S²/r².",
-            sp.Sum(v[i] * g[i] * (g[i] * v[i]) / r, (i, 1, d)) - sp.Sum(g[i] ** 2 * v[i] ** 2, (i, 1, d)) / r,
-            latex=r"\sum_{i=1}^d v_i\frac{\gamma_i(\gamma_i v_i)}{r} - "
-            r"\frac{1}{r}\sum_{i=1}^d\gamma_i^2v_i^2 = 0",
-        )
+    _two_point_symbolic(der, norm, closed)
+    der.family(
+        "two-point covariance, concrete d",
+        "From the full 2-sample covariance matrix: vᵀCv = claimed value for d = 2..6 (γ, v, ε symbolic).",
+        r"v^\top C v = \frac{S^2}{S/d + \varepsilon},\quad S = \sum_i \gamma_i^2 v_i^2",
+        [(f"d={dd}", lambda dd=dd: _two_point_concrete(dd, closed)) for dd in range(2, 7)],
+    )
+    d = sp.Symbol("d", integer=True, positive=True)
+    eps = sp.Symbol("epsilon", nonnegative=True)
+    # S = (γ_j v_j)² + Σ_{i≠j}(γᵢvᵢ)² for an index j with v_j ≠ 0: the first term is > 0 (γ_j ≠ 0, v_j ≠ 0),
+    # the rest a sum of squares ≥ 0. Without v ≠ 0 the first term is only ≥ 0.
+    p = sp.Symbol("p", positive=True) if v_nonzero else sp.Symbol("p", nonnegative=True)
+    rest = sp.Symbol("R", nonnegative=True)
+    der.cite(
+        "splitting S",
+        "S = Σᵢ(γᵢvᵢ)² = p + R with p = (γ_jv_j)² for an index j where v_j ≠ 0 (p > 0 since γ_j ≠ 0; "
+        "p ≥ 0 only, if v ≠ 0 is dropped) and R = Σ_{i≠j}(γᵢvᵢ)² ≥ 0 (a sum of squares).",
+        r"S = p + R,\ p > 0,\ R \ge 0",
+    )
+    der.positive(
+        "positivity",
+        "The claimed value at S = p + R with p > 0, R ≥ 0, ε ≥ 0, d ≥ 1 is positive (SymPy decides the sign from "
+        "the symbols' assumptions).",
+        closed(d, p + rest, eps),
+    )
 
-        def two_point(dd: int) -> sp.Expr:
-            q, closed = _two_point_quadratic(dd, "rms")
-            return q - closed
+    def odd(dd: int) -> sp.Matrix:
+        x, g2 = S.vec("x", dd), S.vec("gamma", dd)
+        e = sp.Symbol("epsilon", nonnegative=True)
+        return sp.Matrix(S.rms_norm(x, g2, e)) + sp.Matrix(S.rms_norm([-a for a in x], g2, e))
 
-        der.family(
-            "two-point covariance, concrete d",
-            "From the full 2-sample covariance matrix: vᵀCv = S²/(S/d + ε) for d = 2..6 (γ, v, ε symbolic).",
-            r"v^\top C v = \frac{S^2}{S/d + \varepsilon},\quad S = \sum_i \gamma_i^2 v_i^2",
-            [(f"d={dd}", lambda dd=dd: two_point(dd)) for dd in range(2, 7)],
-        )
-        eps = sp.Symbol("epsilon", nonnegative=True)
-        der.positive(
-            "positivity",
-            "S = Σ(γᵢvᵢ)² > 0 because v ≠ 0 and every γᵢ ≠ 0; with d > 0, ε ≥ 0 the value is positive.",
-            ssym**2 / (ssym / d + eps),
-        )
+    der.family(
+        "RMSNorm is odd",
+        "y(−x) = −y(x), so E y = 0 for symmetric input.",
+        r"y(-x) + y(x) = 0",
+        [(f"d={dd}", lambda dd=dd: odd(dd)) for dd in range(2, 7)],
+    )
+    der.cite(
+        "symmetry lemma",
+        "For x ~ N(0, I) the law of x is invariant under every orthogonal Q and y/γ = x/‖x‖·√d is "
+        "equivariant, so E[(x/rms)(x/rms)ᵀ] = aI (Schur's lemma). Not machine-checked.",
+        r"\mathbb{E}\big[\tfrac{xx^\top}{\|x\|^2/d}\big] = aI",
+    )
+    der.zero(
+        "constant",
+        "Trace: ‖x‖²/(‖x‖²/d) = d = a·d; the claimed a = 1 satisfies it for symbolic d (and it is the only "
+        "solution since d ≠ 0), so C = diag(γ)·I·diag(γ) = diag(γ)².",
+        1 * d - d,
+        latex=r"a\,d - d = 0,\quad a = 1",
+    )
 
-        def odd(dd: int) -> sp.Matrix:
-            x, g2 = S.vec("x", dd), S.vec("gamma", dd)
-            e = sp.Symbol("epsilon", nonnegative=True)
-            return sp.Matrix(S.rms_norm(x, g2, e)) + sp.Matrix(S.rms_norm([-a for a in x], g2, e))
+    def full_rank(dd: int) -> sp.Expr:
+        g2 = S.vec("gamma", dd)
+        return S.det(sp.diag(*[gi**2 for gi in g2])) - sp.prod([gi**2 for gi in g2])
 
-        der.family(
-            "RMSNorm is odd",
-            "y(−x) = −y(x), so E y = 0 for symmetric input.",
-            r"y(-x) + y(x) = 0",
-            [(f"d={dd}", lambda dd=dd: odd(dd)) for dd in range(2, 7)],
-        )
-        der.cite(
-            "symmetry lemma",
-            "For x ~ N(0, I) the law of x is invariant under every orthogonal Q and y/γ = x/‖x‖·√d is "
-            "equivariant, so E[(x/rms)(x/rms)ᵀ] = aI.",
-            r"\mathbb{E}\big[\tfrac{xx^\top}{\|x\|^2/d}\big] = aI",
-        )
-        a = sp.Symbol("a")
-        sol = sp.solve(sp.Eq(a * d, d), a)
-        der.fact(
-            "constant",
-            "Trace: ‖x‖²/(‖x‖²/d) = d = a·d, so a = 1 and C = diag(γ)·I·diag(γ) = diag(γ)².",
-            r"a\,d = d \Rightarrow a = 1",
-            sol == [1],
-            "solve (unique solution)",
-        )
-
-        def full_rank(dd: int) -> sp.Expr:
-            g2 = S.vec("gamma", dd)
-            return S.det(sp.diag(*[gi**2 for gi in g2])) - sp.prod([gi**2 for gi in g2])
-
-        der.family(
-            "full rank",
-            "det diag(γ)² = Πγᵢ² ≠ 0 for d = 2..12: no kernel at all.",
-            r"\det\mathrm{diag}(\gamma)^2 = \prod_i\gamma_i^2",
-            [(f"d={dd}", lambda dd=dd: full_rank(dd)) for dd in range(2, 13)],
-        )
-    else:
-        q, _ = _two_point_quadratic(3, "layer")
-        der.positive("two-point value", "The same two-point quadratic form for LayerNorm along v = γ⁻¹.", q)
+    der.family(
+        "full rank",
+        "det diag(γ)² = Πγᵢ² ≠ 0 for d = 2..12: no kernel at all.",
+        r"\det\mathrm{diag}(\gamma)^2 = \prod_i\gamma_i^2",
+        [(f"d={dd}", lambda dd=dd: full_rank(dd)) for dd in range(2, 13)],
+    )
     return der.result()
 
 
@@ -142,6 +178,27 @@ def prove() -> ProofResult:
 
 
 CONTROLS = {"layernorm-along-inverse-scale": lambda: _derive("layer")}
+
+MUTANTS = [
+    Mutant(
+        "constant-doubled",
+        "wrong constant",
+        "vᵀCv = 2S²/(S/d + ε)",
+        lambda: _derive("rms", lambda d, s, e: 2 * s**2 / (s / d + e)),
+    ),
+    Mutant(
+        "false-above-d6",
+        "false above the concrete range",
+        "vᵀCv = S²/(S/d + ε) + Π_{k=2}^{6}(d − k)·S (right for d = 2..6, wrong for every d ≥ 7)",
+        lambda: _derive("rms", lambda d, s, e: s**2 / (s / d + e) + S.vanishing_on(d, 2, 6) * s),
+    ),
+    Mutant(
+        "v-nonzero-dropped",
+        "dropped hypothesis",
+        "vᵀCv > 0 for every v (the hypothesis v ≠ 0 dropped)",
+        lambda: _derive("rms", v_nonzero=False),
+    ),
+]
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,12 @@ Negative controls: rotary keys; LM-head direction u = e₁ (not ∝ 𝟙) with �
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sympy as sp
 
 from proofs import symbolic as S
-from proofs.core import Derivation, ProofResult
+from proofs.core import Derivation, Mutant, ProofResult
 
 THEOREM = "T7"
 TITLE = "Read side: function-preserving (δW, δb), Fisher 0"
@@ -48,13 +50,20 @@ def _ln(d: int) -> tuple[list[sp.Expr], list[sp.Expr], list[sp.Expr]]:
     return S.layer_norm(S.vec("x", d), g, b, eps), g, b
 
 
-def _linear_steps(der: Derivation, with_bias: bool) -> None:
+Coefficient = Callable[[sp.Expr], sp.Expr]  # d -> c in δb = c·⟨γ⁻¹, β⟩·u (c = −1 in the theorem)
+
+
+def _minus_one(d: sp.Expr) -> sp.Expr:
+    return sp.Integer(-1)
+
+
+def _linear_steps(der: Derivation, with_bias: bool, coef: Coefficient = _minus_one) -> None:
     d = sp.Symbol("d", integer=True, positive=True)
-    i, j = sp.symbols("i j", integer=True)
+    i = sp.Symbol("i", integer=True)
     x, g, b = sp.IndexedBase("x"), sp.IndexedBase("gamma"), sp.IndexedBase("beta")
     s, u = sp.Symbol("s", positive=True), sp.Symbol("u_r")
-    y = g[i] * (x[i] - sp.Sum(x[j], (j, 1, d)) / d) / s + b[i]
-    db = -u * sp.Sum(b[i] / g[i], (i, 1, d)) if with_bias else 0
+    y = S.layer_norm_d(lambda q: x[q], lambda q: g[q], lambda q: b[q], i, d, scale=s)
+    db = coef(d) * u * sp.Sum(b[i] / g[i], (i, 1, d)) if with_bias else 0
     der.zero(
         "linear consumer, symbolic d",
         "Row r of the change: Σᵢ (u_r/γᵢ) yᵢ + δb_r = u_r⟨γ⁻¹, y − β⟩ = 0 (T1).",
@@ -67,7 +76,7 @@ def _linear_steps(der: Derivation, with_bias: bool) -> None:
         y2, g2, b2 = _ln(dd)
         uvec = sp.Matrix(sp.symbols("u_1:3", real=True))
         dw = uvec * sp.Matrix(S.inverse(g2)).T
-        dbv = -S.dot(S.inverse(g2), b2) * uvec if with_bias else sp.zeros(2, 1)
+        dbv = coef(sp.Integer(dd)) * S.dot(S.inverse(g2), b2) * uvec if with_bias else sp.zeros(2, 1)
         return dw * sp.Matrix(y2) + dbv
 
     der.family(
@@ -158,7 +167,14 @@ def _attention_steps(der: Derivation, rotary: bool) -> None:
     )
 
 
-def _derive(variant: str) -> ProofResult:
+COVERAGE = (
+    "linear consumer proved for symbolic d (opaque normaliser) and d = 2..8 (exact normaliser); softmax shift, "
+    "LM-head Jacobian and directional Fisher for V = 2..6 logits, d = 2..5; attention offsets for n = 2..4 keys "
+    "(head dimension 2); the consumer is the exact softmax (SymPy exp)"
+)
+
+
+def _derive(variant: str, coef: Coefficient = _minus_one) -> ProofResult:
     controls = {
         "theorem": None,
         "rotary": "rotary position rotation of keys and query",
@@ -170,11 +186,11 @@ def _derive(variant: str) -> ProofResult:
         TITLE,
         STATEMENT,
         HYPOTHESES,
-        "symbolic d (linear); d = 2..8, V = 2..6, n = 2..4 keys (concrete)",
+        COVERAGE,
         control=controls[variant],
     )
     if variant in ("theorem", "no-bias-correction"):
-        _linear_steps(der, with_bias=variant == "theorem")
+        _linear_steps(der, with_bias=variant == "theorem", coef=coef)
     if variant in ("theorem", "lm-head-e1"):
         _softmax_steps(der, "ones" if variant == "theorem" else "e1")
     if variant in ("theorem", "rotary"):
@@ -199,3 +215,24 @@ CONTROLS = {
     "lm-head-direction-e1": lambda: _derive("lm-head-e1"),
     "no-bias-correction": lambda: _derive("no-bias-correction"),
 }
+
+MUTANTS = [
+    Mutant(
+        "bias-sign",
+        "wrong constant",
+        "(δW, δb) = (uγ⁻¹ᵀ, +⟨γ⁻¹,β⟩u) leaves Wy + b unchanged (sign of δb flipped)",
+        lambda: _derive("theorem", lambda d: sp.Integer(1)),
+    ),
+    Mutant(
+        "false-above-d8",
+        "false above the concrete range",
+        "δb = −(1 + Π_{k=2}^{8}(d − k))·⟨γ⁻¹,β⟩u (right for d = 2..8 only)",
+        lambda: _derive("theorem", lambda d: -(1 + S.vanishing_on(d, 2, 8))),
+    ),
+    Mutant(
+        "no-rotation-dropped",
+        "dropped hypothesis",
+        "constant key offsets leave attention unchanged also with rotary positions (hypothesis dropped)",
+        lambda: _derive("rotary"),
+    ),
+]

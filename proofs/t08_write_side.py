@@ -4,7 +4,8 @@ Statement. LN(x + t𝟙) = LN(x) for every x ∈ ℝᵈ, t ∈ ℝ, ε ≥ 0. He
 into a residual stream that is read only through LayerNorms has dead directions
 δW_out = 𝟙wᵀ: (W_out + 𝟙wᵀ)a = W_out a + (wᵀa)𝟙, a per-token constant shift.
 
-Machine-checked: the centred vector and the variance are shift invariant for symbolic d;
+Machine-checked: the full LayerNorm output (one definition, exact normaliser) is shift invariant
+for symbolic d;
 LN(x + t𝟙) − LN(x) = 0 for d = 2..10 with x, γ, β, ε, t symbolic (exact normaliser); the
 write-side factorisation for d = 2..6.
 Negative control: RMSNorm(x + t𝟙) = RMSNorm(x) (refuted).
@@ -12,10 +13,12 @@ Negative control: RMSNorm(x + t𝟙) = RMSNorm(x) (refuted).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sympy as sp
 
 from proofs import symbolic as S
-from proofs.core import Derivation, ProofResult
+from proofs.core import Derivation, Mutant, ProofResult
 
 THEOREM = "T8"
 TITLE = "Write side: LN(x + t𝟙) = LN(x)"
@@ -29,49 +32,56 @@ HYPOTHESES = [
 ]
 
 
-def _derive(norm: str) -> ProofResult:
+Shift = Callable[[sp.Expr], sp.Expr]  # d -> c in the claim N(x + t𝟙)ᵢ = N(x)ᵢ + c·t (c = 0 in the theorem)
+
+
+def _no_shift(d: sp.Expr) -> sp.Expr:
+    return sp.Integer(0)
+
+
+COVERAGE = (
+    "proved for symbolic d (the full LayerNorm output with its exact normaliser √(σ²+ε)); d = 2..10 with x, γ, β, "
+    "ε, t symbolic; write-side factorisation d = 2..6"
+)
+
+
+def _derive(norm: str, shift: Shift = _no_shift) -> ProofResult:
     der = Derivation(
         THEOREM,
         TITLE,
         STATEMENT,
         HYPOTHESES,
-        "symbolic d; d = 2..10 (x, γ, β, ε, t symbolic)",
+        COVERAGE,
         control=None if norm == "layer" else "RMSNorm in place of LayerNorm",
     )
     d = sp.Symbol("d", integer=True, positive=True)
-    i, j = sp.symbols("i j", integer=True)
-    x = sp.IndexedBase("x")
+    i = sp.Symbol("i", integer=True)
+    x, g, b = sp.IndexedBase("x"), sp.IndexedBase("gamma"), sp.IndexedBase("beta")
     t = sp.Symbol("t", real=True)
-    if norm == "layer":
-        mu = sp.Sum(x[j], (j, 1, d)) / d
-        mu_t = sp.Sum(x[j] + t, (j, 1, d)) / d
-        der.zero(
-            "centred vector, symbolic d",
-            "(xᵢ + t) − mean(x + t𝟙) = xᵢ − μ.",
-            (x[i] + t - mu_t) - (x[i] - mu),
-            latex=r"(x_i + t) - \tfrac1d\sum_j (x_j + t) - \big(x_i - \tfrac1d\sum_j x_j\big) = 0",
-        )
-        der.zero(
-            "variance, symbolic d",
-            "σ²(x + t𝟙) = σ²(x), hence z(x + t𝟙) = z(x) for every ε.",
-            sp.Sum((x[j] + t - mu_t) ** 2, (j, 1, d)) / d - sp.Sum((x[j] - mu) ** 2, (j, 1, d)) / d,
-            latex=r"\tfrac1d\sum_j (x_j + t - \mu - t)^2 - \tfrac1d\sum_j (x_j-\mu)^2 = 0",
-        )
-    else:
-        der.zero(
-            "mean square, symbolic d",
-            "Claim under test: mean((x + t𝟙)²) = mean(x²).",
-            sp.Sum((x[j] + t) ** 2, (j, 1, d)) / d - sp.Sum(x[j] ** 2, (j, 1, d)) / d,
-            latex=r"\tfrac1d\sum_j (x_j+t)^2 - \tfrac1d\sum_j x_j^2 = 0",
-        )
+    eps = sp.Symbol("epsilon", nonnegative=True)
+
+    def out(entry: Callable[[sp.Expr], sp.Expr]) -> sp.Expr:
+        """Component i of the norm under test, from the one definition of each norm, exact normaliser."""
+        if norm == "layer":
+            return S.layer_norm_d(entry, lambda q: g[q], lambda q: b[q], i, d, eps=eps)
+        return S.rms_norm_d(entry, lambda q: g[q], i, d, eps=eps) + b[i]
+
+    der.zero(
+        "shift invariance, symbolic d",
+        "N(x + t𝟙)ᵢ − N(x)ᵢ − c·t = 0 for symbolic d with the exact normaliser: the mean absorbs t, so the centred "
+        "vector and the variance (hence √(σ² + ε)) are unchanged; claimed c = " + str(shift(d)) + ".",
+        out(lambda q: x[q] + t) - out(lambda q: x[q]) - shift(d) * t,
+        latex=r"\mathrm{N}(x + t\mathbb 1)_i - \mathrm{N}(x)_i - " + sp.latex(shift(d)) + r"\,t = 0",
+    )
 
     def shifted(dd: int) -> sp.Matrix:
         xs, g, b = S.vec("x", dd), S.vec("gamma", dd), S.vec("beta", dd)
         eps = sp.Symbol("epsilon", nonnegative=True)
         xt = [xi + t for xi in xs]
+        c = shift(sp.Integer(dd)) * t * sp.ones(dd, 1)
         if norm == "layer":
-            return sp.Matrix(S.layer_norm(xt, g, b, eps)) - sp.Matrix(S.layer_norm(xs, g, b, eps))
-        return sp.Matrix(S.rms_norm(xt, g, eps)) - sp.Matrix(S.rms_norm(xs, g, eps))
+            return sp.Matrix(S.layer_norm(xt, g, b, eps)) - sp.Matrix(S.layer_norm(xs, g, b, eps)) - c
+        return sp.Matrix(S.rms_norm(xt, g, eps)) - sp.Matrix(S.rms_norm(xs, g, eps)) - c
 
     der.family(
         "shift invariance, concrete d",
@@ -103,3 +113,24 @@ def prove() -> ProofResult:
 
 
 CONTROLS = {"rmsnorm": lambda: _derive("rms")}
+
+MUTANTS = [
+    Mutant(
+        "shift-passes-through",
+        "wrong constant",
+        "LN(x + t𝟙) = LN(x) + t𝟙 (the shift claimed to pass through)",
+        lambda: _derive("layer", lambda d: sp.Integer(1)),
+    ),
+    Mutant(
+        "false-above-d10",
+        "false above the concrete range",
+        "LN(x + t𝟙) = LN(x) + Π_{k=2}^{10}(d − k)·t𝟙 (right for d = 2..10 only)",
+        lambda: _derive("layer", lambda d: S.vanishing_on(d, 2, 10)),
+    ),
+    Mutant(
+        "centring-dropped",
+        "dropped hypothesis",
+        "N(x + t𝟙) = N(x) for N = RMSNorm (the centring hypothesis dropped)",
+        lambda: _derive("rms"),
+    ),
+]

@@ -11,8 +11,9 @@ Statement.
     (1 + w)⁻¹: the effective γ is 1 + w. (Gemma's own norm is an RMSNorm and has no kernel:
     T5 with γ = 1 + w.)
 
-Machine-checked: (a) ⟨γ⁻¹|_g, y_k − ȳ⟩ = 0 for (G, n) ∈ {(2,2),(2,3),(3,2),(2,4),(4,2),(3,3)},
-m = 2; independence via a non-zero G×G minor; the block closed form has rank d − G via an explicit
+Machine-checked: (a) ⟨γ⁻¹|_g, y_k − ȳ⟩ = 0 for symbolic group size n, symbolic m, any group of
+any G, and for (G, n) ∈ {(2,2),(2,3),(3,2),(2,4),(4,2),(3,3)}, m = 2 written out;
+independence via a non-zero G×G minor; the block closed form has rank d − G via an explicit
 minor; (b) for symbolic d and d = 2..8; (c) for d = 2..8.
 Negative controls: the group-restricted vector for a LayerNorm with global centring; γ⁻¹
 for scale-then-centre; the raw weight w⁻¹ (offset forgotten) for (1 + w) scaling.
@@ -20,10 +21,12 @@ for scale-then-centre; the raw weight w⁻¹ (offset forgotten) for (1 + w) scal
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sympy as sp
 
 from proofs import symbolic as S
-from proofs.core import Derivation, ProofResult
+from proofs.core import Derivation, Mutant, ProofResult
 from proofs.t03_minimality import closed_form
 
 THEOREM = "T9"
@@ -40,34 +43,54 @@ HYPOTHESES = [
 GROUPS = [(2, 2), (2, 3), (3, 2), (2, 4), (4, 2), (3, 3)]
 
 
-def group_norm(
-    x: list[sp.Expr],
-    gamma: list[sp.Expr],
-    beta: list[sp.Expr],
-    groups: int,
-    scales: list[sp.Expr] | None = None,
-    *,
-    global_centring: bool = False,
+def _group_norm(
+    x: list[sp.Expr], gamma: list[sp.Expr], beta: list[sp.Expr], groups: int, scales: list[sp.Expr],
+    *, global_centring: bool,
 ) -> list[sp.Expr]:
-    """GroupNorm (per-group centring; ``global_centring`` gives LayerNorm, for the control)."""
-    n = len(x) // groups
-    out: list[sp.Expr] = []
+    """GroupNorm from symbolic.py; ``global_centring`` gives LayerNorm (one group), for the control."""
     if global_centring:
-        return S.layer_norm(x, gamma, beta, sp.Integer(0), scales[0] if scales else None)
-    for g in range(groups):
-        sl = slice(g * n, (g + 1) * n)
-        out += S.layer_norm(x[sl], gamma[sl], beta[sl], sp.Integer(0), scales[g] if scales else None)
-    return out
+        return S.layer_norm(x, gamma, beta, sp.Integer(0), scales[0])
+    return S.group_norm(x, gamma, beta, groups, scales)
+
+
+def _group_symbolic(der: Derivation, global_centring: bool) -> None:
+    """Per-group kernel vectors for symbolic group size n, symbolic m samples and any group h of G."""
+    n, m, big_g = (sp.Symbol(c, integer=True, positive=True) for c in ("n", "m", "G"))
+    h, k, l, q = sp.symbols("h k l q", integer=True)
+    x, g, b = sp.IndexedBase("x"), sp.IndexedBase("gamma"), sp.IndexedBase("beta")
+    s = sp.IndexedBase("s", positive=True)
+    r_ = sp.Symbol("r_", integer=True)
+    p_ = sp.Symbol("p_", integer=True)
+
+    def y(kk: sp.Expr, qq: sp.Expr) -> sp.Expr:
+        """Entry qq of group h of sample kk."""
+        if global_centring:  # LayerNorm: the mean runs over all G·n features
+            mu = sp.Sum(x[kk, r_, p_], (p_, 1, n), (r_, 1, big_g)) / (big_g * n)
+            return g[h, qq] * (x[kk, h, qq] - mu) / s[kk] + b[h, qq]
+        return S.layer_norm_d(lambda j: x[kk, h, j], lambda j: g[h, j], lambda j: b[h, j], qq, n, scale=s[kk, h])
+
+    der.zero(
+        "per-group kernel vectors, symbolic n and m",
+        "For every group h (of any number G of groups), symbolic group size n and m samples: "
+        "⟨γ⁻¹|_h, y_k − ȳ⟩ = Σ_{q=1}^{n}(y_{k,h,q} − ȳ_{h,q})/γ_{h,q} = 0, each group's output from the one "
+        "LayerNorm definition applied to the group (per-group opaque scale s_{k,h})"
+        + (" — here with LayerNorm's global centring (the control)" if global_centring else "")
+        + ".",
+        sp.Sum((y(k, q) - sp.Sum(y(l, q), (l, 1, m)) / m) / g[h, q], (q, 1, n)),
+        latex=r"\sum_{q=1}^{n}\frac{y_{k,h,q} - \frac1m\sum_{l=1}^m y_{l,h,q}}{\gamma_{h,q}} = 0",
+    )
 
 
 def _group_steps(der: Derivation, global_centring: bool) -> None:
+    _group_symbolic(der, global_centring)
+
     def projections(groups: int, n: int) -> sp.Matrix:
         d = groups * n
         g, b = S.vec("gamma", d), S.vec("beta", d)
         ys = []
         for k in range(2):
             sc = [sp.Symbol(f"s_{k + 1}{h + 1}", positive=True) for h in range(groups)]
-            ys.append(group_norm(S.vec(f"x{k + 1}", d), g, b, groups, sc, global_centring=global_centring))
+            ys.append(_group_norm(S.vec(f"x{k + 1}", d), g, b, groups, sc, global_centring=global_centring))
         ybar = S.sample_mean(ys)
         out = []
         for h in range(groups):
@@ -127,28 +150,39 @@ def _group_steps(der: Derivation, global_centring: bool) -> None:
     )
 
 
-def _scale_then_centre_steps(der: Derivation, direction: str) -> None:
+Value = Callable[[sp.Expr, sp.Expr], sp.Expr]  # (d, normaliser) -> claimed ⟨w, y − β⟩ (0 in the theorem)
+
+
+def _zero(d: sp.Expr, a: sp.Expr) -> sp.Expr:
+    return sp.Integer(0)
+
+
+def _scale_then_centre_steps(der: Derivation, direction: str, value: Value = _zero) -> None:
     d = sp.Symbol("d", integer=True, positive=True)
-    i, j = sp.symbols("i j", integer=True)
+    i = sp.Symbol("i", integer=True)
     x, g, b = sp.IndexedBase("x"), sp.IndexedBase("gamma"), sp.IndexedBase("beta")
     a = sp.Symbol("a", positive=True)
-    y = (g[i] * x[i] - sp.Sum(g[j] * x[j], (j, 1, d)) / d) * a + b[i]
+    y = S.scale_then_centre_d(lambda q: x[q], lambda q: g[q], lambda q: b[q], i, d, a)
     w = sp.Integer(1) if direction == "ones" else 1 / g[i]
     der.zero(
         "scale-then-centre, symbolic d",
-        "Σᵢ wᵢ(yᵢ − βᵢ) = a(Σγᵢxᵢ − d·mean(γ⊙x)) = 0 for w = " + ("𝟙." if direction == "ones" else "γ⁻¹."),
-        sp.Sum(w * (y - b[i]), (i, 1, d)),
-        latex=r"\sum_{i=1}^d w_i\,a\Big(\gamma_i x_i - \tfrac1d\sum_j\gamma_jx_j\Big) = 0,\quad w = "
+        "Σᵢ wᵢ(yᵢ − βᵢ) − claimed value = 0 for symbolic d (y from symbolic.scale_then_centre_d, opaque "
+        "normaliser a), w = " + ("𝟙." if direction == "ones" else "γ⁻¹."),
+        sp.Sum(w * (y - b[i]), (i, 1, d)) - value(d, a),
+        latex=r"\sum_{i=1}^d w_i\,\Big(\gamma_i x_i - \tfrac1d\sum_j\gamma_jx_j\Big)/a - "
+        + sp.latex(value(d, a))
+        + r" = 0,\quad w = "
         + (r"\mathbb 1" if direction == "ones" else r"\gamma^{-1}"),
     )
 
     def concrete(dd: int) -> sp.Expr:
         xs, gs, bs = S.vec("x", dd), S.vec("gamma", dd), S.vec("beta", dd)
         eps = sp.Symbol("epsilon", nonnegative=True)
-        scaled = [gi * xi for gi, xi in zip(gs, xs, strict=True)]
-        y = [zi + bi for zi, bi in zip(S.standardised(scaled, eps), bs, strict=True)]
+        y = S.scale_then_centre(xs, gs, bs, eps)
         ws = [sp.Integer(1)] * dd if direction == "ones" else S.inverse(gs)
-        return S.dot(ws, S.sub(y, bs))
+        scaled = [gi * xi for gi, xi in zip(gs, xs, strict=True)]
+        norm = sp.sqrt(S.mean([c**2 for c in S.centred(scaled)]) + eps)
+        return S.dot(ws, S.sub(y, bs)) - value(sp.Integer(dd), norm)
 
     der.family(
         "scale-then-centre, concrete d",
@@ -158,12 +192,13 @@ def _scale_then_centre_steps(der: Derivation, direction: str) -> None:
     )
 
 
-def _gemma_steps(der: Derivation, offset_forgotten: bool) -> None:
+def _gemma_steps(der: Derivation, offset_forgotten: bool, claimed_offset: sp.Expr = sp.S.One) -> None:
     def pairing(dd: int) -> sp.Expr:
         xs, w, b = S.vec("x", dd), S.vec("w", dd), S.vec("beta", dd)
         eps = sp.Symbol("epsilon", nonnegative=True)
-        y = S.layer_norm(xs, [1 + wi for wi in w], b, eps)
-        direction = [1 / wi for wi in w] if offset_forgotten else [1 / (1 + wi) for wi in w]
+        y = S.layer_norm(xs, S.offset_scale(w), b, eps)
+        offset = sp.Integer(0) if offset_forgotten else claimed_offset
+        direction = S.inverse(S.offset_scale(w, offset))
         return S.dot(direction, S.sub(y, b))
 
     der.family(
@@ -178,7 +213,14 @@ def _gemma_steps(der: Derivation, offset_forgotten: bool) -> None:
     )
 
 
-def _derive(variant: str) -> ProofResult:
+COVERAGE = (
+    "GroupNorm: per-group kernel vectors proved for symbolic group size n, m samples and any group; "
+    "independence and exact dimension G for isotropic input for (G, n) in {(2,2),(2,3),(3,2),(2,4),(4,2),(3,3)}; "
+    "scale-then-centre proved for symbolic d (opaque normaliser) and d = 2..8 exact; (1+w) d = 2..8"
+)
+
+
+def _derive(variant: str, value: Value = _zero, claimed_offset: sp.Expr = sp.S.One) -> ProofResult:
     controls = {
         "theorem": None,
         "global": "group-restricted γ⁻¹ for LayerNorm (global centring)",
@@ -190,15 +232,15 @@ def _derive(variant: str) -> ProofResult:
         TITLE,
         STATEMENT,
         HYPOTHESES,
-        "GroupNorm (G, n) up to d = 9; scale-then-centre symbolic d + d = 2..8; (1+w) d = 2..8",
+        COVERAGE,
         control=controls[variant],
     )
     if variant in ("theorem", "global"):
         _group_steps(der, global_centring=variant == "global")
     if variant in ("theorem", "stc-inverse"):
-        _scale_then_centre_steps(der, "ones" if variant == "theorem" else "inverse")
+        _scale_then_centre_steps(der, "ones" if variant == "theorem" else "inverse", value)
     if variant in ("theorem", "gemma-raw"):
-        _gemma_steps(der, offset_forgotten=variant == "gemma-raw")
+        _gemma_steps(der, offset_forgotten=variant == "gemma-raw", claimed_offset=claimed_offset)
     return der.result()
 
 
@@ -212,3 +254,24 @@ CONTROLS = {
     "scale-then-centre-inverse-scale": lambda: _derive("stc-inverse"),
     "gemma-offset-forgotten": lambda: _derive("gemma-raw"),
 }
+
+MUTANTS = [
+    Mutant(
+        "offset-two",
+        "wrong constant",
+        "a mean-centring norm scaled by 1 + w has kernel vector (2 + w)⁻¹",
+        lambda: _derive("theorem", claimed_offset=sp.Integer(2)),
+    ),
+    Mutant(
+        "false-above-d8",
+        "false above the concrete range",
+        "scale-then-centre: ⟨𝟙, y − β⟩ = Π_{k=2}^{8}(d − k)/a (zero for d = 2..8 only)",
+        lambda: _derive("theorem", value=lambda d, a: S.vanishing_on(d, 2, 8) / a),
+    ),
+    Mutant(
+        "per-group-centring-dropped",
+        "dropped hypothesis",
+        "the group-restricted γ⁻¹|_g are kernel vectors when the centring is global (per-group centring dropped)",
+        lambda: _derive("global"),
+    ),
+]
