@@ -712,7 +712,7 @@ def _lanczos_bottom(z: FloatArray, n_rows: int, kernel: FloatArray, rng: np.rand
     return _Spectrum(theta=theta, vector=vector, lower=float(lower), steps=step)
 
 
-def _probe_inputs(rng: np.random.Generator, d: int, probe: _Probe) -> tuple[Any, dict[str, slice]]:
+def _probe_inputs(rng: np.random.Generator, d: int, probe: _Probe | None = None) -> tuple[Any, dict[str, slice]]:
     """The probe rows and the row range of each family (module docstring)."""
     names = ("isotropic", "correlated", "common-offset", "heavy-tailed")
     if d <= DENSE_MAX_D:
@@ -737,7 +737,8 @@ def _probe_inputs(rng: np.random.Generator, d: int, probe: _Probe) -> tuple[Any,
     x[n : 2 * n] = (g + (g @ left.astype(np.float32)) @ right.astype(np.float32)) * np.exp(
         0.25 * rng.standard_normal((n, 1), dtype=np.float32))
     x[2 * n : 3 * n] = rng.standard_normal((n, d), dtype=np.float32)
-    x[2 * n : 3 * n] += np.float32(_large_d_offset(d, probe) * rng.choice([-1.0, 1.0]))
+    offset = COMMON_OFFSET if probe is None else _large_d_offset(d, probe)
+    x[2 * n : 3 * n] += np.float32(offset * rng.choice([-1.0, 1.0]))
     # heavy tails with a finite variance (see above): a Gaussian scale mixture, exp(N(0, ½²)) per entry
     mixture = x[3 * n :]
     mixture[...] = rng.standard_normal((n, d), dtype=np.float32)
@@ -772,13 +773,15 @@ def _probe_eps(norm: Any) -> float:
             return float(value)
     return 0.0
 def _floor(x: FloatArray, std: FloatArray, mean: FloatArray, live: Any, probe: _Probe, size: int,
-           eps: float, whole: tuple[FloatArray, FloatArray]) -> float:
+           eps: float, whole: tuple[FloatArray, FloatArray] | None = None) -> float:
     """τ for "one kernel vector per contiguous block of ``size`` live channels" (module docstring).
 
     The T10 bound is affine in ρ: raw(ρ) = raw(0) + (raw(1) − raw(0))·ρ, both read from
     kernel_error_bound; the floor is the largest block's mean over rows of raw(ρₖ)²/size.
-    ``whole``: each row's mean and variance over all d inputs (float64), computed once.
+    ``whole``: each row's mean and variance over all d inputs (float64), computed once (from x if None).
     """
+    if whole is None:
+        whole = (x.mean(axis=1, dtype=np.float64), x.var(axis=1, dtype=np.float64))
     worst = 0.0
     xl = x if size == live.size and live.size != x.shape[1] else None
     # constant channels of a centring norm (γᵢ = 0, or |γᵢẑᵢ| below the rounding of βᵢ: T6, and
