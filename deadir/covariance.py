@@ -257,8 +257,12 @@ class CovarianceAccumulator:
             top = float((self._m2.diagonal() + m2_b.diagonal() + delta * delta * coef).max())
             if not top <= _SCATTER_LIMIT:
                 raise self._overflow(f"the merged scatter overflows float64 (largest sum of squares {top:.3g})")
+            # in place, one d × d temporary (the state owns its M2: see ``owned`` above); δᵢδⱼ·c is
+            # formed as (δᵢδⱼ)·c so that it stays exactly symmetric
             outer = delta[:, None] * delta[None, :]
-            self._m2 = self._m2 + m2_b + outer * coef
+            outer *= coef
+            self._m2 += m2_b
+            self._m2 += outer
         self._mean = self._mean + delta * (n_b / n)
         self._n = n
 
