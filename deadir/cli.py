@@ -61,14 +61,27 @@ def draw_gamma(d: int, *, spread: float, seed: int) -> np.ndarray:
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:
+    import math
+
     if args.d < 2:
         raise DeadirError(f"--d: must be ≥ 2, got {args.d}")
-    if args.spread < 1.0:
-        raise DeadirError(f"--spread: must be ≥ 1, got {args.spread}")
+    if not (math.isfinite(args.spread) and args.spread >= 1.0):
+        raise DeadirError(f"--spread: must be a finite number ≥ 1, got {args.spread}")
+    if not (math.isfinite(args.beta_scale) and args.beta_scale >= 0.0):
+        raise DeadirError(f"--beta-scale: must be a finite number ≥ 0, got {args.beta_scale}")
+    if args.seed < 0:
+        raise DeadirError(f"--seed: must be ≥ 0 (numpy seeds are non-negative), got {args.seed}")
+    if args.d > args.max_d:  # before γ and the module are built: a huge d must not allocate
+        raise DeadirError(f"--d: {args.d} exceeds --max-d {args.max_d} (the probe needs about "
+                          f"{32 * args.d * args.d / 2**30:.1f} GiB); raise --max-d to allow it")
+    if args.kind == "groupnorm" and (args.groups < 1 or args.d % args.groups):
+        raise DeadirError(f"--groups: {args.groups} groups do not divide d={args.d} channels evenly")
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise DeadirError(f"--timeout: must be a positive number of seconds, got {args.timeout}")
     gamma = draw_gamma(args.d, spread=args.spread, seed=args.seed)
     beta = np.random.default_rng(args.seed + 1).standard_normal(args.d) * args.beta_scale
     norm = build_builtin_norm(args.kind, args.d, groups=args.groups, gamma=gamma, beta=beta, dtype=args.dtype)
-    result = classify_norm(norm, args.d, seed=args.seed)
+    result = classify_norm(norm, args.d, seed=args.seed, timeout=args.timeout, max_d=args.max_d, method=args.method)
     if args.json:
         print(dumps({"norm": args.kind, **result.to_dict()}))
         return 0
@@ -77,7 +90,9 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         ("kernel dim", result.kernel_dim), ("kernel = span(1/gamma)", result.matches_inverse_scale),
         ("kernel = span(1)", result.kernel_is_ones), ("constant channels", len(result.constant_channels)),
         ("rounding floor tau", result.floor), ("smallest eigenvalue", result.bottom_eigvals[0]),
-        ("next above floor", result.gap), ("scale invariant", result.scale_invariant), ("note", result.note),
+        ("next above floor", result.gap), ("certified gap lower bound", result.gap_lower),
+        ("scale invariant", result.scale_invariant), ("method", result.method), ("probe rows", result.rows),
+        ("note", result.note),
     ]
     print(render_table(("field", "value"), rows))
     return 0
@@ -244,7 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", choices=("float16", "bfloat16", "float32", "float64"))
     p.add_argument("--spread", type=float, default=1e3, help="|gamma| log-uniform in [1/spread, spread]; 1 = ones")
     p.add_argument("--beta-scale", type=float, default=0.1, help="std of the random beta (default 0.1)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="probe seed, ≥ 0 (default 0)")
+    p.add_argument("--method", default="auto", choices=("auto", "dense", "iterative"),
+                   help="dense eigensolve, iterative (Lanczos) or auto: dense up to d = 1024 (default auto)")
+    p.add_argument("--max-d", type=int, default=8192, help="largest d accepted (default 8192; memory ≈ 32·d² bytes)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds one call of the norm may take (default 120)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_cmd_classify)
 

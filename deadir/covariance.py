@@ -10,6 +10,21 @@ a common offset of 1e8 it cancels every significant digit of a unit variance.
 
 Torch batches stay on their device: the state lives there in float64, so a GPU
 forward pass is measured without copying activations to the host.
+
+Speed (issue 16 item 4): a batch costs one pass for its column means c, one pass forming
+r = rows − c, one pass for m = mean(r) and one symmetric rank-N update S = rᵀr (numpy's
+``r.T @ r`` on one buffer calls BLAS syrk: half the flops of a general product, and an exactly
+symmetric result). M2 of the batch is S − N·m mᵀ: m is the rounding left by the first
+centring (|m| ≲ u·|c|), so the correction never cancels. Why exact under a 1e8 offset:
+rows − fl(c) is exact (Sterbenz: both within a factor 2), so m is accurate to u·σ, and the
+batch mean relative to the shift is (fl(c) − shift) + m with fl(c) − shift exact too.
+Every term of M2 (syrk's output, n·m mᵀ, the pairwise δδᵀ) is exactly symmetric, so the numpy
+state needs no symmetrisation; a torch state (general matmul) is symmetrised in ``cov()``.
+
+Overflow (issue 13): a batch whose scatter overflows float64 (1e200-scale rows) raises
+:class:`AccumulatorOverflowError` naming the batch, before the state changes; no numpy
+warning escapes. The check is on the diagonal of S: |Sᵢⱼ| ≤ (Sᵢᵢ + Sⱼⱼ)/2 for every partial
+sum, so a diagonal at most ``_SCATTER_LIMIT`` (a quarter of float64's maximum) leaves every entry finite.
 """
 
 from __future__ import annotations
@@ -20,6 +35,22 @@ import numpy as np
 
 from deadir.arrays import FloatArray, as_float64, is_torch_tensor
 from deadir.errors import DeadirError, InputShapeError
+
+# Largest diagonal entry of a scatter matrix (and of the state) accepted: a quarter of float64's
+# maximum, so that every off-diagonal partial sum (≤ the mean of two diagonal entries) and the
+# pairwise update's sum of three such terms stay finite.
+_SCATTER_LIMIT = float(np.finfo(np.float64).max) / 4.0
+
+
+class AccumulatorOverflowError(DeadirError, OverflowError):
+    """A batch's values are so large that its scatter (sum of outer products) overflows float64.
+
+    ``batch`` is the 1-based number of the ``update`` call that failed; the state is unchanged.
+    """
+
+    def __init__(self, message: str, *, batch: int) -> None:
+        super().__init__(message)
+        self.batch = batch
 
 
 class CovarianceAccumulator:
@@ -40,6 +71,7 @@ class CovarianceAccumulator:
         self._mean: Any = np.zeros(self.d)
         self._m2: Any = np.zeros((self.d, self.d))
         self._torch_device: Any = None  # set when the state lives in torch
+        self._batches = 0  # update calls so far, to name a failing batch
 
     @property
     def n(self) -> int:
@@ -56,14 +88,18 @@ class CovarianceAccumulator:
         """Population covariance (ddof = 0) as float64 numpy, shape (d, d), exactly symmetric."""
         self._require_samples("cov")
         c = _to_numpy(self._m2) / self._n
-        return _symmetrised(c)
+        # numpy state: exactly symmetric by construction (module docstring); torch's matmul is not syrk
+        return _symmetrised(c) if self._torch else c
 
     def update(self, batch: Any) -> CovarianceAccumulator:
         """Add the rows of ``batch`` (shape (..., d)); returns self.
 
         Raises:
             InputShapeError: wrong last axis, or NaN/infinite entries.
+            AccumulatorOverflowError: the batch's sums or scatter overflow float64 (the batch is named;
+                the state is unchanged).
         """
+        self._batches += 1
         if is_torch_tensor(batch):
             self._update_torch(batch)
         else:
@@ -78,18 +114,7 @@ class CovarianceAccumulator:
 
                 self._update_torch(torch.from_numpy(rows))
             elif rows.shape[0]:
-                col_mean = rows.mean(axis=0)
-                # A NaN or inf anywhere makes its column mean non-finite: an O(d) check instead of O(n·d).
-                if not np.all(np.isfinite(col_mean)):
-                    bad = np.argwhere(~np.isfinite(rows))[:5].tolist()
-                    raise InputShapeError(
-                        f"batch: contains NaN or infinite entries (first at (row, column) {bad}), "
-                        "or values whose sum overflows float64"
-                    )
-                rows = rows - self._shift_for(col_mean)
-                mean_b = rows.mean(axis=0)
-                rows -= mean_b  # in place: ``rows`` is already our own shifted copy
-                self._combine(rows.shape[0], mean_b, rows.T @ rows, owned=True)
+                self._update_numpy(rows)
         return self
 
     def merge(self, other: CovarianceAccumulator) -> CovarianceAccumulator:
@@ -165,18 +190,54 @@ class CovarianceAccumulator:
         if rows.shape[0] == 0:
             return
         if self._n and not self._torch:  # a host state stays on the host
-            self.update(rows.cpu().numpy())
+            self._update_numpy(rows.cpu().numpy())
             return
         if self._torch:
             # A model split over devices (accelerate device_map) hands one site's rows from
             # wherever that layer lives; the state stays on the device that fixed it.
             rows = rows.to(self._torch_device)
-        if not bool(torch.isfinite(rows).all()):
-            raise InputShapeError("batch: contains NaN or infinite entries")
-        rows = rows - self._shift_for(rows.mean(dim=0))
-        mean_b = rows.mean(dim=0)
-        rows -= mean_b  # in place: ``rows`` is already our own shifted copy
-        self._combine(int(rows.shape[0]), mean_b, rows.T @ rows, owned=True)
+        with np.errstate(over="ignore", invalid="ignore"):
+            col_mean = rows.mean(dim=0)
+        if not bool(torch.isfinite(col_mean).all()):
+            if not bool(torch.isfinite(rows).all()):
+                raise InputShapeError("batch: contains NaN or infinite entries")
+            raise self._overflow("its column sums overflow float64")
+        r = rows - col_mean
+        m = r.mean(dim=0)
+        s = r.T @ r
+        self._check_scatter(s.diagonal())
+        s -= rows.shape[0] * torch.outer(m, m)
+        self._combine(int(rows.shape[0]), (col_mean - self._shift_for(col_mean)) + m, s, owned=True)
+
+    def _update_numpy(self, rows: FloatArray) -> None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            col_mean = rows.mean(axis=0)
+        # A NaN or inf anywhere makes its column mean non-finite: an O(d) check instead of O(n·d).
+        if not np.all(np.isfinite(col_mean)):
+            if not np.all(np.isfinite(rows)):
+                bad = np.argwhere(~np.isfinite(rows))[:5].tolist()
+                raise InputShapeError(f"batch: contains NaN or infinite entries (first at (row, column) {bad})")
+            raise self._overflow("its column sums overflow float64")
+        shift = self._shift_for(col_mean)
+        with np.errstate(over="ignore", invalid="ignore"):
+            r = rows - col_mean  # exact where rows and c agree to a factor 2 (Sterbenz)
+            m = r.mean(axis=0)
+            s = r.T @ r  # one buffer, transposed: numpy calls syrk (exactly symmetric)
+        self._check_scatter(s.diagonal())
+        s -= rows.shape[0] * np.outer(m, m)
+        self._combine(rows.shape[0], (col_mean - shift) + m, s, owned=True)
+
+    def _check_scatter(self, diag: Any) -> None:
+        """Raise (state unchanged) unless every diagonal entry of a scatter is finite and ≤ _SCATTER_LIMIT."""
+        top = float(diag.max()) if diag.shape[0] else 0.0
+        if not top <= _SCATTER_LIMIT:  # also catches NaN
+            raise self._overflow(f"its scatter overflows float64 (largest sum of squares {top:.3g})")
+
+    def _overflow(self, why: str) -> AccumulatorOverflowError:
+        return AccumulatorOverflowError(
+            f"batch {self._batches}: values too large to accumulate in float64: {why}; rescale the inputs",
+            batch=self._batches,
+        )
 
     def _combine(self, n_b: int, mean_b: Any, m2_b: Any, *, owned: bool = False) -> None:
         """Fold in n_b samples with mean mean_b (relative to the shift) and scatter m2_b.
@@ -191,9 +252,18 @@ class CovarianceAccumulator:
         n_a = self._n
         n = n_a + n_b
         delta = mean_b - self._mean
+        with np.errstate(over="ignore", invalid="ignore"):
+            coef = n_a * n_b / n
+            top = float((self._m2.diagonal() + m2_b.diagonal() + delta * delta * coef).max())
+            if not top <= _SCATTER_LIMIT:
+                raise self._overflow(f"the merged scatter overflows float64 (largest sum of squares {top:.3g})")
+            # in place, one d × d temporary (the state owns its M2: see ``owned`` above); δᵢδⱼ·c is
+            # formed as (δᵢδⱼ)·c so that it stays exactly symmetric
+            outer = delta[:, None] * delta[None, :]
+            outer *= coef
+            self._m2 += m2_b
+            self._m2 += outer
         self._mean = self._mean + delta * (n_b / n)
-        outer = delta[:, None] * delta[None, :]
-        self._m2 = self._m2 + m2_b + outer * (n_a * n_b / n)
         self._n = n
 
     def _shift_for(self, candidate: Any) -> Any:

@@ -202,3 +202,85 @@ def test_constant_channel_detection_is_exact() -> None:
     result = classify_norm(NormSpec("layernorm", gamma, np.full(384, 0.05)), 384)
     assert result.constant_channels == (1, 5, 9)
     assert result.kind == "mean-centring" and result.kernel_is_ones and result.matches_inverse_scale is None
+
+
+def _pin_case(case: str, d: int) -> Any:
+    gamma = draw_gamma(d, spread=10.0, seed=d + 1)
+    beta = np.random.default_rng(d).standard_normal(d) * 0.1
+    if case == "groupnorm":
+        return build_builtin_norm("groupnorm", d, groups=4, gamma=gamma, beta=np.zeros(d), dtype="float32")
+    if case == "layernorm-duplicate":
+        inner = build_builtin_norm("layernorm", d, groups=1, gamma=gamma, beta=beta, dtype="float32")
+
+        def duplicated(x: torch.Tensor) -> torch.Tensor:  # channel 0 copies channel 1: a second, planted kernel
+            y: torch.Tensor = inner(x)
+            return torch.cat([y[:, 1:2], y[:, 1:]], dim=1)
+
+        return duplicated
+    return build_builtin_norm(case, d, groups=1, gamma=gamma, beta=beta, dtype="float32")
+
+
+PIN_CASES = ["layernorm", "rmsnorm", "groupnorm", "scale-then-centre", "identity", "tanh", "layernorm-duplicate"]
+
+
+@pytest.mark.parametrize("d", [16, 64])
+@pytest.mark.parametrize("case", PIN_CASES)
+def test_iterative_path_is_pinned_to_the_dense_path(case: str, d: int) -> None:
+    # Same probe rows, same floor formula: same verdict; the numbers within the stated bounds:
+    # the iterative gap is a Ritz value (≥ the dense eigenvalue) and its certificate L (≤ it).
+    norm = _pin_case(case, d)
+    kw: dict[str, Any] = {"dtype": torch.float32} if case == "layernorm-duplicate" else {}
+    dense = classify_norm(norm, d, method="dense", **kw)
+    fast = classify_norm(norm, d, method="iterative", **kw)
+    assert (dense.method, fast.method) == ("dense", "iterative")
+    assert fast.kind == dense.kind, (dense.note, fast.note)
+    assert fast.kernel_dim == dense.kernel_dim
+    assert fast.matches_inverse_scale == dense.matches_inverse_scale
+    assert fast.kernel_is_ones == dense.kernel_is_ones
+    assert fast.rows == dense.rows
+    if dense.kind == "group-centring":
+        # the dense path keeps the whole-row floor when it already counts every group's eigenvalue below
+        # it; the iterative path uses the group hypothesis' own floor. Both bound the kernel quotients.
+        assert max(fast.bottom_eigvals[: fast.kernel_dim]) <= fast.floor
+        assert max(dense.bottom_eigvals[: dense.kernel_dim]) <= dense.floor
+    else:
+        # floors differ only by the float64 evaluation allowances (≤ (γ_N + γ_d)(u)·d each, < 1e-11 here)
+        assert abs(fast.floor - dense.floor) <= 1e-6 * dense.floor + 1e-11
+    if dense.inverse_scale_rayleigh is not None:
+        assert fast.inverse_scale_rayleigh == pytest.approx(dense.inverse_scale_rayleigh, rel=1e-6, abs=1e-12)
+    if np.isfinite(dense.gap):
+        assert fast.gap_lower <= dense.gap * (1 + 1e-9) + 1e-12
+        assert fast.gap >= dense.gap * (1 - 1e-6) - 1e-12
+    if dense.kernel_dim:
+        overlap = np.linalg.svd(dense.kernel_basis.T @ fast.kernel_basis, compute_uv=False)
+        assert overlap.min() > 1 - 1e-3  # same kernel (principal angles ≈ 0)
+    if case == "layernorm-duplicate":
+        # channel 0 copies channel 1: γ⁻¹ is no longer a kernel vector, e₀ − e₁ is; no candidate finds it,
+        # the solver's Ritz vector does (and its zero components make the kind "other", as dense says)
+        assert fast.kind == "other" and fast.kernel_dim == 1
+        assert abs(fast.kernel_basis[0, 0]) == pytest.approx(abs(fast.kernel_basis[1, 0]), rel=1e-3)
+
+
+def test_iterative_certificate_is_checked_not_assumed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Mutant: one Lanczos step cannot certify the gap (ε ≈ 1), so the verdict must be "inconclusive",
+    # not a kind; with the normal step budget the same norm is "rms".
+    import deadir.classify as classify_module
+
+    norm = _pin_case("rmsnorm", 64)
+    assert classify_norm(norm, 64, method="iterative").kind == "rms"
+    monkeypatch.setattr(classify_module, "LANCZOS_MAX_STEPS", 1)
+    result = classify_norm(norm, 64, method="iterative")
+    assert result.kind == "other" and "inconclusive" in result.note and result.gap_lower < 8 * result.floor
+
+
+def test_iterative_path_on_an_ill_conditioned_norm_is_inconclusive_not_wrong() -> None:
+    # scale-then-centre with |γ| spread over 1e6: channels with tiny γ are dominated by the common
+    # mean, so R has eigenvalues far below what the Lanczos certificate reaches. The dense path still
+    # decides; the iterative one says "other" (inconclusive) or the same kind, never another kind.
+    d = 64
+    gamma = draw_gamma(d, spread=1e3, seed=5)
+    norm = build_builtin_norm("scale-then-centre", d, groups=1, gamma=gamma, beta=np.zeros(d), dtype="float64")
+    dense = classify_norm(norm, d, method="dense")
+    fast = classify_norm(norm, d, method="iterative")
+    assert dense.kind == "mean-centring"
+    assert fast.kind in ("mean-centring", "other")

@@ -145,3 +145,50 @@ def test_merge_into_empty_does_not_alias_the_other_state(rng: np.random.Generato
     before = a.cov().copy()
     b.update(rng.standard_normal((10, 3)) * 100.0)
     np.testing.assert_array_equal(a.cov(), before)
+
+
+def test_huge_rows_raise_a_typed_error_naming_the_batch_and_leave_the_state(rng: np.random.Generator) -> None:
+    from deadir.covariance import AccumulatorOverflowError
+
+    acc = CovarianceAccumulator(4).update(rng.standard_normal((10, 4)))
+    before = acc.cov().copy()
+    with pytest.raises(AccumulatorOverflowError, match=r"batch 2:.*scatter overflows") as info:
+        acc.update(1e200 * rng.standard_normal((10, 4)))  # squares 1e400: the scatter overflows
+    assert info.value.batch == 2 and isinstance(info.value, OverflowError)
+    with pytest.raises(AccumulatorOverflowError, match=r"batch 3:.*column sums overflow"):
+        acc.update(np.full((10, 4), 1e308))  # finite entries whose column sums overflow
+    assert acc.n == 10
+    np.testing.assert_array_equal(acc.cov(), before)
+    # negative control: large but representable rows are accepted and stay finite
+    acc.update(1e150 * rng.standard_normal((10, 4)))
+    assert np.all(np.isfinite(acc.cov()))
+
+
+def test_huge_torch_rows_raise_too(rng: np.random.Generator) -> None:
+    from deadir.covariance import AccumulatorOverflowError
+
+    acc = CovarianceAccumulator(3).update(torch.from_numpy(rng.standard_normal((5, 3))))
+    with pytest.raises(AccumulatorOverflowError, match="batch 2"):
+        acc.update(torch.from_numpy(1e200 * rng.standard_normal((5, 3))))
+    assert acc.n == 5 and np.all(np.isfinite(acc.cov()))
+
+
+def test_merge_that_would_overflow_raises(rng: np.random.Generator) -> None:
+    from deadir.covariance import AccumulatorOverflowError
+
+    a = CovarianceAccumulator(2).update(1e150 * rng.standard_normal((50, 2)))
+    b = CovarianceAccumulator(2).update(1e150 * rng.standard_normal((50, 2)) + 1e151)
+    assert np.all(np.isfinite(a.cov())) and np.all(np.isfinite(b.cov()))
+    with pytest.raises(AccumulatorOverflowError, match="merged scatter"):
+        for _ in range(2000):  # each merge doubles n and the scatter: it must fail before it overflows
+            a.merge(b)
+            b.merge(a)
+    assert np.all(np.isfinite(a.cov()))
+
+
+def test_drifting_batch_means_stay_exact(rng: np.random.Generator) -> None:
+    # each batch is centred on its own mean: a batch whose mean is 1e8 away from the first's loses nothing
+    x = rng.standard_normal((600, 5))
+    x[300:] += 1e8
+    acc = CovarianceAccumulator(5).update(x[:300]).update(x[300:])
+    assert _rel(acc.cov(), np.cov(x - np.array([0.0] * 5), rowvar=False, ddof=0)) < 1e-9
