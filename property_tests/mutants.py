@@ -171,3 +171,7 @@ CORRECT = {
     "folded-bias LayerNorm": FoldedBiasLayerNorm,
     "LayerNorm with eps named epsilon": RenamedEpsLayerNorm,
 }
+# the CORRECT implementations whose output is LayerNorm's formula (√(σ² + ε), biased σ): the others
+# are correct algebra in another form and are judged without the LayerNorm reference
+LAYERNORM_FORMULA = frozenset({"torch.nn.LayerNorm", "two-pass LayerNorm", "folded-bias LayerNorm",
+                               "LayerNorm with eps named epsilon"})

@@ -16,7 +16,7 @@ from deadir.report import render_table, write_json_atomic
 from deadir.testing import run_pack
 from property_tests._fuzzlog import KILLS, record
 from property_tests.conftest import OUT
-from property_tests.mutants import CORRECT, MUTANTS
+from property_tests.mutants import CORRECT, LAYERNORM_FORMULA, MUTANTS
 
 # The ci profile's per-test budget is small; a mutant must be found within a few times that
 # per property (drops-ε needs a near-constant row with a non-negligible ε), capped for nightly.
@@ -39,7 +39,8 @@ def test_mutant_is_caught(name: str) -> None:
 
 @pytest.mark.parametrize("name", list(CORRECT))
 def test_correct_implementation_passes(name: str) -> None:
-    report = run_pack(CORRECT[name], **PACK)
+    reference = "layernorm" if name in LAYERNORM_FORMULA else "none"
+    report = run_pack(CORRECT[name], **{**PACK, "reference": reference})
     for o in report.outcomes:
         record(o.name, f"correct {name}", "float32", o.max_ratio, examples=o.examples)
     assert report.passed, report.render()

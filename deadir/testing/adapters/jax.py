@@ -59,12 +59,13 @@ def bind_jax(norm: Any, d: int, *, weight: FloatArray | None, beta: FloatArray |
                 if source != "defaults" and attr:
                     raise InputShapeError(f"{type(norm).__name__}.{attr}: no such parameter")
                 continue
-            size = int(np.size(param.value))
+            value = param.get_value()  # `.value` is deprecated in flax ≥ 0.12
+            size = int(np.size(value))
             if size not in (d, 1):
                 raise InputShapeError(f"{type(norm).__name__}.{attr}: has {size} entries, expected d={d}")
             if values is not None:
-                param.value = jnp.asarray(values if size == d else values[:1], dtype=jdt).reshape(param.value.shape)
-            stored = np.asarray(param.value, dtype=np.float64).reshape(-1)
+                param.set_value(jnp.asarray(values if size == d else values[:1], dtype=jdt).reshape(value.shape))
+            stored = np.asarray(param.get_value(), dtype=np.float64).reshape(-1)
             full = np.full(d, stored[0]) if size == 1 else stored
             if is_scale:
                 gamma = full + offset
