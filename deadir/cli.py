@@ -164,7 +164,7 @@ def _cmd_check_norm(args: argparse.Namespace) -> int:
     report = run_pack(
         args.factory, expect=args.expect, dtype=args.dtype, max_examples=args.max_examples, max_d=args.max_d,
         seed=args.seed, properties=_csv(args.properties), reference=args.reference, eps=args.eps, d=args.d,
-        options=options,
+        conditioned=args.conditioned, options=options,
     )
     print(dumps(report.to_dict()) if args.json else report.render())
     return report.exit_code
@@ -252,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beta-attr", default=None, help="attribute holding the shift (default bias)")
     p.add_argument("--eps-attr", default=None, help="attribute holding eps (default eps / variance_epsilon)")
     p.add_argument("--eps", type=float, default=None, help="declare eps of a norm that exposes none (reference)")
+    p.add_argument("--conditioned", action="store_true",
+                   help="the norm is norm(x, cond) with deadir_affine(cond) -> (gamma, beta) per row (adaLN)")
     p.add_argument("--node", default=None, help="ONNX: the name of the norm node to test")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the module once (dynamic shapes); ERROR unless compiled code ran")

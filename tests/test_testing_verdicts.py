@@ -248,3 +248,16 @@ def test_weight_offset_draws_w_and_never_blames_the_norm_for_a_zero_scale() -> N
                           reference="rmsnorm", weight_offset=1.0, compute_dtype="float32")
         assert report.verdict == "PASS", report.render()
         assert "DegenerateScaleError" not in report.render()
+
+
+def test_conditioned_norms_row_by_row() -> None:
+    """adaLN passes T1 and T8 with γ(cond), β(cond) read per row; the same over an RMSNorm fails T1."""
+    ok = run_pack("deadir.testing.examples:adaptive_layernorm", conditioned=True, **FAST)
+    assert ok.verdict == "PASS" and [o.name for o in ok.outcomes] == ["T1 hyperplane", "T8 shift invariance"]
+    assert all(o.examples > 5 for o in ok.outcomes), ok.render()
+    bad = run_pack("deadir.testing.examples:adaptive_rmsnorm", conditioned=True, **FAST)
+    assert bad.verdict == "FAIL" and "T1 hyperplane" in bad.caught_by
+    with pytest.raises(InputShapeError, match="conditioned"):
+        run_pack("deadir.testing.examples:adaptive_layernorm", conditioned=True, properties=["T2 kernel"], **FAST)
+    plain = run_pack("deadir.testing.examples:layernorm", conditioned=True, **FAST)
+    assert plain.verdict == "ERROR" and "deadir_affine" in plain.render()

@@ -247,3 +247,37 @@ def keras_rmsnorm(d: int) -> Any:
     import keras
 
     return keras.layers.RMSNormalization()
+
+
+def adaptive_layernorm(d: int) -> Any:
+    """DiT-style adaLN: LayerNorm(x)·(1 + scale(cond)) + shift(cond), cond of size 8 (use --conditioned)."""
+    import torch
+
+    class AdaLN(torch.nn.Module):
+        deadir_cond_dim = 8
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.ln = torch.nn.LayerNorm(d, elementwise_affine=False)
+            self.proj = torch.nn.Linear(8, 2 * d)
+            torch.nn.init.normal_(self.proj.weight, std=0.5, generator=torch.Generator().manual_seed(d))
+
+        def deadir_affine(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            scale, shift = self.proj(cond).chunk(2, dim=-1)
+            return 1.0 + scale, shift
+
+        def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+            gamma, beta = self.deadir_affine(cond)
+            out: torch.Tensor = self.ln(x) * gamma + beta
+            return out
+
+    return AdaLN()
+
+
+def adaptive_rmsnorm(d: int) -> Any:
+    """adaLN over an RMSNorm (no centring): --conditioned must FAIL T1 on it."""
+    import torch
+
+    norm = adaptive_layernorm(d)
+    norm.ln = torch.nn.RMSNorm(d, elementwise_affine=False)
+    return norm

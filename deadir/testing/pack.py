@@ -248,6 +248,7 @@ def run_pack(
     reference: str = "auto",
     eps: float | None = None,
     d: int | None = None,
+    conditioned: bool = False,
     options: DriveOptions | None = None,
     **drive: Any,
 ) -> PackReport:
@@ -268,6 +269,8 @@ def run_pack(
             deadir knows the class), layernorm, rmsnorm, groupnorm, none (not run).
         eps: declared ε of a norm whose ε the pack cannot write (used by "reference").
         d: a fixed normalised size (default: drawn; fixed to max_d with compile, or by normalized_shape).
+        conditioned: the norm is called as norm(x, cond) and reads γ(cond), β(cond) per row through
+            ``deadir_affine`` (:mod:`deadir.testing.conditioned`); properties T1 and T8, row by row.
         options: how to drive the norm (:class:`~deadir.testing.adapters.DriveOptions`); keyword
             arguments ``**drive`` set its fields instead (framework, gamma_attr, compile, timeout, ...).
 
@@ -285,10 +288,16 @@ def run_pack(
         raise InputShapeError(f"expect: must be one of {EXPECTATIONS}, got {expect!r}")
     if reference not in REFERENCES:
         raise InputShapeError(f"reference: must be one of {REFERENCES}, got {reference!r}")
-    props = tuple(properties) if properties is not None else PROPERTIES[expect]
-    unknown = [p for p in props if p not in PROPERTIES[expect]]
+    from deadir.testing.conditioned import CONDITIONED_PROPERTIES
+
+    allowed = CONDITIONED_PROPERTIES if conditioned else PROPERTIES[expect]
+    if conditioned and expect != "mean-centring":
+        raise InputShapeError("conditioned: only mean-centring conditioned norms (adaptive LayerNorm) are supported")
+    props = tuple(properties) if properties is not None else allowed
+    unknown = [p for p in props if p not in allowed]
     if unknown:
-        raise InputShapeError(f"properties: {unknown} are not properties of {expect!r}: {PROPERTIES[expect]}")
+        raise InputShapeError(f"properties: {unknown} are not properties of {expect!r}"
+                              f"{' (conditioned)' if conditioned else ''}: {allowed}")
     if not (isinstance(max_examples, int) and max_examples >= 1):
         raise InputShapeError(f"max_examples: must be a positive integer, got {max_examples!r}")
     if not (isinstance(max_d, int) and 2 <= max_d <= 4096):
@@ -330,6 +339,9 @@ def run_pack(
     for prop in props:
         if state.error is not None:  # the norm already failed to run: no further search
             report.outcomes.append(PropertyOutcome(prop, skipped="not run after an ERROR"))
+            continue
+        if conditioned:
+            report.outcomes.append(_run_conditioned(prop, state, dt, max_d, fixed_d, base, seed))
             continue
         report.outcomes.append(_run_property(prop, state, expect, dt, max_d, fixed_d, base, seed, reference, eps))
     report.notes.extend(dict.fromkeys(state.notes))
@@ -472,6 +484,78 @@ def _run_property(prop: str, state: _State, expect: str, dt: str, max_d: int, fi
         outcome.error = str(state.error)
         outcome.details = state.error.details
     return outcome
+
+
+def _run_conditioned(prop: str, state: _State, dt: str, max_d: int, fixed_d: int | None, base: settings,
+                     seed: int | None) -> PropertyOutcome:
+    """One property of a conditioned norm: x and a Gaussian condition drawn, checked row by row."""
+    from deadir.testing.conditioned import check_conditioned
+
+    outcome = PropertyOutcome(prop)
+    options = state.options
+    vdt = _values_dtype(dt, options)
+
+    @settings(base)
+    @given(data=st.data())
+    def search(data: Any) -> None:
+        if state.error is not None:
+            raise _Abort
+        d = fixed_d if fixed_d is not None else data.draw(dims(min_value=2, max_value=max_d), label="d")
+        x = data.draw(activations(d, dtype=vdt, max_elements=2**12), label="x")
+        cond_scale = data.draw(st.sampled_from([0.0, 0.1, 1.0, 10.0]), label="cond scale")
+        cond_seed = data.draw(st.integers(0, 2**32 - 1), label="cond seed")
+        t = data.draw(st.floats(-64.0, 64.0, allow_nan=False), label="shift (units of max|x|)")
+        try:
+            norm = state.norm(d)
+            c = int(getattr(norm, "deadir_cond_dim", 0))
+            if c < 1 or not callable(getattr(norm, "deadir_affine", None)):
+                raise FactoryError(f"conditioned: {type(norm).__name__} must provide deadir_affine(cond) and "
+                                   "deadir_cond_dim (see deadir.testing.conditioned)")
+            cond = np.random.default_rng(cond_seed).standard_normal((x.shape[0], c)) * cond_scale
+            m = check_conditioned(prop, norm, x, cond, shifts(x, t), dtype=dt, compute_dtype=options.compute_dtype,
+                                  timeout=options.timeout)
+        except (UndefinedOutputError, DegenerateScaleError):
+            reject()
+        except NormPropertyError:
+            outcome.examples += 1
+            raise
+        except HarnessError as exc:
+            state.error = exc
+            raise _Abort from exc
+        except DeadirError as exc:
+            state.error = HarnessError(f"{type(exc).__name__}: {exc}", details=format_exception(exc))
+            raise _Abort from exc
+        outcome.examples += 1
+        if math.isfinite(m.ratio):
+            outcome.max_ratio = max(outcome.max_ratio, m.ratio)
+
+    _search(search, seed, outcome, state)
+    return outcome
+
+
+def _search(search: Callable[[], None], seed: int | None, outcome: PropertyOutcome, state: _State) -> None:
+    """Run a Hypothesis search and sort what it raised into counterexamples and ERRORs."""
+    search_fn = search if seed is None else hypothesis_seed(seed)(search)
+    try:
+        search_fn()
+    except _Abort:
+        pass
+    except FlakyFailure as exc:
+        state.error = state.error or NondeterministicNormError(
+            f"norm is not deterministic: a failure did not reproduce on the same input ({exc})",
+            details=format_exception(exc))
+    except Unsatisfiable as exc:
+        outcome.error = f"no example could be decided: every drawn input was undefined or degenerate ({exc})"
+    except BaseExceptionGroup as group:
+        _collect(outcome, group, state)
+    except NormPropertyError as exc:
+        _collect(outcome, BaseExceptionGroup("one failure", [exc]), state)
+    except Exception as exc:  # the harness itself: ERROR with its traceback
+        outcome.error = f"{type(exc).__name__}: {exc}"
+        outcome.details = format_exception(exc)
+    if state.error is not None and outcome.error is None:
+        outcome.error = str(state.error)
+        outcome.details = state.error.details
 
 
 def _collect(outcome: PropertyOutcome, group: BaseExceptionGroup[Any], state: _State) -> None:
