@@ -643,7 +643,12 @@ def check_no_kernel(prep: PreparedNorm, x: Any = None, *, seed: int = 0) -> Meas
     if rows.shape[0] < 2:
         raise InputShapeError("x: need at least 2 rows to measure a covariance")
     y, out = _run(prep, rows)
-    rho = effective_normaliser(rows, y, prep.gamma, prep.beta).mean_ratio[:, 0]
+    # the bound of a hypothetical LayerNorm with this γ, β and ε (not the norm's own normaliser: an
+    # RMS norm has no centring to measure), with ρ = |μ|/√(σ² + ε) of the rows
+    mu = rows.mean(axis=1)
+    spread = np.sqrt(rows.var(axis=1) + float(prep.eps or 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = np.where(spread > 0, np.abs(mu) / spread, 0.0)
     # On the Gaussian probe an RMSNorm's covariance is ≈ diag(γ)² (T5), so direction v sits at
     # q_iso(v) = Σvᵢ²γᵢ²/max γᵢ², lowered by sampling to at most the Marchenko–Pastur edge (1 − √(d/n))²:
     # a LayerNorm margin above that cannot tell the two apart (γ with a wide spread does this in bf16).
