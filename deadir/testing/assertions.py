@@ -711,9 +711,10 @@ def _torch_reference(spec: NormSpec, x: FloatArray, dtype: str) -> FloatArray:
     import torch.nn.functional as F
 
     tdtype = getattr(torch, dtype)
-    t = torch.from_numpy(x).to(tdtype)
-    w = torch.from_numpy(spec.gamma).to(tdtype)
-    b = None if spec.bias is None else torch.from_numpy(spec.beta).to(tdtype)
+    # copies: the arrays may be read-only views (of jax or onnxruntime outputs), which torch warns about
+    t = torch.from_numpy(np.array(x)).to(tdtype)
+    w = torch.from_numpy(np.array(spec.gamma)).to(tdtype)
+    b = None if spec.bias is None else torch.from_numpy(np.array(spec.beta)).to(tdtype)
     with torch.no_grad():
         if spec.kind == "layernorm":
             out = F.layer_norm(t, (spec.size,), w, b, spec.eps)
