@@ -251,8 +251,12 @@ def _keras_rows(impl: Implementation, dtypes: Sequence[str], max_examples: int) 
 
 
 def run_conformance(*, subset: str = "all", max_examples: int = 30, only: str | None = None,
-                    dtypes: Sequence[str] = DTYPES, progress: bool = True) -> list[Row]:
-    """Run the pack over the implementations (``subset`` "ci" or "all") and every supported dtype."""
+                    dtypes: Sequence[str] = DTYPES, progress: bool = True,
+                    on_rows: Callable[[list[Row]], None] | None = None) -> list[Row]:
+    """Run the pack over the implementations (``subset`` "ci" or "all") and every supported dtype.
+
+    ``on_rows`` is called with the rows so far after each implementation (a long run leaves a partial table).
+    """
     rows: list[Row] = []
     for impl in IMPLEMENTATIONS:
         if only is not None and impl.name != only:
@@ -268,6 +272,8 @@ def run_conformance(*, subset: str = "all", max_examples: int = 30, only: str | 
         else:
             for dt in wanted:
                 rows.append(_run_one(impl, dt, max_examples))
+        if on_rows is not None:
+            on_rows(rows)
         if progress:
             for r in rows[-len(wanted):]:
                 print(f"{r.implementation:48s} {r.dtype:9s} {r.verdict:6s} {r.seconds:6.1f}s {r.diagnosis[:90]}",
@@ -357,15 +363,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     dtypes = tuple(d for d in args.dtypes.split(",") if d)
     start = time.monotonic()
+
+    def write(rows: list[Row]) -> None:
+        text = render_markdown(rows, subset=args.subset, max_examples=args.max_examples,
+                               seconds=time.monotonic() - start)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text, encoding="utf-8")
+
     rows = run_conformance(subset=args.subset, max_examples=args.max_examples, only=args.only, dtypes=dtypes,
-                           progress=not args.emit_json)
+                           progress=not args.emit_json, on_rows=None if args.emit_json else write)
     if args.emit_json:
         print(json.dumps([dataclasses.asdict(r) for r in rows]))
         return 0
-    text = render_markdown(rows, subset=args.subset, max_examples=args.max_examples,
-                           seconds=time.monotonic() - start)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text, encoding="utf-8")
+    write(rows)
     print(f"wrote {args.out}: {len(rows)} cells", file=sys.stderr)
     return 0
 
