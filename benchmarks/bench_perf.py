@@ -67,7 +67,7 @@ import json, resource, time
 import numpy as np, torch
 torch.set_num_threads(1)
 from deadir.classify import classify_norm
-from deadir.cli import build_builtin_norm, draw_gamma
+from deadir.testing.examples import build_builtin_norm, draw_gamma
 d, case = {d}, {case!r}
 gamma = draw_gamma(d, spread=10.0, seed=d)
 beta = np.random.default_rng(d).standard_normal(d) * 0.1

@@ -14,51 +14,12 @@ import numpy as np
 from deadir.classify import classify_norm
 from deadir.errors import DeadirError
 from deadir.models.inputs import MAX_INPUT_BYTES
-from deadir.norms import NormSpec
 from deadir.precision import DEAD_CHANNEL_REL_TOL
 from deadir.report import dumps, render_table
 from deadir.scan.baseline import DEFAULT_MAX_ANGLE
+from deadir.testing.examples import BUILTIN_NORMS, build_builtin_norm, draw_gamma
 
-BUILTIN_NORMS = ("layernorm", "layernorm-nobias", "rmsnorm", "groupnorm", "scale-then-centre", "identity", "tanh")
-
-
-def build_builtin_norm(kind: str, d: int, *, groups: int, gamma: np.ndarray, beta: np.ndarray, dtype: str) -> Any:
-    """A torch module (or NormSpec for scale-then-centre) of a built-in kind with the given γ and β."""
-    import torch
-
-    tdtype = getattr(torch, dtype)
-    module: Any
-    if kind in ("layernorm", "layernorm-nobias"):
-        module = torch.nn.LayerNorm(d, bias=kind == "layernorm")
-    elif kind == "rmsnorm":
-        module = torch.nn.RMSNorm(d, eps=1e-6)
-    elif kind == "groupnorm":
-        if groups < 1 or d % groups:
-            raise DeadirError(f"--groups: {groups} groups do not divide d={d} channels evenly")
-        module = torch.nn.GroupNorm(groups, d)
-    elif kind == "scale-then-centre":
-        return NormSpec("scale-then-centre", gamma, beta, 1e-5)
-    elif kind == "identity":
-        return torch.nn.Identity()
-    elif kind == "tanh":
-        return torch.nn.Tanh()
-    else:
-        raise DeadirError(f"norm kind {kind!r}: expected one of {BUILTIN_NORMS}")
-    with torch.no_grad():
-        module.weight.copy_(torch.as_tensor(gamma))
-        if getattr(module, "bias", None) is not None:
-            module.bias.copy_(torch.as_tensor(beta))
-    return module.to(tdtype)
-
-
-def draw_gamma(d: int, *, spread: float, seed: int) -> np.ndarray:
-    """γ with mixed signs and log-uniform magnitudes in [1/spread, spread] (all ones when spread == 1)."""
-    rng = np.random.default_rng(seed)
-    if spread == 1.0:
-        return np.ones(d)
-    mags = np.exp(rng.uniform(-np.log(spread), np.log(spread), d))
-    return np.asarray(mags * rng.choice([-1.0, 1.0], d), dtype=np.float64)
-
+__all__ = ["build_parser", "main"]
 
 def _cmd_classify(args: argparse.Namespace) -> int:
     import math
@@ -214,15 +175,35 @@ def _fisher_section(model: Any, tensors: dict[str, Any], args: argparse.Namespac
     return dataclasses.replace(report, notes=(*report.notes, note))
 
 
+def _csv(text: str | None, convert: Callable[[str], Any] = str) -> tuple[Any, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(convert(p.strip()) for p in text.split(",") if p.strip())
+    except ValueError as exc:
+        raise DeadirError(f"expected a comma-separated list, got {text!r} ({exc})") from exc
+
+
 def _cmd_check_norm(args: argparse.Namespace) -> int:
+    from deadir.testing.adapters import DriveOptions
+    from deadir.testing.harness import DEFAULT_TIMEOUT
     from deadir.testing.pack import run_pack
 
+    options = DriveOptions(
+        framework=args.framework, gamma_attr=args.gamma_attr, beta_attr=args.beta_attr, eps_attr=args.eps_attr,
+        weight_offset=args.weight_offset, compute_dtype=args.compute_dtype, axis=args.axis, layout=args.layout,
+        normalized_shape=_csv(args.normalized_shape, int), groups=args.groups,
+        timeout=None if args.timeout == 0 else (DEFAULT_TIMEOUT if args.timeout is None else args.timeout),
+        determinism=not args.no_determinism,
+        compile=args.compile, node=args.node,
+    )
     report = run_pack(
         args.factory, expect=args.expect, dtype=args.dtype, max_examples=args.max_examples, max_d=args.max_d,
-        seed=args.seed, weight_offset=args.weight_offset,
+        seed=args.seed, properties=_csv(args.properties), reference=args.reference, eps=args.eps, d=args.d,
+        conditioned=args.conditioned, options=options,
     )
     print(dumps(report.to_dict()) if args.json else report.render())
-    return 0 if report.passed else 1
+    return report.exit_code
 
 
 def _check_destination(option: str, path: str | None) -> None:
@@ -310,13 +291,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fisher-random", type=int, default=4, help="random directions per dead direction (default 4)")
     p.set_defaults(func=_cmd_verify)
 
-    p = sub.add_parser("check-norm", help="fuzz a norm factory against the deadir algebra (exit 1 on a counterexample)")
-    p.add_argument("factory", help="package.module:factory, a callable d -> torch module or callable")
-    p.add_argument("--expect", choices=("mean-centring", "rms"), default="mean-centring",
+    p = sub.add_parser("check-norm", help="fuzz a norm factory against the deadir algebra: "
+                                          "exit 0 PASS, 1 FAIL (counterexample), 2 ERROR")
+    p.add_argument("factory", help="package.module:factory, a callable d -> norm (torch, numpy, onnx, jax, keras)")
+    p.add_argument("--expect", choices=("mean-centring", "group-centring", "rms"), default="mean-centring",
                    help="the algebra the norm must obey (default mean-centring)")
+    p.add_argument("--properties", default=None,
+                   help="comma-separated subset, e.g. 'T1 hyperplane,T2 kernel' (default: all of --expect)")
+    p.add_argument("--reference", choices=("auto", "layernorm", "rmsnorm", "groupnorm", "none"), default="auto",
+                   help="float64 formula the output must also match (auto: the class's own when known; none: off)")
     p.add_argument("--dtype", default="float32", choices=("float16", "bfloat16", "float32", "float64"))
+    p.add_argument("--compute-dtype", default=None, choices=("float16", "bfloat16", "float32", "float64"),
+                   help="declare the dtype the norm computes in (judged at its bound; the report says so)")
+    p.add_argument("--framework", default="auto", choices=("auto", "torch", "numpy", "onnx", "jax", "keras"),
+                   help="how to call the factory's product (default: detected from its type)")
+    p.add_argument("--axis", type=int, default=-1, help="normalised axis of the norm's input (default -1)")
+    p.add_argument("--layout", default="channels-last", choices=("channels-last", "channels-first"),
+                   help="channels-first feeds (1, d, n, 1) inputs (timm LayerNorm2d, ConvNeXt)")
+    p.add_argument("--normalized-shape", default=None, help="multi-dimensional normalised shape, e.g. 4,8")
+    p.add_argument("--groups", type=int, default=None, help="channel groups (default: from the class, else 1)")
+    p.add_argument("--gamma-attr", default=None, help="attribute holding the scale (default weight)")
+    p.add_argument("--beta-attr", default=None, help="attribute holding the shift (default bias)")
+    p.add_argument("--eps-attr", default=None, help="attribute holding eps (default eps / variance_epsilon)")
+    p.add_argument("--eps", type=float, default=None, help="declare eps of a norm that exposes none (reference)")
+    p.add_argument("--conditioned", action="store_true",
+                   help="the norm is norm(x, cond) with deadir_affine(cond) -> (gamma, beta) per row (adaLN)")
+    p.add_argument("--node", default=None, help="ONNX: the name of the norm node to test")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the module once (dynamic shapes); ERROR unless compiled code ran")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds one call of the norm may take (default 120; 0 = no limit)")
+    p.add_argument("--no-determinism", action="store_true", help="do not run each input twice")
     p.add_argument("--max-examples", type=int, default=100, help="Hypothesis examples per property (default 100)")
     p.add_argument("--max-d", type=int, default=64, help="largest hidden size drawn (default 64)")
+    p.add_argument("--d", type=int, default=None, help="a fixed hidden size (default: drawn)")
     p.add_argument("--seed", type=int, default=None, help="Hypothesis seed (default: derandomized, reproducible)")
     p.add_argument("--weight-offset", type=float, default=None,
                    help="effective scale = weight + offset (1 for Gemma-style (1 + w)); default from the class")

@@ -87,6 +87,72 @@ class SilentHalf(_LayerNormLike):
         return h.to(x.dtype)
 
 
+class StdPlusEpsLayerNorm(_LayerNormLike):
+    """Correct algebra: divides by std + ε (the Annotated Transformer's form), not √(σ² + ε)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu, var = self.stats(x)
+        return (x - mu) / (torch.sqrt(var) + self.eps) * self.weight + self.bias
+
+
+class UnbiasedStdLayerNorm(_LayerNormLike):
+    """Correct algebra: the unbiased std (divides by d − 1), ε inside the root."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu = x.mean(-1, keepdim=True)
+        var = x.var(-1, keepdim=True, unbiased=True) if x.shape[-1] > 1 else torch.zeros_like(mu)
+        return (x - mu) / torch.sqrt(var + self.eps) * self.weight + self.bias
+
+
+class FoldedBiasLayerNorm(_LayerNormLike):
+    """Correct algebra, folded bias: x·(rγ) + (β − rγμ) (PyTorch's CPU GroupNorm, Keras on JAX)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu, var = self.stats(x)
+        scale = torch.rsqrt(var + self.eps) * self.weight
+        return x * scale + (self.bias - scale * mu)
+
+
+class RenamedEpsLayerNorm(torch.nn.Module):
+    """Correct: TwoPassLayerNorm with ε stored as ``epsilon`` (no verdict may depend on the name)."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(d))
+        self.bias = torch.nn.Parameter(torch.zeros(d))
+        self.epsilon = 1e-5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu = x.mean(-1, keepdim=True)
+        var = ((x - mu) ** 2).mean(-1, keepdim=True)
+        return (x - mu) / torch.sqrt(var + self.epsilon) * self.weight + self.bias
+
+
+class OffByThreeBounds(_LayerNormLike):
+    """Wrong by exactly 3x the new tolerance: each row moved off the hyperplane by 3 times its T10 bound.
+
+    The exact LayerNorm (float64) is pushed along v = γ⁻¹/‖γ⁻¹‖ by 3·(the per-row tolerance of
+    deadir.testing.tolerance), so only a tolerance at least 3x too loose lets it pass.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import numpy as np
+
+        from deadir.testing.tolerance import effective_normaliser, hyperplane_tolerance
+
+        x64 = x.detach().double().numpy()
+        g = self.weight.detach().double().numpy()
+        b = self.bias.detach().double().numpy()
+        mu = x64.mean(-1, keepdims=True)
+        xc = x64 - mu
+        y = xc / np.sqrt((xc * xc).mean(-1, keepdims=True) + self.eps) * g + b
+        norm = effective_normaliser(x64, y, g, b)
+        dtype = str(x.dtype).removeprefix("torch.")
+        tol = hyperplane_tolerance(g, b, norm, dtype=dtype, compute_dtype="float32" if dtype != "float64" else dtype)
+        v = (1.0 / g) / np.linalg.norm(1.0 / g)
+        return torch.from_numpy(y + 3.0 * tol[:, :1] * v).to(x.dtype)
+
+
 MUTANTS = {
     "forgets centring": ForgetsCentring,
     "centres after scaling": CentresAfterScaling,
@@ -95,8 +161,17 @@ MUTANTS = {
     "drops eps": DropsEps,
     "wrong axis": WrongAxis,
     "silently casts to float16": SilentHalf,
+    "off the hyperplane by 3x the tolerance": OffByThreeBounds,
 }
 CORRECT = {
     "torch.nn.LayerNorm": lambda d: torch.nn.LayerNorm(d),
     "two-pass LayerNorm": TwoPassLayerNorm,
+    "std + eps LayerNorm": StdPlusEpsLayerNorm,
+    "unbiased-std LayerNorm": UnbiasedStdLayerNorm,
+    "folded-bias LayerNorm": FoldedBiasLayerNorm,
+    "LayerNorm with eps named epsilon": RenamedEpsLayerNorm,
 }
+# the CORRECT implementations whose output is LayerNorm's formula (√(σ² + ε), biased σ): the others
+# are correct algebra in another form and are judged without the LayerNorm reference
+LAYERNORM_FORMULA = frozenset({"torch.nn.LayerNorm", "two-pass LayerNorm", "folded-bias LayerNorm",
+                               "LayerNorm with eps named epsilon"})

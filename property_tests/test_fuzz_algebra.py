@@ -165,7 +165,7 @@ def test_classify_norm_agrees_with_truth_at_d_1000(kind: str, expected: str, mat
 
 def check_classify(kind: str, expected: str, matches: bool | None, ones: bool, dtype: str, d: int,
                    data: Any) -> None:
-    from deadir.cli import build_builtin_norm, draw_gamma
+    from deadir.testing.examples import build_builtin_norm, draw_gamma
 
     groups = 1
     if kind == "groupnorm":
@@ -188,7 +188,7 @@ def check_classify(kind: str, expected: str, matches: bool | None, ones: bool, d
 def test_classify_norm_floor_is_the_groups_own() -> None:
     """Teeth: at 2 channels per group in float32 the whole-row floor (the old τ) splits no clean gap."""
     from deadir.classify import _floor, _probe_inputs
-    from deadir.cli import build_builtin_norm, draw_gamma
+    from deadir.testing.examples import build_builtin_norm, draw_gamma
 
     d, groups = 4, 2
     module = build_builtin_norm("groupnorm", d, groups=groups, gamma=draw_gamma(d, spread=1.0001, seed=3),

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from deadir import InputShapeError, NormSpec, classify_norm
-from deadir.cli import build_builtin_norm, draw_gamma
+from deadir.testing.examples import build_builtin_norm, draw_gamma
 
 CASES = {
     "layernorm": ("mean-centring", True, False),

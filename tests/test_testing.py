@@ -141,14 +141,24 @@ def test_pack_and_factory_errors() -> None:
         load_factory("deadir.testing.examples:__doc__")
 
 
-def test_pack_reports_a_crashing_norm_and_a_missing_reference() -> None:
+def test_pack_reports_a_crashing_norm_as_error_not_fail() -> None:
+    """A norm that raises is an ERROR (exit 2) with its traceback, never a counterexample (FAIL)."""
     def crashing(d: int) -> object:
         return lambda x: (_ for _ in ()).throw(RuntimeError("boom"))
 
     report = run_pack(crashing, max_examples=3, max_d=4, shrink=False, properties=["T1 hyperplane", "reference"])
     t1, ref = report.outcomes
-    assert not report.passed and t1.failures == 1 and "boom" in (t1.counterexample or "")
-    assert ref.skipped and "no float64 reference" in ref.skipped
+    assert report.verdict == "ERROR" and report.exit_code == 2 and not report.caught_by
+    assert t1.error is not None and "boom" in t1.error and "Traceback" in t1.details
+    assert ref.skipped == "not run after an ERROR"
+
+
+def test_pack_reports_a_missing_reference_as_not_run() -> None:
+    report = run_pack("deadir.testing.examples:functional_layernorm", max_examples=3, max_d=4, shrink=False,
+                      properties=["reference"])
+    assert report.verdict == "PASS" and report.outcomes[0].skipped
+    assert "no reference formula known" in (report.outcomes[0].skipped or "")
+    assert "not run" in report.render()
 
 
 def test_pack_on_plain_callables_uses_no_drawn_parameters() -> None:

@@ -32,7 +32,14 @@ from deadir.bound import forward_error_bound, gamma_k, kernel_error_bound, unit_
 from deadir.direction import dead_channels, effective_scale, inverse_scale_direction
 from deadir.errors import DeadirError, InputShapeError, UnknownNormError
 from deadir.norms import NormKind, NormSpec
+from deadir.testing.harness import (
+    NondeterministicNormError,
+    NormCallError,
+    call_with_timeout,
+    format_exception,
+)
 from deadir.testing.strategies import dtype_name, round_to_dtype
+from deadir.testing.tolerance import EffectiveNormaliser, effective_normaliser, folded_bias_term, hyperplane_tolerance
 
 __all__ = [
     "InconclusiveError",
@@ -97,11 +104,12 @@ class NormPropertyError(AssertionError):
 
     def render(self) -> str:
         """The counterexample as text: property, measured vs bound, configuration, γ, β and x."""
-        ratio = self.measured / self.bound if self.bound > 0 else math.inf
-        lines = [
-            f"{self.property} violated: measured {self.measured:.6g} > bound {self.bound:.6g} "
-            f"(ratio {ratio:.4g}) in {self.dtype}, d={self.d}, eps={self.eps!r}",
-        ]
+        if math.isfinite(self.bound) and self.measured > self.bound:
+            ratio = f"ratio {self.measured / self.bound:.4g}" if self.bound > 0 else "bound is 0"
+            head = f"measured {self.measured:.6g} > bound {self.bound:.6g} ({ratio})"
+        else:  # a shape or finiteness failure: there is no quantity to compare with a bound
+            head = f"measured {self.measured:.6g}" + ("" if math.isnan(self.bound) else f", bound {self.bound:.6g}")
+        lines = [f"{self.property} violated: {head} in {self.dtype}, d={self.d}, eps={self.eps!r}"]
         if self.detail:
             lines.append(self.detail)
         lines.append(f"gamma = {_fmt_array(self.gamma)}")
@@ -157,6 +165,10 @@ class PreparedNorm:
     weight_offset: float
     name: str
     groups: int = 1  # GroupNorm: statistics per group of d/groups channels
+    timeout: float | None = None  # seconds one call may take (None: no limit)
+    check_determinism: bool = False  # run every input twice and compare (NondeterministicNormError)
+    notes: tuple[str, ...] = ()  # what the report must say about how the norm was driven
+    reference_kind: str | None = None  # the formula the norm declares (an ONNX op's), for reference="auto"
 
 
 def _module_eps(module: Any) -> tuple[str | None, float | None]:
@@ -210,7 +222,21 @@ def prepare_norm(
     import torch
 
     if isinstance(norm, torch.nn.Module):
-        return _prepare_module(norm, d, g_in, b_in, eps, dtype, weight_offset, compute_dtype)
+        from deadir.testing.adapters import DriveOptions
+        from deadir.testing.adapters.torch import bind_torch
+
+        if weight_offset is None:
+            try:
+                weight_offset = NormSpec.from_module(norm).weight_offset
+            except (UnknownNormError, InputShapeError):
+                weight_offset = 0.0
+        params = list(norm.parameters())
+        name = dtype_name(dtype if dtype is not None else (params[0].dtype if params else "float32"))
+        options = DriveOptions(framework="torch", weight_offset=float(weight_offset), timeout=None,
+                               compute_dtype=None if compute_dtype is None else dtype_name(compute_dtype),
+                               determinism=False)
+        return bind_torch(norm, d, weight=None if g_in is None else g_in - float(weight_offset), beta=b_in, eps=eps,
+                          dtype=name, options=options)
     if not callable(norm):
         raise InputShapeError(f"norm: expected a torch module, a NormSpec or a callable, got {type(norm).__name__}")
     name = dtype_name(dtype if dtype is not None else "float32")
@@ -262,45 +288,24 @@ def _prepare_spec(spec: NormSpec, d: int, g: FloatArray | None, b: FloatArray | 
                         spec.source or f"NormSpec({spec.kind})", spec.groups if spec.kind == "groupnorm" else 1)
 
 
-def _prepare_module(module: Any, d: int, g: FloatArray | None, b: FloatArray | None, eps: float | None,
-                    dtype: Any, weight_offset: float | None, compute_dtype: Any) -> PreparedNorm:
-    import torch
-
-    params = list(module.parameters())
-    name = dtype_name(dtype if dtype is not None else (params[0].dtype if params else "float32"))
-    module.to(getattr(torch, name))
-    if weight_offset is None:
-        try:
-            weight_offset = NormSpec.from_module(module).weight_offset
-        except (UnknownNormError, InputShapeError):
-            weight_offset = 0.0
-    offset = float(weight_offset)
-    weight: Any = getattr(module, "weight", None)
-    bias: Any = getattr(module, "bias", None)
-    with torch.no_grad():
-        if is_torch_tensor(weight) and g is not None:
-            if weight.numel() != d:
-                raise InputShapeError(f"{type(module).__name__}.weight: has {weight.numel()} entries, expected d={d}")
-            weight.copy_(torch.from_numpy(g - offset).reshape(weight.shape))
-        if is_torch_tensor(bias) and b is not None:
-            if bias.numel() != d:
-                raise InputShapeError(f"{type(module).__name__}.bias: has {bias.numel()} entries, expected d={d}")
-            bias.copy_(torch.from_numpy(b).reshape(bias.shape))
-    attr, module_eps = _module_eps(module)
-    if attr is not None and eps is not None:
-        setattr(module, attr, float(eps))
-        module_eps = float(eps)
-    gamma = (as_vector(weight.reshape(-1), name="weight") + offset) if is_torch_tensor(weight) else np.ones(d)
-    beta = as_vector(bias.reshape(-1), name="bias") if is_torch_tensor(bias) else np.zeros(d)
-    module.eval()
-    groups = int(getattr(module, "num_groups", 1)) if isinstance(module, torch.nn.GroupNorm) else 1
-    return PreparedNorm(_torch_runner(module, name), d, name, _default_compute(name, compute_dtype), gamma, beta,
-                        module_eps, offset, type(module).__name__, groups)
+def _call(prep: PreparedNorm, x: FloatArray) -> tuple[FloatArray, str]:
+    """One call of the norm under test, within its timeout; a raising norm becomes NormCallError (ERROR)."""
+    try:
+        return call_with_timeout(lambda: prep.run(x), prep.timeout, what=f"norm {prep.name}")
+    except DeadirError:
+        raise
+    except Exception as exc:  # the norm's own exception: the harness cannot judge it (ERROR, not FAIL)
+        raise NormCallError(f"norm {prep.name} raised {type(exc).__name__}: {exc} on an input of shape {x.shape}",
+                            details=format_exception(exc)) from exc
 
 
 def _run(prep: PreparedNorm, x: FloatArray) -> tuple[FloatArray, str]:
-    """Run and validate the output shape and finiteness (a NaN is a failure of the norm, reported with its input)."""
-    y, out = prep.run(x)
+    """Run and validate the output shape and finiteness (a NaN is a failure of the norm, reported with its input).
+
+    With ``prep.check_determinism`` the input runs twice; outputs further apart than twice the
+    forward error bound (each run may err by that much) raise NondeterministicNormError.
+    """
+    y, out = _call(prep, x)
     if y.shape != x.shape:
         raise NormPropertyError("output shape", measured=math.nan, bound=math.nan, gamma=prep.gamma, beta=prep.beta,
                                 x=x[:4], eps=prep.eps, dtype=prep.dtype, d=prep.d,
@@ -310,7 +315,28 @@ def _run(prep: PreparedNorm, x: FloatArray) -> tuple[FloatArray, str]:
         raise NormPropertyError("finite output", measured=math.inf, bound=math.nan, gamma=prep.gamma,
                                 beta=prep.beta, x=x[bad][:4], eps=prep.eps, dtype=prep.dtype, d=prep.d,
                                 detail=f"NaN or infinite output on {int(bad.sum())} finite input row(s)")
+    if prep.check_determinism:
+        _check_deterministic(prep, x, y, out)
     return y, out
+
+
+def _check_deterministic(prep: PreparedNorm, x: FloatArray, y: FloatArray, out: str) -> None:
+    y2, _ = _call(prep, x)
+    if y2.shape == y.shape and np.array_equal(y, y2):
+        return
+    if y2.shape != y.shape or not np.all(np.isfinite(y2)):
+        raise NondeterministicNormError(f"norm {prep.name} is not deterministic: the same input of shape {x.shape} "
+                                        f"gave an output of shape {y2.shape} or non-finite values the second time")
+    norm = effective_normaliser(x, y, prep.gamma, prep.beta, groups=prep.groups, dtype=out)
+    rho = norm.mean_ratio.max(axis=1)
+    tol = 2.0 * (forward_error_bound(norm.z, prep.gamma, prep.beta, rho, dtype=out, compute_dtype=prep.compute_dtype)
+                 + folded_bias_term(prep.gamma, prep.beta, rho, compute_dtype=prep.compute_dtype))
+    diff = np.abs(y2 - y)
+    if np.any(diff > tol):
+        k = np.unravel_index(int(np.argmax(diff - tol)), diff.shape)
+        raise NondeterministicNormError(
+            f"norm {prep.name} is not deterministic: the same input gave {y[k]!r} then {y2[k]!r} at row {k[0]}, "
+            f"channel {k[1]} (difference {diff[k]:.3g} > twice the forward error bound {tol[k]:.3g})")
 
 
 def _rows(x: Any, prep: PreparedNorm) -> FloatArray:
@@ -351,45 +377,68 @@ def _eps_is_zero(prep: PreparedNorm) -> bool:
     return bool(round_to_dtype(eps, prep.compute_dtype)[0] == 0 or round_to_dtype(eps, prep.dtype)[0] == 0)
 
 
-def _row_stats(x: FloatArray, eps: float | None) -> tuple[FloatArray, FloatArray]:
-    """Per-row float64 z (standardised with ε) and ρ = |μ|/√(σ² + ε)."""
-    mu = x.mean(axis=1, keepdims=True)
-    xc = x - mu
-    s = np.sqrt((xc * xc).mean(axis=1, keepdims=True) + (eps or 0.0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(s > 0, xc / s, 0.0)
-        rho = np.where(s[:, 0] > 0, np.abs(mu[:, 0]) / s[:, 0], 0.0)
-    return z, rho
+def _group_directions(prep: PreparedNorm) -> list[tuple[slice, FloatArray]]:
+    """(channels, v_g) per group: v_g = γ_g⁻¹/‖γ_g⁻¹‖ (T9; one group is T1's v). Raises DegenerateScaleError (T6)."""
+    if prep.d < 2 or prep.d // prep.groups < 2:
+        raise InputShapeError(f"d: the kernel bound needs d ≥ 2 channels per group, got d={prep.d}, "
+                              f"groups={prep.groups}")
+    k = prep.d // prep.groups
+    inverse_scale_direction(prep.gamma)  # names every zero / non-finite index of the whole γ
+    return [(slice(g * k, (g + 1) * k), inverse_scale_direction(prep.gamma[g * k : (g + 1) * k]))
+            for g in range(prep.groups)]
 
 
-def _bound(prep: PreparedNorm, out: str, rho: float) -> Any:
-    if prep.d < 2:
-        raise InputShapeError(f"d: the kernel bound needs d ≥ 2, got {prep.d}")
-    return kernel_error_bound(prep.gamma, out, beta=prep.beta, compute_dtype=prep.compute_dtype, mean_ratio=rho)
+def _measured_run(prep: PreparedNorm, x: Any) -> tuple[FloatArray, FloatArray, str, EffectiveNormaliser, FloatArray]:
+    """Rows, outputs, output dtype, the norm's measured normaliser and the per-(row, group) T10 tolerance.
+
+    Rows whose measured ρ makes the computed mean's rounding as large as the spread
+    (ρ·γ_{k+1}(u_c) ≥ 1) are left out: no implementation resolves them.
+
+    Raises:
+        UndefinedOutputError: no row is left.
+    """
+    rows = _rows(x, prep)
+    y, out = _run(prep, rows)
+    norm = effective_normaliser(rows, y, prep.gamma, prep.beta, groups=prep.groups, dtype=out)
+    k = prep.d // prep.groups
+    ok = np.all(norm.mean_ratio * gamma_k(k + 1, unit_roundoff(prep.compute_dtype)) < 1.0, axis=1)
+    ok &= norm.measurable
+    if not np.any(ok):
+        raise UndefinedOutputError("x: no row whose normaliser the output shows (constant rows) and whose mean's "
+                                   "rounding stays below its spread in the compute dtype")
+    if not np.all(ok):
+        rows, y = rows[ok], y[ok]
+        norm = norm.select(ok)
+    tol = hyperplane_tolerance(prep.gamma, prep.beta, norm, dtype=out, compute_dtype=prep.compute_dtype,
+                               groups=prep.groups)
+    return rows, y, out, norm, tol
 
 
 def check_hyperplane(prep: PreparedNorm, x: Any) -> Measurement:
-    """T1: max over rows of |⟨v, ŷ − β⟩| (units of y) against the T10 bound; raises NormPropertyError above it.
+    """T1 (T9 per group): max over rows of |⟨v_g, ŷ_g − β_g⟩| (units of y) against its T10 tolerance.
+
+    The tolerance is that of the norm's own normaliser, measured per row from its output
+    (:mod:`deadir.testing.tolerance`): any scale r in y = γ⊙r(x − μ) + β is correct algebra.
 
     Raises:
         InputShapeError: bad x, or d < 2.
         DegenerateScaleError: a zero effective scale (γ⁻¹ undefined, T6).
         NormPropertyError: the bound is exceeded (or the output is not finite).
     """
-    v = inverse_scale_direction(prep.gamma)  # a zero scale is reported whatever the rows (T6)
-    rows = _rows(x, prep)
-    y, out = _run(prep, rows)
-    resid = np.abs((y - prep.beta) @ v)
-    _, rho = _row_stats(rows, prep.eps)
-    bound = _bound(prep, out, float(rho.max()))
-    k = int(np.argmax(resid))
-    m = Measurement("T1 hyperplane", float(resid[k]), bound.residual, float(resid[k]) / bound.residual,
-                    prep.d, rows.shape[0], out)
-    if not resid[k] <= bound.residual:
-        raise NormPropertyError("T1 hyperplane", measured=resid[k], bound=bound.residual, gamma=prep.gamma,
+    dirs = _group_directions(prep)  # a zero scale is reported whatever the rows (T6)
+    rows, y, out, _, tol = _measured_run(prep, x)
+    resid = np.stack([np.abs((y[:, sl] - prep.beta[sl]) @ v) for sl, v in dirs], axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(tol > 0, resid / tol, np.where(resid > 0, np.inf, 0.0))
+    k, g = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+    measured, bound = float(resid[k, g]), float(tol[k, g])
+    where = f" in group {g} of {prep.groups}" if prep.groups > 1 else ""
+    if not measured <= bound:
+        raise NormPropertyError("T1 hyperplane", measured=measured, bound=bound, gamma=prep.gamma,
                                 beta=prep.beta, x=rows[k : k + 1], eps=prep.eps, dtype=out, d=prep.d,
-                                detail=f"|<v, y - beta>| of row {k} of {rows.shape[0]}, v = gamma^-1/|gamma^-1|")
-    return m
+                                detail=f"|<v, y - beta>| of row {k} of {rows.shape[0]}{where}, "
+                                       "v = gamma^-1/|gamma^-1|")
+    return Measurement("T1 hyperplane", measured, bound, float(ratio[k, g]), prep.d, rows.shape[0], out)
 
 
 def _rms(p: FloatArray) -> float:
@@ -418,34 +467,42 @@ def _lambda_max(yc: FloatArray) -> float:
 
 
 def check_kernel(prep: PreparedNorm, x: Any) -> Measurement:
-    """T2: vᵀĈv/λmax of the outputs' covariance against the T10 bound (vacuous for < 2 rows or constant outputs).
+    """T2 (T9 per group): √(v_gᵀĈv_g/λmax) of the outputs' covariance against the T10 tolerance.
+
+    vᵀĈv ≤ max_k ⟨v, ŷ_k − β⟩² (:mod:`deadir.bound`), so the root Rayleigh quotient is compared
+    with the largest per-row tolerance over √λmax. Roots, not squares: the squares of both
+    underflow for a v along a near-dead channel. Vacuous for < 2 rows or constant outputs.
 
     Raises:
         InputShapeError, DegenerateScaleError: as :func:`check_hyperplane`.
         NormPropertyError: the bound is exceeded.
     """
-    v = inverse_scale_direction(prep.gamma)  # a zero scale is reported whatever the rows (T6)
-    rows = _rows(x, prep)
-    y, out = _run(prep, rows)
-    _, rho = _row_stats(rows, prep.eps)
-    bound = _bound(prep, out, float(rho.max()))
+    dirs = _group_directions(prep)  # a zero scale is reported whatever the rows (T6)
+    rows, y, out, _, tol = _measured_run(prep, x)
     # in units of s = max|y − ȳ|: the quotient is scale free, and tiny γ (outputs ~1e-300)
-    # would otherwise underflow λmax and residual² to 0
+    # would otherwise underflow λmax to 0
     yc = _centred(y)
     s = float(np.max(np.abs(yc))) if yc.size else 0.0
     lam = _lambda_max(yc / s) if rows.shape[0] >= 2 and s > 0 else 0.0
     if lam <= 0.0:
         return Measurement("T2 kernel", 0.0, math.inf, 0.0, prep.d, rows.shape[0], out)
-    # compare √(vᵀĈv) with the residual bound (vᵀĈv ≤ residual², see deadir.bound): the
-    # squares alone underflow for a v along a near-dead channel
-    std, res = _rms(yc @ v / s), bound.residual / s
-    q, limit = std**2 / lam, res**2 / lam  # Rayleigh form for the report (= bound.rayleigh_rel(λmax))
-    if not std <= res:
-        raise NormPropertyError("T2 kernel", measured=q, bound=limit, gamma=prep.gamma, beta=prep.beta,
+    root = math.sqrt(lam)
+    worst: tuple[float, float, float, int] | None = None
+    for g, (sl, v) in enumerate(dirs):
+        std = _rms(yc[:, sl] @ v / s)
+        res = float(np.max(tol[:, g])) / s
+        ratio = std / res if res > 0 else (math.inf if std > 0 else 0.0)
+        if worst is None or ratio > worst[2]:
+            worst = (std / root, res / root, ratio, g)
+    assert worst is not None
+    measured, bound, ratio, g = worst
+    if not ratio <= 1.0:
+        where = f" along group {g}'s gamma^-1" if prep.groups > 1 else ""
+        raise NormPropertyError("T2 kernel", measured=measured, bound=bound, gamma=prep.gamma, beta=prep.beta,
                                 x=rows[:4], eps=prep.eps, dtype=out, d=prep.d,
-                                detail=f"Rayleigh quotient v^T C v / lambda_max over {rows.shape[0]} rows "
-                                       f"(lambda_max = {lam:.4g})")
-    return Measurement("T2 kernel", q, limit, (std / res) ** 2 if res > 0 else 0.0, prep.d, rows.shape[0], out)
+                                detail=f"root Rayleigh quotient sqrt(v^T C v / lambda_max){where} over "
+                                       f"{rows.shape[0]} rows (lambda_max = {lam:.4g} in units of max|y - mean y|)")
+    return Measurement("T2 kernel", measured, bound, ratio, prep.d, rows.shape[0], out)
 
 
 def _exact_shift_grid(x: FloatArray, t: FloatArray, dtype: str) -> tuple[FloatArray, FloatArray]:
@@ -487,11 +544,12 @@ def check_shift(prep: PreparedNorm, x: Any, t: Any) -> Measurement:
         return Measurement("T8 shift invariance", 0.0, math.inf, 0.0, prep.d, 0, prep.dtype)
     y0, out = _run(prep, xg)
     y1, _ = _run(prep, xs)
-    z0, rho0 = _row_stats(xg, prep.eps)
-    z1, rho1 = _row_stats(xs, prep.eps)
-    kw = {"dtype": out, "compute_dtype": prep.compute_dtype}
-    bound = (forward_error_bound(z0, prep.gamma, prep.beta, rho0, **kw)
-             + forward_error_bound(z1, prep.gamma, prep.beta, rho1, **kw))
+    b0, m0 = _forward_tolerance(prep, xg, y0, out)
+    b1, m1 = _forward_tolerance(prep, xs, y1, out)
+    keep = m0 & m1  # a constant row shows no normaliser to bound its rounding with (tolerance.py)
+    if not np.any(keep):
+        return Measurement("T8 shift invariance", 0.0, math.inf, 0.0, prep.d, 0, out)
+    xg, xs, y0, y1, bound = xg[keep], xs[keep], y0[keep], y1[keep], (b0 + b1)[keep]
     diff = np.abs(y1 - y0)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(bound > 0, diff / bound, np.where(diff > 0, np.inf, 0.0))
@@ -503,6 +561,16 @@ def check_shift(prep: PreparedNorm, x: Any, t: Any) -> Measurement:
                                 detail=f"|y(x + t) - y(x)| at row {k[0]}, channel {k[1]}, "
                                        f"shift t = {float(xs[k] - xg[k]):.6g}")
     return Measurement("T8 shift invariance", float(diff[k]), float(bound[k]), worst, prep.d, xg.shape[0], out)
+
+
+def _forward_tolerance(prep: PreparedNorm, rows: FloatArray, y: FloatArray, out: str) -> tuple[FloatArray, Any]:
+    """Per-entry forward error bound of one run from the norm's own measured normaliser (folded bias included),
+    and the mask of rows whose normaliser is measurable."""
+    norm = effective_normaliser(rows, y, prep.gamma, prep.beta, groups=prep.groups, dtype=out)
+    rho = norm.mean_ratio.max(axis=1)
+    bound = (forward_error_bound(norm.z, prep.gamma, prep.beta, rho, dtype=out, compute_dtype=prep.compute_dtype)
+             + folded_bias_term(prep.gamma, prep.beta, rho, compute_dtype=prep.compute_dtype))
+    return bound, norm.measurable
 
 
 def _default_probe(d: int, dtype: str, seed: int) -> FloatArray:
@@ -529,7 +597,12 @@ def check_no_kernel(prep: PreparedNorm, x: Any = None, *, seed: int = 0) -> Meas
     if rows.shape[0] < 2:
         raise InputShapeError("x: need at least 2 rows to measure a covariance")
     y, out = _run(prep, rows)
-    _, rho = _row_stats(rows, prep.eps)
+    # the bound of a hypothetical LayerNorm with this γ, β and ε (not the norm's own normaliser: an
+    # RMS norm has no centring to measure), with ρ = |μ|/√(σ² + ε) of the rows
+    mu = rows.mean(axis=1)
+    spread = np.sqrt(rows.var(axis=1) + float(prep.eps or 0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = np.where(spread > 0, np.abs(mu) / spread, 0.0)
     # On the Gaussian probe an RMSNorm's covariance is ≈ diag(γ)² (T5), so direction v sits at
     # q_iso(v) = Σvᵢ²γᵢ²/max γᵢ², lowered by sampling to at most the Marchenko–Pastur edge (1 − √(d/n))²:
     # a LayerNorm margin above that cannot tell the two apart (γ with a wide spread does this in bf16).
@@ -592,9 +665,10 @@ def _torch_reference(spec: NormSpec, x: FloatArray, dtype: str) -> FloatArray:
     import torch.nn.functional as F
 
     tdtype = getattr(torch, dtype)
-    t = torch.from_numpy(x).to(tdtype)
-    w = torch.from_numpy(spec.gamma).to(tdtype)
-    b = None if spec.bias is None else torch.from_numpy(spec.beta).to(tdtype)
+    # copies: the arrays may be read-only views (of jax or onnxruntime outputs), which torch warns about
+    t = torch.from_numpy(np.array(x)).to(tdtype)
+    w = torch.from_numpy(np.array(spec.gamma)).to(tdtype)
+    b = None if spec.bias is None else torch.from_numpy(np.array(spec.beta)).to(tdtype)
     with torch.no_grad():
         if spec.kind == "layernorm":
             out = F.layer_norm(t, (spec.size,), w, b, spec.eps)

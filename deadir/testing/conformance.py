@@ -1,0 +1,384 @@
+"""The conformance pack: check-norm over third-party norm implementations × dtypes → docs/conformance.md.
+
+``python -m deadir.testing.conformance --out docs/conformance.md [--subset ci] [--max-examples N]``
+
+Each implementation is a factory, the algebra it claims (``expect``), the reference formula
+(or none when it computes another correct form), how to drive it (parameter names,
+layout), the dtypes it supports, and the packages it needs (an implementation whose
+package is not installed is listed as "not installed", never run). Keras runs in a child
+process per backend (``KERAS_BACKEND`` is read once per process). For every FAIL the table
+gives the shrunk counterexample and a diagnosis; a float64 FAIL is re-run with float32
+declared as the compute dtype, and "computes float64 input in float32" is reported only
+when that re-run passes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from deadir.testing.pack import PackReport, run_pack
+
+__all__ = ["IMPLEMENTATIONS", "Implementation", "main", "run_conformance"]
+
+DTYPES = ("float64", "float32", "bfloat16", "float16")
+
+
+@dataclasses.dataclass(frozen=True)
+class Implementation:
+    """One row group of the table."""
+
+    name: str
+    factory: str  # "package.module:callable"
+    expect: str = "mean-centring"
+    reference: str = "none"
+    dtypes: tuple[str, ...] = DTYPES
+    requires: tuple[str, ...] = ()
+    options: tuple[tuple[str, Any], ...] = ()
+    ci: bool = False
+    keras_backend: str | None = None
+    what: str = ""
+
+
+def _hf(cls: str) -> str:
+    return f"deadir.testing.conformance:hf_{cls}"
+
+
+IMPLEMENTATIONS: tuple[Implementation, ...] = (
+    Implementation("torch nn.LayerNorm", "deadir.testing.examples:layernorm", reference="auto", ci=True,
+                   what="torch 2.13 eager"),
+    Implementation("torch nn.LayerNorm(bias=False)", "deadir.testing.examples:layernorm_nobias", reference="auto"),
+    Implementation("torch F.layer_norm (callable)", "deadir.testing.examples:functional_layernorm", ci=True),
+    Implementation("torch nn.RMSNorm", "deadir.testing.examples:rmsnorm", "rms", "auto", ci=True),
+    Implementation("torch F.rms_norm (callable)", "deadir.testing.examples:functional_rmsnorm", "rms"),
+    Implementation("torch nn.GroupNorm(4, 24)", "deadir.testing.conformance:torch_groupnorm", "group-centring",
+                   "auto", options=(("d", 24),), ci=True),
+    Implementation("torch.compile(nn.LayerNorm) inductor", "deadir.testing.examples:layernorm", reference="auto",
+                   dtypes=("float32", "bfloat16"), options=(("compile", True), ("d", 32))),
+    Implementation("torch.compile(nn.RMSNorm) inductor", "deadir.testing.examples:rmsnorm", "rms", "auto",
+                   dtypes=("float32", "bfloat16"), options=(("compile", True), ("d", 32))),
+    Implementation("Annotated Transformer LayerNorm", "deadir.testing.examples:annotated_layernorm", ci=True,
+                   options=(("gamma_attr", "a_2"), ("beta_attr", "b_2"), ("eps_attr", "eps")),
+                   what="a_2*(x-mean)/(std+eps)+b_2, unbiased std"),
+    *(Implementation(f"hf {cls}", _hf(cls), "rms", "rmsnorm", requires=("transformers",), ci=cls == "LlamaRMSNorm",
+                     options=(("weight_offset", 1.0),) if cls.startswith("Gemma") else ())
+      for cls in ("LlamaRMSNorm", "GemmaRMSNorm", "Gemma3RMSNorm", "T5LayerNorm", "Qwen2RMSNorm", "Qwen3RMSNorm",
+                  "MistralRMSNorm", "Phi3RMSNorm")),
+    Implementation("hf CohereLayerNorm", _hf("CohereLayerNorm"), reference="layernorm", requires=("transformers",),
+                   ci=True),
+    Implementation("hf OlmoLayerNorm", _hf("OlmoLayerNorm"), requires=("transformers",),
+                   what="non-parametric: gamma = 1, beta = 0"),
+    Implementation("x-transformers LayerNorm", "deadir.testing.conformance:xt_layernorm", requires=("x_transformers",),
+                   options=(("gamma_attr", "gamma"),)),
+    Implementation("x-transformers RMSNorm", "deadir.testing.conformance:xt_rmsnorm", "rms",
+                   requires=("x_transformers",), options=(("gamma_attr", "g"),)),
+    Implementation("x-transformers ScaleNorm", "deadir.testing.conformance:xt_scalenorm", "rms",
+                   requires=("x_transformers",), options=(("gamma_attr", "g"),), what="scalar gain"),
+    Implementation("numpy NormSpec layernorm", "deadir.testing.conformance:numpy_spec_layernorm",
+                   reference="layernorm", dtypes=("float64",), ci=True),
+    Implementation("numpy NormSpec rmsnorm", "deadir.testing.conformance:numpy_spec_rmsnorm", "rms", "rmsnorm",
+                   dtypes=("float64",)),
+    Implementation("numpy two-pass LayerNorm (callable)", "deadir.testing.examples:numpy_layernorm",
+                   reference="layernorm", dtypes=("float64", "float32", "float16"), options=(("framework", "numpy"),),
+                   ci=True),
+    Implementation("onnxruntime LayerNormalization (opset 17)", "deadir.testing.examples:onnx_layernorm",
+                   reference="auto", requires=("onnxruntime",), options=(("framework", "onnx"),), ci=True),
+    Implementation("onnxruntime RMSNormalization (opset 23)", "deadir.testing.examples:onnx_rmsnorm", "rms", "auto",
+                   requires=("onnxruntime",), options=(("framework", "onnx"),), ci=True),
+    Implementation("flax nnx.LayerNorm", "deadir.testing.examples:flax_nnx_layernorm", reference="layernorm",
+                   requires=("flax",), what="default use_fast_variance=True"),
+    Implementation("flax nnx.RMSNorm", "deadir.testing.examples:flax_nnx_rmsnorm", "rms", "rmsnorm",
+                   requires=("flax",)),
+    Implementation("flax linen.LayerNorm", "deadir.testing.examples:flax_linen_layernorm", reference="layernorm",
+                   requires=("flax",), what="default use_fast_variance=True"),
+    Implementation("flax linen.LayerNorm(use_fast_variance=False)",
+                   "deadir.testing.examples:flax_linen_layernorm_two_pass", reference="layernorm", requires=("flax",)),
+    *(Implementation(f"keras[{be}] LayerNormalization", "deadir.testing.examples:keras_layernorm",
+                     reference="layernorm", requires=("keras", be), keras_backend=be) for be in ("jax", "torch")),
+    *(Implementation(f"keras[{be}] RMSNormalization", "deadir.testing.examples:keras_rmsnorm", "rms", "rmsnorm",
+                     requires=("keras", be), keras_backend=be, options=(("gamma_attr", "scale"),))
+      for be in ("jax", "torch")),
+)
+
+_HF_MODULES = {"LlamaRMSNorm": "llama", "GemmaRMSNorm": "gemma", "Gemma3RMSNorm": "gemma3", "T5LayerNorm": "t5",
+               "Qwen2RMSNorm": "qwen2", "Qwen3RMSNorm": "qwen3", "MistralRMSNorm": "mistral", "Phi3RMSNorm": "phi3",
+               "CohereLayerNorm": "cohere", "OlmoLayerNorm": "olmo"}
+
+
+def _hf_factory(cls: str) -> Callable[[int], Any]:
+    def make(d: int) -> Any:
+        module = importlib.import_module(f"transformers.models.{_HF_MODULES[cls]}.modeling_{_HF_MODULES[cls]}")
+        return getattr(module, cls)(d)
+
+    make.__qualname__ = f"hf_{cls}"
+    return make
+
+
+for _cls in _HF_MODULES:
+    globals()[f"hf_{_cls}"] = _hf_factory(_cls)
+
+
+def torch_groupnorm(d: int) -> Any:
+    """torch.nn.GroupNorm(4, d)."""
+    import torch
+
+    return torch.nn.GroupNorm(4, d)
+
+
+def xt_layernorm(d: int) -> Any:
+    """x_transformers.LayerNorm (bias-free, scale ``gamma``)."""
+    from x_transformers.x_transformers import LayerNorm
+
+    return LayerNorm(d)
+
+
+def xt_rmsnorm(d: int) -> Any:
+    """x_transformers.RMSNorm (F.normalize · √d · g)."""
+    from x_transformers.x_transformers import RMSNorm
+
+    return RMSNorm(d)
+
+
+def xt_scalenorm(d: int) -> Any:
+    """x_transformers.ScaleNorm (one scalar gain g)."""
+    from x_transformers.x_transformers import ScaleNorm
+
+    return ScaleNorm(d)
+
+
+def numpy_spec_layernorm(d: int) -> Any:
+    """deadir's own float64 LayerNorm reference (NormSpec.apply)."""
+    import numpy as np
+
+    from deadir.norms import NormSpec
+
+    return NormSpec("layernorm", np.ones(d), np.zeros(d), 1e-5, source="numpy reference layernorm")
+
+
+def numpy_spec_rmsnorm(d: int) -> Any:
+    """deadir's own float64 RMSNorm reference (NormSpec.apply)."""
+    import numpy as np
+
+    from deadir.norms import NormSpec
+
+    return NormSpec("rmsnorm", np.ones(d), None, 1e-6, source="numpy reference rmsnorm")
+
+
+def _installed(impl: Implementation) -> bool:
+    return all(importlib.util.find_spec(p) is not None for p in impl.requires)
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else ""
+
+
+def _diagnose(impl: Implementation, dtype: str, report: PackReport, max_examples: int) -> str:
+    """A one-line diagnosis of a FAIL, confirmed by a re-run where it names a cause."""
+    failed = report.caught_by
+    texts = [c for o in report.outcomes for c in o.counterexamples]
+    if any(t.startswith("finite output") for t in texts):
+        return "returns NaN or inf on finite input rows (see the counterexample)"
+    if dtype == "float64" and "compute_dtype" not in dict(impl.options):
+        again = _pack(impl, dtype, max_examples, extra={"compute_dtype": "float32"})
+        if again.verdict == "PASS":
+            return "silently computes float64 input in float32 (passes when float32 arithmetic is declared)"
+    if dtype in ("bfloat16", "float16") and "compute_dtype" not in dict(impl.options):
+        again = _pack(impl, dtype, max_examples, extra={"compute_dtype": dtype})
+        if again.verdict == "PASS":
+            return (f"computes its statistics in {dtype} (passes only at {dtype}'s own bound): the mean is kept in "
+                    "the low precision and the centring loses accuracy")
+    if failed == ["reference"]:
+        return f"the algebra holds but the output differs from the float64 {impl.reference} formula: " + \
+            _first_line(texts[0])
+    return f"{', '.join(failed)} violated: " + _first_line(texts[0])
+
+
+def _pack(impl: Implementation, dtype: str, max_examples: int, extra: dict[str, Any] | None = None) -> PackReport:
+    opts = {**dict(impl.options), **(extra or {})}
+    max_d = 32
+    return run_pack(impl.factory, expect=impl.expect, dtype=dtype, reference=impl.reference,
+                    max_examples=max_examples, max_d=max_d, **opts)
+
+
+@dataclasses.dataclass
+class Row:
+    """One cell group of the table: implementation × dtype."""
+
+    implementation: str
+    dtype: str
+    verdict: str
+    diagnosis: str = ""
+    counterexample: str = ""
+    seconds: float = 0.0
+
+
+def _run_one(impl: Implementation, dtype: str, max_examples: int) -> Row:
+    start = time.monotonic()
+    try:
+        report = _pack(impl, dtype, max_examples)
+    except Exception as exc:  # a harness-level error of this cell: ERROR, the table goes on
+        return Row(impl.name, dtype, "ERROR", f"{type(exc).__name__}: {exc}", "", time.monotonic() - start)
+    verdict = report.verdict
+    diagnosis, example = "", ""
+    if verdict == "FAIL":
+        diagnosis = _diagnose(impl, dtype, report, max_examples)
+        example = next(c for o in report.outcomes for c in o.counterexamples)
+    elif verdict == "ERROR":
+        err = report.error or next((o.error for o in report.outcomes if o.error), "") or ""
+        diagnosis = _first_line(err)
+    return Row(impl.name, dtype, verdict, diagnosis, example, time.monotonic() - start)
+
+
+def _keras_rows(impl: Implementation, dtypes: Sequence[str], max_examples: int) -> list[Row]:
+    """Run a Keras implementation in a child process with its backend selected."""
+    env = {**os.environ, "KERAS_BACKEND": impl.keras_backend or "jax"}
+    cmd = [sys.executable, "-m", "deadir.testing.conformance", "--only", impl.name, "--emit-json",
+           "--max-examples", str(max_examples), "--dtypes", ",".join(dtypes)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
+    if proc.returncode != 0:
+        return [Row(impl.name, dt, "ERROR", f"child process failed: {_first_line(proc.stderr[-500:])}")
+                for dt in dtypes]
+    return [Row(**r) for r in json.loads(proc.stdout.strip().splitlines()[-1])]
+
+
+def run_conformance(*, subset: str = "all", max_examples: int = 30, only: str | None = None,
+                    dtypes: Sequence[str] = DTYPES, progress: bool = True,
+                    on_rows: Callable[[list[Row]], None] | None = None) -> list[Row]:
+    """Run the pack over the implementations (``subset`` "ci" or "all") and every supported dtype.
+
+    ``on_rows`` is called with the rows so far after each implementation (a long run leaves a partial table).
+    """
+    rows: list[Row] = []
+    for impl in IMPLEMENTATIONS:
+        if only is not None and impl.name != only:
+            continue
+        if subset == "ci" and not impl.ci:
+            continue
+        wanted = [dt for dt in impl.dtypes if dt in dtypes]
+        if not _installed(impl):
+            rows.extend(Row(impl.name, dt, "not installed", f"needs {', '.join(impl.requires)}") for dt in wanted)
+            continue
+        if impl.keras_backend is not None and os.environ.get("KERAS_BACKEND") != impl.keras_backend:
+            rows.extend(_keras_rows(impl, wanted, max_examples))
+        else:
+            for dt in wanted:
+                rows.append(_run_one(impl, dt, max_examples))
+        if on_rows is not None:
+            on_rows(rows)
+        if progress:
+            for r in rows[-len(wanted):]:
+                print(f"{r.implementation:48s} {r.dtype:9s} {r.verdict:6s} {r.seconds:6.1f}s {r.diagnosis[:90]}",
+                      file=sys.stderr, flush=True)
+    return rows
+
+
+def render_markdown(rows: Sequence[Row], *, subset: str, max_examples: int, seconds: float) -> str:
+    """docs/conformance.md: how verdicts are decided, the table, and every FAIL's counterexample."""
+    names = list(dict.fromkeys(r.implementation for r in rows))
+    cell = {(r.implementation, r.dtype): r for r in rows}
+    lines = [
+        "# Conformance: deadir check-norm on real norm implementations",
+        "",
+        f"Generated by `python -m deadir.testing.conformance --out docs/conformance.md --subset {subset} "
+        f"--max-examples {max_examples}` ({len(names)} implementations, {len(rows)} cells, {seconds:.0f} s). "
+        "Verdicts: **PASS** (the algebra held within a tolerance that covers every correct implementation), "
+        "**FAIL** (a shrunk counterexample of the algebra or of the declared reference formula, diagnosed below), "
+        "**ERROR** (the harness could not run the norm in that dtype), *not installed*, or — (dtype not supported).",
+        "",
+        _HOW,
+        "",
+        "## Table",
+        "",
+        "| implementation | " + " | ".join(DTYPES) + " |",
+        "| --- | " + " | ".join("---" for _ in DTYPES) + " |",
+    ]
+    for name in names:
+        cells = []
+        for dt in DTYPES:
+            r = cell.get((name, dt))
+            cells.append("—" if r is None else (f"**{r.verdict}**" if r.verdict in ("FAIL", "ERROR") else r.verdict))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    fails = [r for r in rows if r.verdict in ("FAIL", "ERROR")]
+    if fails:
+        lines += ["", "## Findings (every FAIL and ERROR)", ""]
+        for r in fails:
+            lines += [f"### {r.implementation}, {r.dtype}: {r.verdict}", "", f"Diagnosis: {r.diagnosis}", ""]
+            if r.counterexample:
+                lines += ["```", r.counterexample, "```", ""]
+    return "\n".join(lines) + "\n"
+
+
+_HOW = """## How verdicts are decided
+
+Properties (the algebra, DESIGN.md): T1 every output row lies on the hyperplane ⟨γ⁻¹, y − β⟩ = 0; T2 γ⁻¹
+spans a kernel of the outputs' covariance; T8 y(x + t𝟙) = y(x); per group for GroupNorm (T9); T5 an RMS norm has
+no such kernel. Separately, `reference` compares with a float64 formula (LayerNorm √(σ² + ε), RMSNorm) only where
+the implementation claims that formula: a norm that divides by std + ε or uses the unbiased std is correct
+algebra and is judged without it.
+
+Rounding model. A mean-centring norm computes y = γ⊙r(x − μ𝟙) + β for some per-row scale r > 0 (LayerNorm's
+1/√(σ² + ε), std + ε, the unbiased std, a fast variance all qualify). The tolerance is the first-order T10 bound of
+`deadir.bound.kernel_error_bound` (standard model fl(a∘b) = (a∘b)(1 + δ), |δ| ≤ u; statistics and affine map in
+the compute dtype u_c, a final cast in the output dtype u), evaluated with the implementation's *own* normaliser
+measured per row from its output: r is fitted by least squares, r = Σγᵢ(yᵢ − βᵢ)(xᵢ − μ)/Σγᵢ²(xᵢ − μ)², plus the
+fit's own rounding uncertainty; then s = r·σ (size of the standardised row) and ρ = r·|μ| (how much the
+centring's rounding is amplified) enter the bound as
+
+    |⟨v, ŷ − β⟩| ≤ A·max(1, s) + B·ρ + C,
+
+A, B, C being kernel_error_bound's terms at ρ = 0, its slope in ρ, and its β term at 2β — the bias may be folded,
+x·fl(rγ) + fl(β − fl(rγμ)) (PyTorch's CPU GroupNorm, Keras on JAX), which rounds twice at the size of β. T8 and the
+determinism check use the per-entry forward error bound with the same measured z = r(x − μ) and ρ, plus the
+folded-bias term u_c(2|β| + 2|γ|ρ). Rows that no implementation can resolve are left out, not failed: constant
+rows (their r is unobservable), and rows whose computed mean errs by as much as their spread
+(ρ·γ_{k+1}(u_c) ≥ 1). No verdict reads an attribute name or an ε: only γ and β as the norm holds them, x and y.
+For (1 + w) scales the pack draws w and a drawn w = −1 (γ = 0) is discarded, never counted against the norm.
+The compute dtype defaults to float32 for float16/bfloat16 inputs and to the input dtype otherwise;
+`--compute-dtype` declares another, and the report says so.
+
+ERROR is reserved for the harness: a factory that raises, a norm that raises, hangs past `--timeout`, answers
+the same input differently twice, or — with `--compile` — never ran compiled code (dynamo's counters and a
+counting inductor backend).
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m deadir.testing.conformance``; returns 0 when the table was written."""
+    parser = argparse.ArgumentParser(prog="python -m deadir.testing.conformance", description=__doc__)
+    parser.add_argument("--out", default="docs/conformance.md")
+    parser.add_argument("--subset", choices=("ci", "all"), default="all")
+    parser.add_argument("--max-examples", type=int, default=30)
+    parser.add_argument("--only", default=None, help="one implementation, by name")
+    parser.add_argument("--dtypes", default=",".join(DTYPES))
+    parser.add_argument("--emit-json", action="store_true", help="print the rows as JSON (child processes)")
+    args = parser.parse_args(argv)
+    dtypes = tuple(d for d in args.dtypes.split(",") if d)
+    start = time.monotonic()
+
+    def write(rows: list[Row]) -> None:
+        text = render_markdown(rows, subset=args.subset, max_examples=args.max_examples,
+                               seconds=time.monotonic() - start)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text, encoding="utf-8")
+
+    rows = run_conformance(subset=args.subset, max_examples=args.max_examples, only=args.only, dtypes=dtypes,
+                           progress=not args.emit_json, on_rows=None if args.emit_json else write)
+    if args.emit_json:
+        print(json.dumps([dataclasses.asdict(r) for r in rows]))
+        return 0
+    write(rows)
+    print(f"wrote {args.out}: {len(rows)} cells", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
