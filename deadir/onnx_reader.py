@@ -350,7 +350,7 @@ class _Graph:
         self.claimed: set[int] = set()
         self._cache: dict[str, FloatArray | None] = {}
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-        self.rank = _ranks(model)
+        self.rank, self.last_dim = _ranks(model)
 
     def const(self, name: str) -> FloatArray | None:
         """The value of a constant tensor (initializer, Constant node, Identity of one), else None."""
@@ -409,8 +409,9 @@ class _Graph:
         return cons[0]
 
 
-def _ranks(model: Any) -> dict[str, int]:
-    """Tensor ranks from the graph's own type annotations plus static shape inference (runs no op)."""
+def _ranks(model: Any) -> tuple[dict[str, int], dict[str, int]]:
+    """Tensor ranks and static last dimensions from the graph's type annotations plus static shape
+    inference (which runs no op)."""
     onnx = _onnx()
     try:
         inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False)
@@ -418,11 +419,14 @@ def _ranks(model: Any) -> dict[str, int]:
     except Exception:  # inference is a convenience: a graph it cannot type keeps only its own annotations
         infos = [*model.graph.value_info, *model.graph.input, *model.graph.output]
     ranks: dict[str, int] = {}
+    last: dict[str, int] = {}
     for vi in infos:
         tt = vi.type.tensor_type
         if tt.HasField("shape"):
             ranks[vi.name] = len(tt.shape.dim)
-    return ranks
+            if len(tt.shape.dim) and tt.shape.dim[-1].HasField("dim_value"):
+                last[vi.name] = int(tt.shape.dim[-1].dim_value)
+    return ranks, last
 
 
 def _attr(node: Any, name: str, default: Any) -> Any:
@@ -694,12 +698,15 @@ def _decomposed(g: _Graph, red2: Any) -> OnnxNormSite | Unrecognised | None:
         )
         return Unrecognised(label, "ReduceMean", detail)
     nodes.extend(n for n in num.nodes if n not in nodes)
-    out, weight, bias, aff = _affine(g, z, None)
+    d_hint = g.last_dim.get(den.x)
+    out, weight, bias, aff = _affine(g, z, d_hint)
     nodes.extend(aff)
+    if weight is None and bias is None and d_hint is None:
+        return Unrecognised(label, "ReduceMean", "a norm without γ or β over an axis of no static size")
     kind = "layernorm" if den.centred else "rmsnorm"
     rank = g.rank.get(den.x)
     return _build(g, kind=kind, recognised_as=f"decomposed-{kind}", x=den.x, out=out, weight=weight, bias=bias,
-                  eps=eps, axis=-1 if rank is None else rank - 1, nodes=nodes, d_hint=None)  # fmt: skip
+                  eps=eps, axis=-1 if rank is None else rank - 1, nodes=nodes, d_hint=d_hint)  # fmt: skip
 
 
 def read_onnx_norms(path: str | os.PathLike[str], *, limits: OnnxLimits = DEFAULT_LIMITS) -> OnnxNorms:

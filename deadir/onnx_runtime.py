@@ -35,6 +35,8 @@ from deadir.errors import DegenerateScaleError, InputShapeError
 from deadir.kernel import KernelReport, eigensolver_floor_rel, measure_kernel
 from deadir.onnx_reader import (
     DEFAULT_LIMITS,
+    MICROSOFT_ALLOWED_OPS,
+    MICROSOFT_DOMAIN,
     OnnxError,
     OnnxLimits,
     OnnxNorms,
@@ -150,6 +152,10 @@ def exposed_model(file: Path, model: Any, norms: OnnxNorms, *, limits: OnnxLimit
             del t.external_data[:]
             t.data_location = onnx.TensorProto.DEFAULT
             t.raw_data = raw
+    for node in m.graph.node:
+        if node.domain == MICROSOFT_DOMAIN and node.op_type in MICROSOFT_ALLOWED_OPS:
+            # onnxruntime registers its SimplifiedLayerNormalization kernel in the default domain
+            node.domain = ""
     existing = {o.name for o in m.graph.output}
     for name in dict.fromkeys(n for s in norms.sites for n in (s.output_name, s.input_name)):
         if name in existing:
@@ -204,7 +210,8 @@ def _text_feeds(
         if vocab is None:
             raise OnnxError(f"{file}: no tokenizer given and no embedding table gathered by input_ids to state a "
                             "vocabulary")  # fmt: skip
-        tokenizer = ByteTokenizer(vocab, offset=min(1000, vocab - 2))  # skip BERT's [unused]/special ids
+        # skip BERT's [unused]/special ids where the vocabulary is large enough to keep 256 byte ids
+        tokenizer = ByteTokenizer(vocab, offset=1000 if vocab >= 1256 else 0)
         how = f"corpus bytes folded into the stated vocabulary of {vocab} ids (ByteTokenizer offset {tokenizer.offset})"
     else:
         how = f"corpus tokenised by {type(tokenizer).__name__}"
