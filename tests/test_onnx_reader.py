@@ -386,3 +386,26 @@ def test_is_onnx_path(tmp_path: Path) -> None:
     (tmp_path / "st" / "model.safetensors").write_bytes(b"")
     save(native_ln(), tmp_path / "st")
     assert not is_onnx_path(tmp_path / "st") and not is_onnx_path(tmp_path / "nothing.onnx")
+
+
+def test_scale_applied_before_the_division_is_unrecognised(tmp_path: Path) -> None:
+    """(γ⊙(x−μ))/r is algebraically a LayerNorm, but the reader only accepts the numerator x−μ itself."""
+    model = decomposed()
+    nodes = list(model.graph.node)
+    div = next(n for n in nodes if n.op_type == "Div")
+    mulg = next(n for n in nodes if n.name == "/ln/MulG")
+    mulg.input[:] = ["xc", "ln.weight"]
+    mulg.output[:] = ["xg"]
+    div.input[0] = "xg"
+    div.output[0] = "zg"
+    norms = read_onnx_norms(save(model, tmp_path))
+    assert norms.sites == () and any("numerator" in u.reason for u in norms.unrecognised)
+
+
+def test_non_constant_eps_is_unrecognised(tmp_path: Path) -> None:
+    model = decomposed()
+    for n in model.graph.node:
+        if n.name == "/ln/AddEps":
+            n.input[1] = "X"  # the moment plus a tensor: not an ε
+    norms = read_onnx_norms(save(model, tmp_path))
+    assert norms.sites == () and any("non-constant" in u.reason for u in norms.unrecognised)
