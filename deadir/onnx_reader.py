@@ -866,7 +866,7 @@ def _block_of(path: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _roles(norms: OnnxNorms) -> list[tuple[str, str, int | None]]:
+def site_roles(norms: OnnxNorms) -> list[tuple[str, str, int | None]]:
     """(role, stack, block) per site from its name and graph position (a convenience until arch records exist).
 
     In a block: "block-output" when the name says the norm sits on a sublayer's output
@@ -917,7 +917,7 @@ def scan_onnx(
 
     norms = read_onnx_norms(path, limits=limits)
     rows: list[dict[str, Any]] = []
-    for s, (role, stack, block) in zip(norms.sites, _roles(norms), strict=True):
+    for s, (role, stack, block) in zip(norms.sites, site_roles(norms), strict=True):
         gamma = s.gamma
         absg = np.abs(gamma)
         degenerate = [int(i) for i in np.flatnonzero(gamma == 0.0)]

@@ -121,10 +121,42 @@ class OnnxVerifyResult:
     norms: OnnxNorms
 
     def site(self, path: str) -> OnnxSiteMeasurement:
+        """The measurement of the site at ``path`` (KeyError naming it when absent)."""
         for s in self.sites:
             if s.site.path == path:
                 return s
         raise KeyError(f"{path}: not a measured site of {self.path}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready report (measurement dtype float64)."""
+        return {
+            "source": self.path, "format": "onnx", "inputs": self.inputs, "optimization": self.optimization,
+            "forward_dtype": self.forward_dtype, "measurement_dtype": "float64",
+            "sites": [s.to_dict() for s in self.sites],
+            "unrecognised": [dataclasses.asdict(u) for u in self.norms.unrecognised],
+        }  # fmt: skip
+
+    def render(self) -> str:
+        """Per-site table plus the unrecognised nodes (plain text)."""
+        from deadir.report import render_table
+
+        tols = tuple(self.sites[0].near_null) if self.sites else ()
+        headers = ("site", "kind", "how", "d", "n", "rayleigh_rel", "floor", "at floor", "|cos|",
+                   *(f"null@{t:g}" for t in tols), "dead")  # fmt: skip
+        rows = [
+            (s.site.path, s.site.kind, s.site.recognised_as, s.d, s.n, s.rayleigh_rel, s.floor_rel, s.at_floor,
+             s.cos_bottom, *(s.near_null[t] for t in tols), len(s.dead))
+            for s in self.sites
+        ]  # fmt: skip
+        out = render_table(headers, rows, title=(
+            f"{self.path} (onnx), forward {self.forward_dtype} in onnxruntime (optimisation {self.optimization}), "
+            f"measured in float64; inputs: {self.inputs}"
+        ))  # fmt: skip
+        if self.norms.unrecognised:
+            out += "\n\nunrecognised (not measured):\n" + "\n".join(
+                f"  {u.node} ({u.op_type}): {u.reason}" for u in self.norms.unrecognised
+            )
+        return out
 
 
 def _ort() -> Any:

@@ -170,3 +170,16 @@ def test_graph_without_norms_is_refused(tmp_path: Path) -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
     with pytest.raises(OnnxError, match="no LayerNorm/RMSNorm site"):
         verify_onnx(save(model, tmp_path), tokens=64, seq_len=16)
+
+
+def test_report_renders_and_serialises(tmp_path: Path) -> None:
+    import json
+
+    res = verify_onnx(save(text_model("decomposed"), tmp_path), tokens=256, seq_len=16)
+    text = res.render()
+    assert res.sites[0].site.path == "n" and "decomposed-layernorm" in text and "float64" in text
+    data = json.loads(json.dumps(res.to_dict()))
+    assert data["format"] == "onnx" and data["sites"][0]["at_floor"] is True
+    assert res.site("n").n == 256
+    with pytest.raises(KeyError, match="not a measured site"):
+        res.site("absent")
