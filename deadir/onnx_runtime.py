@@ -65,6 +65,9 @@ class OnnxSiteMeasurement:
         site: the :class:`~deadir.onnx_reader.OnnxNormSite` measured.
         predicted: "kernel" (layernorm without zero scales) or "control" (rmsnorm, zero scales).
         n, d: rows measured and dimension.
+        distinct_rows: distinct output rows seen (counted up to d + 1).
+        rank_limited: distinct_rows − 1 < d: the inputs alone leave null directions (near-null
+            counts then say nothing about the norm).
         kernel: the :class:`~deadir.KernelReport` of v = γ⁻¹/‖γ⁻¹‖ (None when γ has zeros).
         rayleigh_rel, cos_bottom: vᵀCv/λmax and |⟨v, bottom eigenvector⟩| (None when undefined).
         floor_rel: T10 a-priori bound for an exact kernel vector in float32 (units of λmax).
@@ -79,6 +82,8 @@ class OnnxSiteMeasurement:
     predicted: str
     n: int
     d: int
+    distinct_rows: int
+    rank_limited: bool
     kernel: KernelReport | None
     floor_rel: float | None
     at_floor: bool | None
@@ -101,7 +106,8 @@ class OnnxSiteMeasurement:
         s = self.site
         return {
             "path": s.path, "kind": s.kind, "d": self.d, "eps": s.eps, "recognised_as": s.recognised_as,
-            "predicted": self.predicted, "n": self.n, "rayleigh_rel": self.rayleigh_rel,
+            "predicted": self.predicted, "n": self.n, "distinct_rows": self.distinct_rows,
+            "rank_limited": self.rank_limited, "rayleigh_rel": self.rayleigh_rel,
             "cos_bottom": self.cos_bottom, "floor_rel": self.floor_rel, "at_floor": self.at_floor,
             "mean_ratio": self.mean_ratio, "lambda_max": self.lambda_max,
             "near_null": {f"{t:g}": c for t, c in self.near_null.items()}, "dead": list(self.dead),
@@ -141,11 +147,11 @@ class OnnxVerifyResult:
         from deadir.report import render_table
 
         tols = tuple(self.sites[0].near_null) if self.sites else ()
-        headers = ("site", "kind", "how", "d", "n", "rayleigh_rel", "floor", "at floor", "|cos|",
+        headers = ("site", "kind", "how", "d", "n", "rank-limited", "rayleigh_rel", "floor", "at floor", "|cos|",
                    *(f"null@{t:g}" for t in tols), "dead")  # fmt: skip
         rows = [
-            (s.site.path, s.site.kind, s.site.recognised_as, s.d, s.n, s.rayleigh_rel, s.floor_rel, s.at_floor,
-             s.cos_bottom, *(s.near_null[t] for t in tols), len(s.dead))
+            (s.site.path, s.site.kind, s.site.recognised_as, s.d, s.n, s.rank_limited, s.rayleigh_rel, s.floor_rel,
+             s.at_floor, s.cos_bottom, *(s.near_null[t] for t in tols), len(s.dead))
             for s in self.sites
         ]  # fmt: skip
         out = render_table(headers, rows, title=(
@@ -358,6 +364,7 @@ def verify_onnx(
     wanted = list(dict.fromkeys(n for s in norms.sites for n in (s.output_name, s.input_name)))
     accs = {s.path: CovarianceAccumulator(s.d) for s in norms.sites}
     rho: dict[str, float | None] = {s.path: None for s in norms.sites}
+    distinct: dict[str, set[bytes]] = {s.path: set() for s in norms.sites}
     out_type = "float32"
     for feed in feeds:
         try:
@@ -370,7 +377,13 @@ def verify_onnx(
             out_type = str(y.dtype)
             if y.shape[-1] != s.d:
                 raise OnnxError(f"{file}: site {s.path}: output {s.output_name!r} has shape {y.shape}, not (…, {s.d})")
-            accs[s.path].update(y.reshape(-1, s.d).astype(np.float64))
+            rows = y.reshape(-1, s.d).astype(np.float64)
+            accs[s.path].update(rows)
+            seen = distinct[s.path]
+            for row in rows:
+                if len(seen) > s.d:
+                    break  # enough to know the inputs do not limit the rank
+                seen.add(row.tobytes())
             x = np.asarray(got[s.input_name]).reshape(-1, s.d).astype(np.float64)
             sd = x.std(axis=1)
             ok = sd > 0
@@ -403,7 +416,8 @@ def verify_onnx(
             lam = float(eig[-1])
         near = {t: int(np.count_nonzero(eig <= t * lam)) for t in tolerances}
         results.append(OnnxSiteMeasurement(
-            site=s, predicted=predicted, n=acc.n, d=s.d, kernel=kernel, floor_rel=floor, at_floor=at_floor,
+            site=s, predicted=predicted, n=acc.n, d=s.d, distinct_rows=len(distinct[s.path]),
+            rank_limited=len(distinct[s.path]) - 1 < s.d, kernel=kernel, floor_rel=floor, at_floor=at_floor,
             mean_ratio=rho[s.path], near_null=near, dead=tuple(int(i) for i in dead), live_fraction=live,
             lambda_max=lam,
         ))  # fmt: skip

@@ -183,3 +183,12 @@ def test_report_renders_and_serialises(tmp_path: Path) -> None:
     assert res.site("n").n == 256
     with pytest.raises(KeyError, match="not a measured site"):
         res.site("absent")
+
+
+def test_rank_limited_inputs_are_flagged(tmp_path: Path) -> None:
+    """Fewer distinct rows than d + 1 leave null directions that come from the inputs, not the norm."""
+    path = save(text_model("ln"), tmp_path)
+    few = verify_onnx(path, tokens=8, seq_len=1)  # 8 rows for d = 16
+    assert few.sites[0].rank_limited and few.sites[0].distinct_rows <= 8
+    many = verify_onnx(path, tokens=512, seq_len=16)
+    assert not many.sites[0].rank_limited and many.sites[0].distinct_rows == D + 1
