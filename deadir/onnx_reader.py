@@ -147,7 +147,7 @@ class OnnxNorms:
             symbolic dims).
         sites: recognised sites in graph order; unrecognised: the rest, with reasons.
         n_initializers, bytes_initializers: all initializers and their stored bytes.
-        tensors_read: the initializers / constants read for γ, β.
+        tensors_read: the initializers / constants read for γ, β; bytes_read: their stored bytes.
     """
 
     path: str
@@ -160,6 +160,7 @@ class OnnxNorms:
     n_initializers: int
     bytes_initializers: int
     tensors_read: tuple[str, ...]
+    bytes_read: int = 0
 
 
 # ------------------------------------------------------------------------------- loading
@@ -409,12 +410,25 @@ class _Graph:
         return cons[0]
 
 
+_INFER_KEEP_BYTES = 4096
+
+
 def _ranks(model: Any) -> tuple[dict[str, int], dict[str, int]]:
     """Tensor ranks and static last dimensions from the graph's type annotations plus static shape
     inference (which runs no op)."""
     onnx = _onnx()
+    # Inference needs shapes, not weights: a copy without the large initializers' bytes infers in a
+    # fraction of the time (small ones stay: Reshape targets and axes are read by value).
+    light = onnx.ModelProto()
+    light.ir_version = model.ir_version
+    light.opset_import.extend(model.opset_import)
+    light.graph.CopyFrom(model.graph)
+    for t in light.graph.initializer:
+        if len(t.raw_data) > _INFER_KEEP_BYTES or len(t.float_data) > _INFER_KEEP_BYTES // 4:
+            t.ClearField("raw_data")
+            t.ClearField("float_data")
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False)
+        inferred = onnx.shape_inference.infer_shapes(light, check_type=False, strict_mode=False)
         infos = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
     except Exception:  # inference is a convenience: a graph it cannot type keeps only its own annotations
         infos = [*model.graph.value_info, *model.graph.input, *model.graph.output]
@@ -793,7 +807,13 @@ def _read(file: Path, model: Any, limits: OnnxLimits) -> OnnxNorms:
         inputs=tuple(inputs), sites=tuple(sites), unrecognised=tuple(unrecognised),
         n_initializers=len(model.graph.initializer), bytes_initializers=nbytes,
         tensors_read=tuple(dict.fromkeys(g.read)),
+        bytes_read=sum(_stored_bytes(g.initializers[n]) if n in g.initializers else 4 * _size(g.const(n))
+                       for n in dict.fromkeys(g.read)),
     )  # fmt: skip
+
+
+def _size(v: FloatArray | None) -> int:
+    return 0 if v is None else int(v.size)
 
 
 def _stored_bytes(t: Any) -> int:
