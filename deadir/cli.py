@@ -125,6 +125,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
         if not torch.cuda.is_available():
             raise DeadirError("--device cuda: CUDA is not available on this machine")
+    from deadir.io.onnx import is_onnx_path
+
+    if is_onnx_path(args.path):  # onnxruntime, norm outputs exposed as graph outputs; measured in float64
+        return _verify_onnx(args)
     loaded = load_model(args.path, dtype=args.dtype, device=args.device, seed=args.seed)
     model = loaded.model
     inputs = make_inputs(model, n_tokens=args.tokens, seq_len=args.seq_len, seed=args.seed, tokenizer=loaded.tokenizer,
@@ -159,6 +163,22 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if args.output:
         payload = comparison.to_dict() if init is not None else report.to_dict()
         write_text_atomic(args.output, dumps({**payload, **extra}) + "\n")
+    return 0
+
+
+def _verify_onnx(args: argparse.Namespace) -> int:
+    """`deadir verify model.onnx`: every recognised norm site measured on the model's own kind of input."""
+    from deadir.onnx_runtime import verify_onnx
+    from deadir.report import write_text_atomic
+
+    if args.random_init or args.fisher or args.plot or args.device != "cpu" or args.dtype:
+        raise DeadirError("verify of an ONNX model: --random-init, --fisher, --plot, --device and --dtype do not apply "
+                          "(the graph runs as stored, on onnxruntime's CPU provider)")
+    result = verify_onnx(args.path, tokens=args.tokens, seed=args.seed,
+                         **({"seq_len": args.seq_len} if args.seq_len is not None else {}))
+    print(dumps(result.to_dict()) if args.json else f"deadir verify {args.path} (onnxruntime)\n{result.render()}")
+    if args.output:
+        write_text_atomic(args.output, dumps(result.to_dict()) + "\n")
     return 0
 
 

