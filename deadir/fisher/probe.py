@@ -13,14 +13,30 @@ Precision: the copy is float64, but some transformers code casts inside on purpo
 Gemma RMSNorm upcast ``.to(float32)``, softmax with ``dtype=float32``, GPT-Neo's query/key). The
 probe records every op that returns a narrower float (``FisherProbe.low_precision_ops``) and its
 rounding floors use that dtype's unit roundoff (:mod:`deadir.precision`); the report says so.
+
+Large vocabularies (:meth:`FisherProbe.fisher_many`): when the logits are exactly the output of
+the model's output-embedding ``Linear`` (checked on the unperturbed forward: the head's input
+comes out unchanged when the head is an identity, so no soft-cap, slicing or scaling follows), the
+body is differentiated with the head replaced by the identity, giving the hidden tangent ḣ, and
+the head is applied by vocabulary chunks of ``vocab_chunk`` rows: logits l_c = h W_cᵀ + b_c,
+J_c = ḣ W_cᵀ + h Ẇ_cᵀ + ḃ_c. The normaliser log Σ_v exp l_v is one logsumexp pass over chunks at
+construction; each chunk then contributes its probability mass P_c, its mean μ_c = Σ_c p J / P_c
+and its centred sum M2_c = Σ_c p (J − μ_c)², merged in float64 by Chan's pairwise update
+M2 ← M2 + M2_c + (μ_c − μ)² P P_c / (P + P_c). That equals Σ_v p_v (J_v − E_p J)² (the old
+centred full-vocabulary form) up to float64 rounding, and never subtracts the two large sums of
+the textbook Σ p J² − (Σ p J)² (which would leave u·J² of cancellation on an exactly dead
+softmax-shift direction, far above the rounding floor). Memory: O(N · vocab_chunk · block) for
+the chunk, flat in the vocabulary size. Directions come in blocks of ``tangent_block`` tangents
+through ``torch.func.vmap`` over ``torch.func.jvp``: one primal pass per block.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -29,7 +45,23 @@ from deadir.errors import InputShapeError
 from deadir.fisher.directions import DeadDirection, is_conv1d
 from deadir.precision import UNIT_ROUNDOFF
 
-__all__ = ["ChangeOf", "Direction", "FisherProbe", "dense_fisher", "directional_fisher", "function_change"]
+__all__ = [
+    "DEFAULT_TANGENT_BLOCK",
+    "DEFAULT_VOCAB_CHUNK",
+    "ChangeOf",
+    "Direction",
+    "FisherProbe",
+    "dense_fisher",
+    "directional_fisher",
+    "function_change",
+]
+
+#: vocabulary rows per chunk of the head (8192 × N positions × block float64 numbers per chunk)
+DEFAULT_VOCAB_CHUNK = 8192
+#: tangents per primal pass (vmap over jvp)
+DEFAULT_TANGENT_BLOCK = 8
+#: a block's tangents hold at most this many float64 numbers (an embedding-sized tangent goes alone)
+_BLOCK_NUMBERS = 1 << 24
 
 ChangeOf = Literal["log-probs", "logits"]
 
@@ -127,26 +159,70 @@ class FisherProbe:
         InputShapeError: bad ``inputs``, or a model output without logits.
     """
 
-    def __init__(self, model: Any, inputs: Any) -> None:
+    def __init__(
+        self,
+        model: Any,
+        inputs: Any,
+        *,
+        vocab_chunk: int = DEFAULT_VOCAB_CHUNK,
+        tangent_block: int = DEFAULT_TANGENT_BLOCK,
+    ) -> None:
         import torch
 
+        if not (isinstance(vocab_chunk, int) and vocab_chunk >= 1):
+            raise InputShapeError(f"vocab_chunk: must be an integer ≥ 1, got {vocab_chunk!r}")
+        if not (isinstance(tangent_block, int) and tangent_block >= 1):
+            raise InputShapeError(f"tangent_block: must be an integer ≥ 1, got {tangent_block!r}")
+        self.vocab_chunk = vocab_chunk
+        self.tangent_block = tangent_block
         self.inputs = _prepare_inputs(inputs)
         self.forward_dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
-        self.model = copy.deepcopy(model).to(torch.float64).eval()
+        self.model = _float64_copy(model)
         _force_eager_attention(self.model)
         self.model.requires_grad_(False)  # forward-mode only: no autograd graph is needed
         self.params = dict(self.model.named_parameters())
         canonical = {id(p): n for n, p in self.params.items()}
         self.aliases = {n: canonical[id(p)] for n, p in self.model.named_parameters(remove_duplicate=False)}
-        output, self.low_precision_ops = _low_precision_ops(self.model, self.inputs)
-        self.logits = _logits_of(output).to(torch.float64)
+        self._head: Any = None
+        self._head_weight: str | None = None
+        self._head_bias: str | None = None
+        self._logits: Any = None
+        self._p: Any = None
+        head = self._find_head(canonical)
+        hidden = None
+        if head is not None:
+            captured: list[Any] = []
+            hook = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+            try:
+                with self._identity_head(head):
+                    output, self.low_precision_ops = _low_precision_ops(self.model, self.inputs)
+            finally:
+                hook.remove()
+            out = _logits_of(output)
+            # chunking is exact only when the logits are the head's output untouched
+            if len(captured) == 1 and out.shape == captured[0].shape and torch.equal(out, captured[0]):
+                hidden = out.to(torch.float64)
+        if hidden is None:
+            self._head = None
+            output, self.low_precision_ops = _low_precision_ops(self.model, self.inputs)
+            self._logits = _logits_of(output).to(torch.float64)
+            lead = tuple(self._logits.shape[:-1])
+            self.vocab = int(self._logits.shape[-1])
+        else:
+            self._head = head
+            self._head_weight = canonical[id(head.weight)]
+            self._head_bias = canonical[id(head.bias)] if getattr(head, "bias", None) is not None else None
+            lead = tuple(hidden.shape[:-1])
+            self.vocab = int(head.weight.shape[0])
+            self._hidden = hidden.reshape(-1, hidden.shape[-1])
+            self._lse = self._chunked_logsumexp()
+        #: shape of the logits (positions …, vocabulary)
+        self.logits_shape = (*lead, self.vocab)
         #: unit roundoff of the narrowest float the float64 copy actually computes in (see low_precision_ops)
         self.unit_roundoff = max([UNIT_ROUNDOFF["float64"], *(_roundoff(d) for d in self.low_precision_ops.values())])
         self.compute_dtype = min(
             ["float64", *self.low_precision_ops.values()], key=lambda d: -_roundoff(d)
         )
-        self.vocab = int(self.logits.shape[-1])
-        lead = tuple(self.logits.shape[:-1])
         mask = self.inputs.get("attention_mask")
         if isinstance(mask, torch.Tensor) and tuple(mask.shape) == lead:
             weights = mask.to(torch.float64).reshape(-1)
@@ -155,7 +231,67 @@ class FisherProbe:
         if float(weights.sum()) <= 0:
             raise InputShapeError("inputs.attention_mask: no position is unmasked")
         self.weights = weights / weights.sum()
-        self.p = torch.softmax(self.logits.reshape(-1, self.vocab), dim=-1)
+
+    @property
+    def chunked(self) -> bool:
+        """Whether :meth:`fisher_many` applies the head by vocabulary chunks (else it holds the full logits)."""
+        return self._head is not None
+
+    @property
+    def logits(self) -> Any:
+        """The unperturbed float64 logits (positions …, vocabulary); built on first use when chunked."""
+        import torch
+
+        if self._logits is None:
+            with torch.no_grad():
+                self._logits = self._call({}).to(torch.float64)
+        return self._logits
+
+    @property
+    def p(self) -> Any:
+        """softmax(logits) as (positions, vocabulary) float64; built on first use."""
+        import torch
+
+        if self._p is None:
+            self._p = torch.softmax(self.logits.reshape(-1, self.vocab), dim=-1)
+        return self._p
+
+    def _find_head(self, canonical: Mapping[int, str]) -> Any:
+        import torch
+
+        getter = getattr(self.model, "get_output_embeddings", None)
+        head = getter() if callable(getter) else None
+        if not isinstance(head, torch.nn.Linear) or id(head.weight) not in canonical:
+            return None
+        if head.bias is not None and id(head.bias) not in canonical:
+            return None
+        return head
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _identity_head(head: Any) -> Iterator[None]:
+        # an instance attribute shadows Linear.forward: the model returns the head's input as its "logits"
+        head.forward = _identity
+        try:
+            yield
+        finally:
+            del head.forward
+
+    def _head_rows(self, a: int, b: int) -> tuple[Any, Any]:
+        assert self._head_weight is not None
+        weight = self.params[self._head_weight][a:b]
+        bias = self.params[self._head_bias][a:b] if self._head_bias is not None else None
+        return weight, bias
+
+    def _chunked_logsumexp(self) -> Any:
+        import torch
+
+        lse = torch.full((self._hidden.shape[0],), -math.inf, dtype=torch.float64)
+        for a in range(0, self.vocab, self.vocab_chunk):
+            w, b = self._head_rows(a, min(a + self.vocab_chunk, self.vocab))
+            logits = torch.nn.functional.linear(self._hidden, w, b)
+            lse = torch.logaddexp(lse, torch.logsumexp(logits, dim=-1))
+        return lse
 
     def unit(self, direction: Direction) -> dict[str, Any]:
         """``direction`` as float64 tensors on this copy's parameter names, scaled to unit Frobenius norm.
@@ -191,33 +327,137 @@ class FisherProbe:
         out = torch.func.functional_call(self.model, dict(overrides), args=(), kwargs=self.inputs)
         return _logits_of(out)
 
-    def jvp(self, direction: Direction) -> Any:
-        """J_δ: the derivative of the logits along the unit direction (float64, shape of the logits)."""
-        import torch
+    def _jvp_block(self, names: Sequence[str], tangents: Sequence[Any], *, body: bool) -> Any:
+        """Tangents of the logits (``body`` False) or of the head's input (``body`` True) for a block.
 
-        delta = self.unit(direction)
-        names = list(delta)
+        ``tangents[i]`` has shape (B, *param_shape); returns (B, *output_shape), one primal pass.
+        """
+        import torch
 
         def f(*values: Any) -> Any:
             return self._call(dict(zip(names, values, strict=True)))
 
         primals = tuple(self.params[n].detach() for n in names)
-        with warnings.catch_warnings():
+
+        def one(*tangent: Any) -> Any:
+            return torch.func.jvp(f, primals, tangent)[1]
+
+        with warnings.catch_warnings(), (
+            self._identity_head(self._head) if body else contextlib.nullcontext()
+        ):
             # torch's first forward-AD call loads its JVP decompositions through torch.jit.script, which
             # itself warns that torch.jit.script is deprecated: a torch-internal notice, not about this call
             warnings.filterwarnings(
                 "ignore", message=r"`torch\.jit\.script` is deprecated", category=DeprecationWarning
             )
-            out = torch.func.jvp(f, primals, tuple(delta[n] for n in names))
-        return out[1]
+            if tangents[0].shape[0] == 1:
+                return one(*(t[0] for t in tangents)).unsqueeze(0)
+            return torch.func.vmap(one)(*tangents)
 
-    def fisher(self, direction: Direction) -> float:
-        """F(δ) = mean over positions of J_δᵀ(diag p − ppᵀ)J_δ = Var_p(J_δ) for the unit direction δ."""
+    def jvp(self, direction: Direction) -> Any:
+        """J_δ: the derivative of the logits along the unit direction (float64, shape of the logits).
+
+        Materialises the full logits' tangent (positions × vocabulary): the reference path, one
+        direction per primal pass.
+        """
+        delta = self.unit(direction)
+        names = list(delta)
+        return self._jvp_block(names, [delta[n].unsqueeze(0) for n in names], body=False)[0]
+
+    def fisher_full(self, direction: Direction) -> float:
+        """F(δ) by the reference path: one JVP of the full logits, Var_p over the whole vocabulary at once."""
         j = self.jvp(direction).reshape(-1, self.vocab)
         # Var_p(j) as Σ p (j − E_p j)²: non-negative by construction, no cancellation of two large terms
         centred = j - (self.p * j).sum(-1, keepdim=True)
         per_position = (self.p * centred * centred).sum(-1)
         return float((self.weights * per_position).sum())
+
+    def fisher(self, direction: Direction) -> float:
+        """F(δ) = mean over positions of J_δᵀ(diag p − ppᵀ)J_δ = Var_p(J_δ) for the unit direction δ."""
+        return self.fisher_many([direction])[0]
+
+    def fisher_many(self, directions: Sequence[Direction]) -> list[float]:
+        """F(δ) of every direction, in blocks of :attr:`tangent_block` tangents per primal pass.
+
+        Same value as :meth:`fisher_full` up to float64 rounding; when :attr:`chunked`, the head is
+        applied by vocabulary chunks (module docstring) so that memory is flat in the vocabulary.
+
+        Raises:
+            InputShapeError: a direction is invalid (see :meth:`unit`).
+        """
+        import torch
+
+        units = [self.unit(d) for d in directions]
+        out: list[float] = [0.0] * len(units)
+        order = sorted(range(len(units)), key=lambda i: tuple(sorted(units[i])))
+        block: list[int] = []
+
+        def size(i: int) -> int:
+            return sum(int(t.numel()) for t in units[i].values())
+
+        def flush() -> None:
+            if not block:
+                return
+            names = sorted({n for i in block for n in units[i]})
+            tangents = [
+                torch.stack([units[i][n] if n in units[i] else torch.zeros_like(self.params[n]) for i in block])
+                for n in names
+            ]
+            values = self._block_fisher(names, tangents)
+            for i, v in zip(block, values, strict=True):
+                out[i] = v
+            block.clear()
+
+        for i in order:
+            if block and (
+                len(block) >= self.tangent_block
+                or sorted(units[i]) != sorted(units[block[0]])
+                or (len(block) + 1) * size(i) > _BLOCK_NUMBERS
+            ):
+                flush()
+            block.append(i)
+        flush()
+        return out
+
+    def _block_fisher(self, names: Sequence[str], tangents: Sequence[Any]) -> list[float]:
+        import torch
+
+        if self._head is None:
+            j = self._jvp_block(names, tangents, body=False).reshape(int(tangents[0].shape[0]), -1, self.vocab)
+            centred = j - (self.p * j).sum(-1, keepdim=True)
+            per_position = (self.p * centred * centred).sum(-1)
+            return [float(v) for v in (per_position * self.weights).sum(-1)]
+        n_dir = int(tangents[0].shape[0])
+        hdot = self._jvp_block(names, tangents, body=True).reshape(n_dir, -1, self._hidden.shape[-1])
+        by_name = dict(zip(names, tangents, strict=True))
+        wdot = by_name.get(self._head_weight or "")
+        bdot = by_name.get(self._head_bias or "") if self._head_bias is not None else None
+        h = self._hidden
+        n_pos = h.shape[0]
+        mass = torch.zeros(n_pos, dtype=torch.float64)
+        mean = torch.zeros(n_dir, n_pos, dtype=torch.float64)
+        m2 = torch.zeros(n_dir, n_pos, dtype=torch.float64)
+        for a in range(0, self.vocab, self.vocab_chunk):
+            b = min(a + self.vocab_chunk, self.vocab)
+            w, bias = self._head_rows(a, b)
+            p = torch.exp(torch.nn.functional.linear(h, w, bias) - self._lse[:, None])  # (N, C)
+            j = torch.matmul(hdot, w.T)  # (B, N, C)
+            if wdot is not None:
+                j = j + torch.einsum("nd,bcd->bnc", h, wdot[:, a:b])
+            if bdot is not None:
+                j = j + bdot[:, None, a:b]
+            mass_c = p.sum(-1)  # (N,)
+            safe = torch.where(mass_c > 0, mass_c, torch.ones_like(mass_c))
+            mean_c = (p * j).sum(-1) / safe
+            m2_c = (p * (j - mean_c[..., None]) ** 2).sum(-1)
+            total = mass + mass_c
+            frac = torch.where(total > 0, mass_c / torch.where(total > 0, total, torch.ones_like(total)), total)
+            delta = mean_c - mean
+            # Chan et al.'s pairwise update: the cross term between two centred partial sums
+            m2 = m2 + m2_c + delta * delta * (mass * frac)
+            mean = mean + delta * frac
+            mass = total
+        return [float(v) for v in (m2 * self.weights).sum(-1)]
 
     def function_change(self, direction: Direction, t: float, *, output: ChangeOf = "log-probs") -> float:
         """max |Δ| over unmasked positions and classes when θ moves to θ + t δ, δ the unit direction.
@@ -273,7 +513,7 @@ class FisherProbe:
                 n_layers += 1
             elif weight.ndim == 1:
                 total += int(weight.shape[0])
-        seq = int(self.logits.shape[-2]) if self.logits.ndim >= 3 else 1
+        seq = int(self.logits_shape[-2]) if len(self.logits_shape) >= 3 else 1
         return total + seq * n_layers
 
     def fisher_floor(self, scale: float) -> float:
@@ -355,6 +595,27 @@ def dense_fisher(model: Any, inputs: Any, direction: Direction) -> float:
     p = probe.p
     fisher_per = (p * j * j).sum(-1) - (p * j).sum(-1) ** 2  # the textbook diag p − ppᵀ form
     return float((probe.weights * fisher_per).sum())
+
+
+def _float64_copy(model: Any) -> Any:
+    """A deep copy of ``model`` whose floating tensors are float64, built without a same-dtype copy first.
+
+    ``deepcopy(model).to(float64)`` holds the model three times at its peak (original, copy, float64
+    copy); pre-filling deepcopy's memo with the float64 tensors holds it twice (≈ 1 GB less for
+    Gemma 3 270M). Tied parameters stay tied (one memo entry per tensor).
+    """
+    import torch
+
+    memo: dict[int, Any] = {}
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.is_floating_point() and id(t) not in memo:
+            data = t.detach().to(torch.float64, copy=True)
+            memo[id(t)] = torch.nn.Parameter(data, requires_grad=False) if isinstance(t, torch.nn.Parameter) else data
+    return copy.deepcopy(model, memo).to(torch.float64).eval()
+
+
+def _identity(x: Any) -> Any:
+    return x
 
 
 def _roundoff(dtype: str) -> float:

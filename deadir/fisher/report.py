@@ -79,8 +79,8 @@ class FisherReport:
     def render(self) -> str:
         """A plain-text table followed by the notes."""
         title = (f"Directional Fisher information ({self.arch}; model dtype {self.forward_dtype}, measured in "
-                 f"{self.measure_dtype}; one JVP per direction; baseline: {self.n_random} random unit directions "
-                 "of the same tensors)")
+                 f"{self.measure_dtype}; one forward-mode tangent per direction; baseline: {self.n_random} random "
+                 "unit directions of the same tensors)")
         text = render_table(self.HEADERS, self.table_rows(), title=title)
         return text + ("\n" + "\n".join(f"note: {n}" for n in self.notes) if self.notes else "")
 
@@ -97,7 +97,8 @@ def fisher_report(
     theorems predict are not exact (``include_negative``; e.g. the same formulas in an RMSNorm
     model) are measured too.
 
-    Cost: (1 + ``n_random``) forward-mode JVPs of the float64 model per direction.
+    Cost: (1 + ``n_random``) forward-mode tangents of the float64 model per direction, in blocks sharing
+    one primal pass, the head applied by vocabulary chunks (:meth:`FisherProbe.fisher_many`).
 
     Raises:
         UnsupportedArchitectureError, InputShapeError: see :func:`candidate_parameter_directions`
@@ -120,10 +121,13 @@ def fisher_report(
     for (family, layer, exact), items in groups.items():
         values, randoms, floors = [], [], []
         for c in items:
-            values.append(probe.fisher(c.perturbation(rng.standard_normal(c.free_dim), dtype=torch.float64)))
-            med = float(np.median([
-                probe.fisher(probe.random_direction(list(c.params), gen)) for _ in range(n_random)
-            ]))
+            own = c.perturbation(rng.standard_normal(c.free_dim), dtype=torch.float64)
+            # one block of tangents: the direction and its random baselines share one primal pass
+            measured_block = probe.fisher_many(
+                [own, *(probe.random_direction(list(c.params), gen) for _ in range(n_random))]
+            )
+            values.append(measured_block[0])
+            med = float(np.median(measured_block[1:]))
             randoms.append(med)
             floors.append(probe.fisher_floor(med))
         ratios = [v / r if r > 0 else math.inf for v, r in zip(values, randoms, strict=True)]

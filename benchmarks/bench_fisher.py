@@ -1,0 +1,133 @@
+"""Fisher at large vocabularies (issue 16, item 3): the chunked, blocked Fisher against the full-vocabulary path.
+
+Rows:
+* ``fisher-262k-tiny``: a tiny-width GPT-2 (hidden 32, 2 layers, random init, no download) with a
+  262,144-token vocabulary; the same directions through :meth:`FisherProbe.fisher_full` (one JVP
+  of the full logits per direction) and :meth:`FisherProbe.fisher_many` (blocks of tangents, head by
+  vocabulary chunks). Each path runs in its own child process so that its peak RSS is its own;
+  the ratio is old time / new time and old peak / new peak, one run each.
+* ``fisher-gemma3-verify``: wall time and peak RSS of ``deadir verify <Gemma 3 270M GGUF> --sites
+  final --fisher`` (target: 120 s and 3 GB on the 2-core machine), when the checkpoint is installed
+  (``DEADIR_CHECKPOINTS`` manifest, key ``gemma3-270m``).
+
+Run alone: ``python -m benchmarks.bench_fisher [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from benchmarks.harness import RateRow, RatioRow, Row, SkippedRow, Timing
+
+ITEM = 6
+VOCAB = 262_144
+
+
+def _child(path: str, vocab: int, n_dirs: int) -> dict[str, float]:
+    """Build the tiny model, measure ``n_dirs`` directions by ``path`` ("old" or "new"); seconds and peak RSS."""
+    import torch
+    import transformers as tf
+
+    from deadir.fisher import FisherProbe
+
+    torch.manual_seed(0)
+    cfg = tf.GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=vocab, n_positions=64)
+    model = tf.GPT2LMHeadModel(cfg).eval()
+    ids = torch.randint(0, vocab, (2, 32), generator=torch.Generator().manual_seed(1))
+    probe = FisherProbe(model, {"input_ids": ids})
+    gen = torch.Generator().manual_seed(2)
+    dirs = [probe.random_direction(["transformer.h.1.mlp.c_proj.weight"], gen) for _ in range(n_dirs)]
+    t0 = time.perf_counter()
+    values = [probe.fisher_full(d) for d in dirs] if path == "old" else probe.fisher_many(dirs)
+    seconds = time.perf_counter() - t0
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"seconds": seconds, "peak_mib": peak_kib / 1024, "fisher0": float(values[0])}
+
+
+def _spawn(args: Sequence[str], cwd: Path) -> tuple[float, str]:
+    """Run a child python; (wall seconds, stdout)."""
+    env = {**os.environ, "PYTHONPATH": str(cwd)}
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{args[:3]} exited {proc.returncode}: {proc.stderr[-2000:]}")
+    return wall, proc.stdout
+
+
+def tiny_row(repo: Path, *, quick: bool, log: Callable[[str], None]) -> Row:
+    vocab = 32_768 if quick else VOCAB
+    res: dict[str, dict[str, float]] = {}
+    for path in ("old", "new"):
+        _, out = _spawn(["-m", "benchmarks.bench_fisher", "--child", path, "--vocab", str(vocab)], repo)
+        res[path] = json.loads(out.strip().splitlines()[-1])
+        log(f"fisher {path}: {res[path]['seconds']:.2f} s, peak {res[path]['peak_mib']:.0f} MiB")
+    mem_ratio = res["old"]["peak_mib"] / res["new"]["peak_mib"]
+    rel = abs(res["old"]["fisher0"] - res["new"]["fisher0"]) / abs(res["old"]["fisher0"])
+    return RatioRow(
+        id="fisher-262k-tiny", item=ITEM,
+        title=f"Fisher, tiny GPT-2 with a {vocab:,}-token vocabulary: full vs chunked",
+        slow=Timing("fisher_full (one JVP of the full logits per direction)", (res["old"]["seconds"],)),
+        fast=Timing("fisher_many (blocks of tangents, head by 8192-row chunks)", (res["new"]["seconds"],)),
+        notes=(f"peak RSS old {res['old']['peak_mib']:.0f} MiB / new {res['new']['peak_mib']:.0f} MiB "
+               f"= {mem_ratio:.2f}×; |ΔF|/F = {rel:.1e}"),
+        extra={"old": res["old"], "new": res["new"], "memory_ratio": mem_ratio, "vocab": vocab},
+    )
+
+
+def gemma_row(repo: Path, *, log: Callable[[str], None]) -> Row:
+    root = Path(os.environ.get("DEADIR_CHECKPOINTS", "/work/checkpoints"))
+    manifest = root / "manifest.json"
+    title = "deadir verify <Gemma 3 270M GGUF> --sites final --fisher: wall time and peak RSS"
+    if not manifest.is_file():
+        return SkippedRow(id="fisher-gemma3-verify", item=ITEM, title=title, reason=f"no {manifest}")
+    entry = json.loads(manifest.read_text())["models"].get("gemma3-270m")
+    if entry is None or not (root / entry["path"]).is_file():
+        return SkippedRow(id="fisher-gemma3-verify", item=ITEM, title=title, reason="gemma3-270m not installed")
+    code = "import sys; from deadir.cli import main; sys.exit(main())"
+    wall, _ = _spawn(["-c", code, "verify", str(root / entry["path"]), "--sites", "final", "--fisher",
+                         "--no-progress"], repo)
+    # ru_maxrss of RUSAGE_CHILDREN is the largest peak of any waited-for child: run this row in a fresh process
+    peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    log(f"gemma verify --fisher: {wall:.0f} s, peak RSS {peak_gib:.2f} GiB (largest child so far)")
+    return RateRow(
+        id="fisher-gemma3-verify", item=ITEM, title=title, unit="s", values=(wall,),
+        notes=(f"target ≤ 120 s: {'met' if wall <= 120 else 'MISSED'}; peak RSS {peak_gib:.2f} GiB "
+               f"(target ≤ 3 GiB: {'met' if peak_gib <= 3 else 'MISSED'})"),
+        extra={"peak_rss_gib": peak_gib},
+    )
+
+
+def run(repo: Path, *, quick: bool, log: Callable[[str], None]) -> list[Row]:
+    """The Fisher rows (item 6); the Gemma row only outside ``quick``."""
+    rows: list[Row] = [gemma_row(repo, log=log)] if not quick else []
+    rows.append(tiny_row(repo, quick=quick, log=log))
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_fisher")
+    p.add_argument("--child", choices=("old", "new"))
+    p.add_argument("--vocab", type=int, default=VOCAB)
+    p.add_argument("--directions", type=int, default=5)
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args(argv)
+    if args.child:
+        print(json.dumps(_child(args.child, args.vocab, args.directions)))
+        return 0
+    repo = Path(__file__).resolve().parent.parent
+    for row in run(repo, quick=args.quick, log=lambda m: print(m, flush=True)):
+        print(json.dumps(row.to_dict(), default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
