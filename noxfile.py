@@ -183,14 +183,31 @@ def main(session: nox.Session) -> None:
 @nox.session(default=False)
 def ci(session: nox.Session) -> None:
     """Everything CI runs, in one environment."""
-    install(session, "test,lint")
+    install(session, "test,lint,onnx,jax,keras")
+    session.install("-c", "constraints.txt", "x-transformers")  # conformance pack only
     run_lint(session)
     run_fetch(session)
     run_tests(session, checkpoints_fetched=True)
     run_proofs(session, require_kernel=True)
     run_fuzz(session)
     run_integration(session)
+    run_conformance(session, subset="ci", out="build/conformance.md")
     run_summary(session)
+
+
+def run_conformance(session: nox.Session, *, subset: str | None, out: str) -> None:
+    """The conformance pack over third-party norm implementations → a Markdown table (PASS/FAIL/ERROR)."""
+    args = ["--subset", subset] if subset else []
+    session.run("python", "-m", "deadir.testing.conformance", "--out", out, *args)
+
+
+@nox.session(default=False)
+def conformance(session: nox.Session) -> None:
+    """The published conformance table docs/conformance.md (`-- ci` for the ≤ 10-minute CI subset)."""
+    install(session, "test,onnx,jax,keras")
+    session.install("-c", "constraints.txt", "x-transformers")
+    subset = session.posargs[0] if session.posargs else None
+    run_conformance(session, subset=subset, out="docs/conformance.md" if subset is None else "build/conformance.md")
 
 
 @nox.session(default=False)
