@@ -114,6 +114,7 @@ from deadir.arrays import FloatArray, as_float64, as_vector, is_torch_tensor
 from deadir.bound import gamma_k, kernel_error_bound, unit_roundoff
 from deadir.errors import DeadirError, InputShapeError
 from deadir.norms import NormSpec
+from deadir.precision import default_compute_dtype
 
 ClassKind = Literal["mean-centring", "group-centring", "rms", "none", "other"]
 Method = Literal["auto", "dense", "iterative"]
@@ -965,8 +966,7 @@ def _make_probe(norm: Any, d: int, gamma: Any, dtype: Any, compute_dtype: str | 
                 out = norm(torch.from_numpy(x).to(device=device, dtype=tdtype))
             return as_float64(out, name="norm output")
 
-        half = name in ("float16", "bfloat16")
-        return _Probe(forward, name, compute_dtype or ("float32" if half else name), g, timeout, True)
+        return _Probe(forward, name, compute_dtype or default_compute_dtype(name), g, timeout, True)
     if not callable(norm):
         raise InputShapeError(f"norm: expected a torch module, a NormSpec or a callable, got {type(norm).__name__}")
     g_call: FloatArray | None = given_gamma

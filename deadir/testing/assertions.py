@@ -32,6 +32,7 @@ from deadir.bound import forward_error_bound, gamma_k, kernel_error_bound, unit_
 from deadir.direction import dead_channels, effective_scale, inverse_scale_direction
 from deadir.errors import DeadirError, InputShapeError, UnknownNormError
 from deadir.norms import NormKind, NormSpec
+from deadir.precision import default_compute_dtype
 from deadir.testing.harness import (
     NondeterministicNormError,
     NormCallError,
@@ -250,7 +251,7 @@ def prepare_norm(
 def _default_compute(name: str, compute_dtype: Any) -> str:
     if compute_dtype is not None:
         return dtype_name(compute_dtype)
-    return "float32" if name in ("float16", "bfloat16") else name
+    return default_compute_dtype(name)
 
 
 def _torch_runner(fn: Callable[[Any], Any], name: str) -> Callable[[FloatArray], tuple[FloatArray, str]]:

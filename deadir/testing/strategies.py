@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
+from deadir import precision
 from deadir.arrays import FloatArray
-from deadir.bound import unit_roundoff
 from deadir.errors import InputShapeError
 
 __all__ = [
@@ -48,10 +48,7 @@ def dtype_name(dtype: Any) -> str:
     Raises:
         InputShapeError: not one of those four formats.
     """
-    return _NAME_OF_ROUNDOFF[unit_roundoff(dtype)]
-
-
-_NAME_OF_ROUNDOFF = {2.0**-11: "float16", 2.0**-8: "bfloat16", 2.0**-24: "float32", 2.0**-53: "float64"}
+    return precision.dtype_name(dtype)
 
 
 def _torch_dtype(dtype: str) -> Any:
