@@ -301,12 +301,12 @@ def _find_witness(expr: sp.Basic, tries: int, seed: int) -> tuple[str, float] | 
     dims = {hi for s in expr.atoms(sp.Sum) for (_, _, hi) in s.limits if isinstance(hi, sp.Symbol)}
     # An integer symbol that is neither a sum bound nor an index (d in a closed form) is a size too.
     dims |= {t for t in expr.free_symbols if isinstance(t, sp.Symbol) and t.is_integer and t not in index_syms}
-    dims = sorted(dims, key=str)
-    if not dims:
+    ordered = sorted(dims, key=str)
+    if not ordered:
         return _witness_at(expr.doit() if expr.has(sp.Sum) else expr, tries, seed, "")
     for start in WITNESS_SIZES:
         # Distinct sizes so that sums over different ranges (1..d, 1..m) are not conflated.
-        sizes = {dim: start + t for t, dim in enumerate(dims)}
+        sizes = {dim: start + t for t, dim in enumerate(ordered)}
         inst = expr.subs(sizes).doit()
         # A free index (component i, sample k) is set to 1, inside every range, so the witness
         # is an entry of the concrete instance, not a fresh symbol γ_i.
@@ -323,7 +323,7 @@ def _find_witness(expr: sp.Basic, tries: int, seed: int) -> tuple[str, float] | 
         if free_idx:
             inst = inst.xreplace({t: sp.Integer(1) for t in free_idx})
             prefix = ", ".join(f"{t} = 1" for t in free_idx) + "; "
-        if dims:
+        if ordered:
             prefix = ", ".join(f"{dim} = {n}" for dim, n in sizes.items()) + ", " + prefix
         found = _witness_at(inst, tries, seed, prefix)
         if found is not None:

@@ -181,8 +181,8 @@ def gappa_versions() -> dict[str, str]:
         text = subprocess.run(["gappa", "--version"], capture_output=True, text=True, timeout=60)
         out["gappa"] = (text.stdout + text.stderr).strip().splitlines()[0]
     if shutil.which("coqc"):
-        text = subprocess.run(["coqc", "--version"], capture_output=True, text=True, timeout=60).stdout
-        out["coq"] = text.strip().splitlines()[0]
+        coq_text = subprocess.run(["coqc", "--version"], capture_output=True, text=True, timeout=60).stdout
+        out["coq"] = coq_text.strip().splitlines()[0]
         with tempfile.TemporaryDirectory() as tmp:
             v = Path(tmp) / "flocq_version.v"
             v.write_text("Require Import Flocq.Version NArith.\nOpen Scope N_scope.\nEval compute in Flocq_version.\n")
