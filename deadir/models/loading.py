@@ -26,11 +26,14 @@ _CODE_CONFIGS = ("config.json", "tokenizer_config.json", "preprocessor_config.js
 _MAX_CONFIG_BYTES = 16 * 2**20
 
 
-def refuse_custom_code(folder: Any) -> None:
+def refuse_custom_code(folder: Any, *, python_files: bool = True) -> None:
     """Refuse a checkpoint folder that ships code for ``transformers`` to run, before transformers sees it.
 
     Refused: an ``auto_map`` (or ``custom_pipelines``) key in any of its JSON configs (that is what makes
-    ``from_pretrained`` ask "Do you wish to run the custom code?"), and any ``*.py`` file in the folder.
+    ``from_pretrained`` ask "Do you wish to run the custom code?"), and, when ``python_files`` (a
+    checkpoint folder, which ``from_pretrained`` reads as a whole), any ``*.py`` file in the folder. A
+    single ``.gguf`` file is loaded from its own bytes, so the Python files of a package that merely
+    ships it (``__init__.py``) are not refused; its folder's JSON configs still are checked.
     Every load also passes ``trust_remote_code=False``; this check makes the refusal a typed error
     instead of a prompt on stdin.
 
@@ -43,7 +46,7 @@ def refuse_custom_code(folder: Any) -> None:
     from deadir.io.limits import load_json
 
     root = Path(folder)
-    for py in sorted(root.glob("*.py")):
+    for py in sorted(root.glob("*.py")) if python_files else ():
         raise UntrustedCheckpointError(
             f"{root}: ships Python code ({py.name}); deadir never runs checkpoint code (trust_remote_code=False)"
         )
@@ -187,7 +190,7 @@ def load_model(path: str, *, dtype: Any = None, device: str = "cpu", seed: int =
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"{path}: no such file or folder")
-    refuse_custom_code(p if p.is_dir() else p.parent)
+    refuse_custom_code(p if p.is_dir() else p.parent, python_files=p.is_dir())
     kwargs: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False}
     if tdtype is not None:
         kwargs["dtype"] = tdtype

@@ -92,7 +92,7 @@ def test_trust_remote_code_false_also_holds_behind_the_refusal(tmp_path: Path,
 
     marker = tmp_path / "marker"
     folder = _evil_folder(tmp_path, marker, config_extra={**AUTO_MAP}, py_name="modeling_evil.py")
-    monkeypatch.setattr(loading, "refuse_custom_code", lambda folder: None)
+    monkeypatch.setattr(loading, "refuse_custom_code", lambda folder, **kwargs: None)
     try:
         load_model(str(folder))
     except CheckpointError:
@@ -114,3 +114,17 @@ def test_deep_config_json_is_a_typed_error(text: str, tmp_path: Path) -> None:
     (folder / "config.json").write_text(text)
     with pytest.raises(CheckpointError, match="nesting depth"):
         load_model(str(folder))
+
+
+def test_a_gguf_shipped_inside_a_python_package_is_not_refused_for_its_init(tmp_path: Path) -> None:
+    """A .gguf is loaded from its own bytes: the package's __init__.py beside it is not checkpoint code."""
+    (tmp_path / "__init__.py").write_text("")
+    refuse_custom_code(tmp_path, python_files=False)
+    with pytest.raises(UntrustedCheckpointError):  # the same folder loaded as a whole is refused
+        refuse_custom_code(tmp_path)
+
+
+def test_a_gguf_folder_with_an_auto_map_is_still_refused(tmp_path: Path) -> None:
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"auto_map": {"AutoTokenizer": ["x.Tok", None]}}))
+    with pytest.raises(UntrustedCheckpointError):
+        refuse_custom_code(tmp_path, python_files=False)
