@@ -38,12 +38,12 @@ from deadir.covariance import CovarianceAccumulator
 from deadir.errors import DeadirError, UnknownNormError
 from deadir.kernel import eigensolver_floor_rel
 from deadir.norms import NormSpec
+from deadir.precision import DEAD_CHANNEL_REL_TOL, default_compute_dtype
 
 # Relative thresholds (of λmax) at which near-null eigenvalues are counted, as stated in the report.
 NEAR_NULL_THRESHOLDS = (1e-8, 1e-6, 1e-4)
-# A dead channel: |γᵢ| ≤ DEAD_REL_TOL · median|γ|. MiniLM/MPNet's are ≤ 1e-30 relative; 1e-6 keeps every
-# channel whose contribution γᵢzᵢ is below float32 resolution of the β it is added to, and no live one.
-DEAD_REL_TOL = 1e-6
+# A dead channel: the library's one threshold (deadir.precision.DEAD_CHANNEL_REL_TOL, reason given there).
+DEAD_REL_TOL = DEAD_CHANNEL_REL_TOL
 # A block's σ_min is flagged as a drop when it falls below this fraction of the previous block's.
 SIGMA_DROP = 0.1
 # "Cosine mode" needs the Davis–Kahan bound on 1 − |cos| to be below this (the claim's 1e-8).
@@ -475,7 +475,7 @@ def _has_dead(spec: NormSpec) -> bool:
 
 def compute_dtype_of(dtype: str) -> str:
     """The format PyTorch's / Hugging Face's norm kernels accumulate in: float32 for half formats."""
-    return "float32" if dtype in ("float16", "bfloat16") else dtype
+    return default_compute_dtype(dtype)
 
 
 def site_result(path: str, spec: NormSpec, cap: _Capture, dtype: str) -> SiteResult:
