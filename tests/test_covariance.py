@@ -192,3 +192,18 @@ def test_drifting_batch_means_stay_exact(rng: np.random.Generator) -> None:
     x[300:] += 1e8
     acc = CovarianceAccumulator(5).update(x[:300]).update(x[300:])
     assert _rel(acc.cov(), np.cov(x - np.array([0.0] * 5), rowvar=False, ddof=0)) < 1e-9
+
+
+def test_mean_residue_correction_is_applied_where_it_matters(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A constant column whose float mean is not the constant (7 × 1e8 + 0.1): r = rows − fl(c) is a nonzero
+    # constant m, Sᵢᵢ = n·m², and only the n·m mᵀ correction makes its variance exactly 0. The correction is
+    # skipped only below syrk's rounding bound; a mutant that always skips it (u = 1) leaves n·m² behind.
+    import deadir.covariance as covariance_module
+
+    n = 7
+    col = np.full(n, 1e8 + 0.1)
+    assert col.mean() != col[0]
+    rows = np.column_stack([np.arange(n, dtype=float), col])
+    assert CovarianceAccumulator(2).update(rows).cov()[1, 1] == 0.0
+    monkeypatch.setitem(covariance_module.UNIT_ROUNDOFF, "float64", 1.0)
+    assert CovarianceAccumulator(2).update(rows).cov()[1, 1] > 0.0
