@@ -27,7 +27,7 @@ from pathlib import Path
 
 from benchmarks.harness import RateRow, RatioRow, Row, SkippedRow, Timing
 
-ITEM = 6
+ITEM = 8
 VOCAB = 262_144
 
 

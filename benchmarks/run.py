@@ -20,12 +20,13 @@ ITEMS = {
     5: "CUDA: accumulator at LLM widths vs device peaks",
     6: "cold-cache scan: bytes from the device, and cold γ-read vs cold forward",
     7: "classify_norm at LLM widths (d = 1024, 4096, 8192): seconds and peak RSS",
+    8: "Fisher at large vocabularies: blocked + vocabulary-chunked vs full logits; Gemma 3 270M verify --fisher",
 }
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description="deadir benchmarks (ratios in one run).")
-    p.add_argument("--only", default="1,2,3,4,5,6,7", help="comma-separated items to run (default all: 1-7)")
+    p.add_argument("--only", default="1,2,3,4,5,6,7,8", help="comma-separated items to run (default all: 1-8)")
     p.add_argument("--out", default=str(REPO / "build" / "bench"), help="output folder (default build/bench)")
     p.add_argument("--quick", action="store_true", help="smaller sizes for a smoke run (not for quoting)")
     p.add_argument("--slow-repeats", type=int, default=2, help="timed runs of each forward+eigensolve route")
@@ -49,6 +50,10 @@ def _item(n: int, out: Path, args: argparse.Namespace, log: Callable[[str], None
         if n == 6:
             return bench_perf.cold_scan_rows(REPO, out, with_forward=not args.quick, log=log)
         return bench_perf.classify_rows((1024,) if args.quick else (1024, 4096, 8192), log=log)
+    if n == 8:
+        from benchmarks import bench_fisher
+
+        return bench_fisher.run(REPO, quick=args.quick, log=log)
     if n == 4:
         from benchmarks import bench_verification
 
@@ -66,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         items = sorted({int(x) for x in args.only.split(",") if x.strip()})
     except ValueError:
-        print(f"error: --only takes item numbers 1-7 separated by commas, got {args.only!r}")
+        print(f"error: --only takes item numbers 1-8 separated by commas, got {args.only!r}")
         return 2
     if not items or any(i not in ITEMS for i in items):
         print(f"error: --only takes item numbers from {sorted(ITEMS)}, got {args.only!r}")
