@@ -358,15 +358,22 @@ def _defined(rows: FloatArray, prep: PreparedNorm) -> Any:
     """Boolean mask of the rows whose normalised output is defined in the norm's arithmetic.
 
     A constant row (or, for GroupNorm, a constant group) has σ² = 0; with ε = 0 (or unknown, or
-    rounding to 0) the normalised value 0/0 is undefined. And when the computed mean errs by as much
-    as the spread (ρ·γ_{k+1}(u_c) ≥ 1, ρ = |μ|/√(σ² + ε), k channels per group) every standardised
-    value is rounding noise, for any implementation. Such rows are left out, not counted as failures.
+    rounding to 0) the normalised value 0/0 is undefined (with ε > 0 it needs γ_{k+1}(u_c)·|μ| < √ε).
+    And when the computed mean of a varying row may err by as much as the row's own spread
+    (γ_{k+1}(u_c)·|μ| ≥ σ, k channels per group) every centred value
+    x − μ̂ is rounding noise, for any implementation — whatever ε is: a large ε makes the outputs
+    small, not the centring accurate. There the first-order model fails too (the normaliser fitted
+    from the output sees the wrong mean: a correct float32 LayerNorm can output exactly β on the
+    large-γ channels of such a row). Such rows are left out, not counted as failures.
     """
     groups = rows.reshape(rows.shape[0], prep.groups, prep.d // prep.groups)
     eps = 0.0 if _eps_is_zero(prep) else float(prep.eps or 0.0)
-    spread = np.sqrt(groups.var(axis=2) + eps)
+    var = groups.var(axis=2)
+    sigma, spread = np.sqrt(var), np.sqrt(var + eps)
     noise = gamma_k(groups.shape[2] + 1, unit_roundoff(prep.compute_dtype)) * np.abs(groups.mean(axis=2))
-    ok = (spread > 0) & (noise < spread)
+    # an exactly constant row with ε > 0 is defined (every correct norm outputs β up to u·|μ|/√ε, which
+    # the bounds carry) and is where a dropped ε shows; a varying row must be resolved by its own spread
+    ok = np.where(sigma > 0, noise < sigma, (spread > 0) & (noise < spread))
     return np.all(ok, axis=1)
 
 
@@ -392,8 +399,8 @@ def _group_directions(prep: PreparedNorm) -> list[tuple[slice, FloatArray]]:
 def _measured_run(prep: PreparedNorm, x: Any) -> tuple[FloatArray, FloatArray, str, EffectiveNormaliser, FloatArray]:
     """Rows, outputs, output dtype, the norm's measured normaliser and the per-(row, group) T10 tolerance.
 
-    Rows whose measured ρ makes the computed mean's rounding as large as the spread
-    (ρ·γ_{k+1}(u_c) ≥ 1) are left out: no implementation resolves them.
+    Rows whose computed mean's rounding may be as large as their own spread (ρ·γ_{k+1}(u_c) ≥ s, i.e.
+    γ_{k+1}(u_c)·|μ| ≥ σ whatever r and ε are) are left out: no implementation resolves them.
 
     Raises:
         UndefinedOutputError: no row is left.
@@ -402,7 +409,7 @@ def _measured_run(prep: PreparedNorm, x: Any) -> tuple[FloatArray, FloatArray, s
     y, out = _run(prep, rows)
     norm = effective_normaliser(rows, y, prep.gamma, prep.beta, groups=prep.groups, dtype=out)
     k = prep.d // prep.groups
-    ok = np.all(norm.mean_ratio * gamma_k(k + 1, unit_roundoff(prep.compute_dtype)) < 1.0, axis=1)
+    ok = np.all(norm.mean_ratio * gamma_k(k + 1, unit_roundoff(prep.compute_dtype)) < norm.spread, axis=1)
     ok &= norm.measurable
     if not np.any(ok):
         raise UndefinedOutputError("x: no row whose normaliser the output shows (constant rows) and whose mean's "

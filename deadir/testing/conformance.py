@@ -339,8 +339,9 @@ A, B, C being kernel_error_bound's terms at ρ = 0, its slope in ρ, and its β 
 x·fl(rγ) + fl(β − fl(rγμ)) (PyTorch's CPU GroupNorm, Keras on JAX), which rounds twice at the size of β. T8 and the
 determinism check use the per-entry forward error bound with the same measured z = r(x − μ) and ρ, plus the
 folded-bias term u_c(2|β| + 2|γ|ρ). Rows that no implementation can resolve are left out, not failed: constant
-rows (their r is unobservable), and rows whose computed mean errs by as much as their spread
-(ρ·γ_{k+1}(u_c) ≥ 1). No verdict reads an attribute name or an ε: only γ and β as the norm holds them, x and y.
+rows (their r is unobservable), and rows whose computed mean may err by as much as their own
+spread (γ_{k+1}(u_c)·|μ| ≥ σ, whatever ε is). No verdict reads an attribute name or an ε: only γ
+and β as the norm holds them, x and y.
 For (1 + w) scales the pack draws w and a drawn w = −1 (γ = 0) is discarded, never counted against the norm.
 The compute dtype defaults to float32 for float16/bfloat16 inputs and to the input dtype otherwise;
 `--compute-dtype` declares another, and the report says so.
