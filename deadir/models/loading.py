@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from deadir import arch
@@ -185,8 +187,6 @@ def load_model(path: str, *, dtype: Any = None, device: str = "cpu", seed: int =
         return LoadedModel(model, None, f"{path} (tiny random-init config, seed {seed})")
     from pathlib import Path
 
-    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
-
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"{path}: no such file or folder")
@@ -207,6 +207,18 @@ def load_model(path: str, *, dtype: Any = None, device: str = "cpu", seed: int =
         tokenizer = ctranslate2_whisper_tokenizer(folder) if (folder / "tokenizer.json").is_file() else None
         model = _dispatch_auto(model) if device == "auto" else model.to(device)
         return LoadedModel(model.eval(), tokenizer, str(p))
+    gguf_once = contextlib.ExitStack()
+    if p.is_file() and p.suffix == ".gguf":
+        gguf_once.enter_context(_one_gguf_parse())
+    with gguf_once:
+        return _load_transformers(p, path, kwargs, device)
+
+
+def _load_transformers(p: Any, path: str, kwargs: dict[str, Any], device: str) -> LoadedModel:
+    """The transformers part of :func:`load_model` (a folder with safetensors, or a .gguf file)."""
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    model: Any
     try:
         if p.is_file() and p.suffix == ".gguf":
             full = AutoModelForCausalLM.from_pretrained(str(p.parent), gguf_file=p.name, **kwargs)
@@ -234,6 +246,35 @@ def load_model(path: str, *, dtype: Any = None, device: str = "cpu", seed: int =
     if device != "auto":  # an accelerate-dispatched model is already placed
         model = model.to(device)
     return LoadedModel(model.eval(), tokenizer, str(p))
+
+
+@contextlib.contextmanager
+def _one_gguf_parse() -> Iterator[None]:
+    """Parse each GGUF file once for the whole load (config, weights, tokenizer), not once per reader.
+
+    transformers builds a fresh ``gguf.GGUFReader`` for the config, for the weights and for the
+    tokenizer; each parses every metadata field in Python, which for a 262k-token vocabulary takes
+    10–30 s on a 2-core machine (Gemma 3 270M). The reader only reads its memory map, so one
+    instance per file serves all three; the cache (and its maps) is dropped when the load ends.
+    """
+    import gguf
+
+    module: Any = gguf  # its reader class is swapped for the duration of the load
+    original = module.GGUFReader
+    readers: dict[tuple[str, str], Any] = {}
+
+    def shared(path: Any, mode: str = "r") -> Any:
+        key = (os.path.realpath(os.fspath(path)), mode)
+        if key not in readers:
+            readers[key] = original(path, mode)
+        return readers[key]
+
+    module.GGUFReader = shared
+    try:
+        yield
+    finally:
+        module.GGUFReader = original
+        readers.clear()
 
 
 def _dispatch_auto(model: Any) -> Any:
