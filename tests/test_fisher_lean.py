@@ -39,6 +39,12 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def _small_large_tensors(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the tiny tables (4099 × 32) count as large here, so the float32-drawn, row-chunked baselines are exercised
+    monkeypatch.setattr(probe_module, "LARGE_TENSOR", 1 << 10)
+
+
 @functools.cache
 def build(tied: bool) -> tuple[Any, dict[str, torch.Tensor]]:
     """A tiny Gemma 3 (random init, random norm scales) with a 4099-token vocabulary, tied or untied head."""
@@ -120,12 +126,15 @@ def test_lean_random_directions_are_the_reference_draws() -> None:
     assert isinstance(a[names[0]], probe_module._Rows) and isinstance(b[names[0]], torch.Tensor)
     for n in names:
         assert torch.equal(probe_module._dense(a[n]), b[n])
+    c = ref.random_direction(["model.layers.0.input_layernorm.weight"], torch.Generator().manual_seed(9))
+    small = torch.randn(32, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    assert torch.equal(c["model.layers.0.input_layernorm.weight"], small)  # below LARGE_TENSOR: float64 draws
 
 
 @pytest.mark.parametrize("shape", [(1025, 8), (3000, 33), (2049, 1), (5, 3), (1, 1), (4097, 17)])
 def test_chunked_gaussian_is_one_randn_call(shape: tuple[int, ...]) -> None:
     gen = torch.Generator().manual_seed(1)
-    full = torch.randn(shape, generator=gen, dtype=torch.float64)
+    full = torch.randn(shape, generator=gen, dtype=torch.float32).to(torch.float64)
     index = torch.tensor(sorted({0, shape[0] // 2, shape[0] - 1}))
     lazy_gen = torch.Generator().manual_seed(1)
     lazy = probe_module._Rows.gaussian(shape, lazy_gen, index)
@@ -141,7 +150,7 @@ def test_chunked_gaussian_is_one_randn_call(shape: tuple[int, ...]) -> None:
 
 def test_planted_draws_in_steps_of_not_16_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     shape = (3000, 33)
-    full = torch.randn(shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    full = torch.randn(shape, generator=torch.Generator().manual_seed(1), dtype=torch.float32).to(torch.float64)
     monkeypatch.setattr(probe_module, "_GAUSS_ROWS", 1001)  # 1001 · 33 numbers: not a multiple of 16
     lazy = probe_module._Rows.gaussian(shape, torch.Generator().manual_seed(1))
     assert not torch.equal(lazy.full(), full)
@@ -252,3 +261,23 @@ def test_one_gguf_parse_shares_one_reader_per_file(tmp_path: Path) -> None:
         assert gguf.GGUFReader(str(path)) is first
         assert list(first.tensors[0].data) == [0.0] * 4
     assert gguf.GGUFReader is original
+
+
+def test_gguf_dequantization_by_row_blocks_is_the_whole_tensors(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gguf
+
+    from deadir.models import loading
+
+    rows = np.random.default_rng(0).standard_normal((45, 64)).astype(np.float32)
+    data = gguf.quants.quantize(rows, gguf.GGMLQuantizationType.Q8_0)
+    whole = gguf.dequantize(data, gguf.GGMLQuantizationType.Q8_0)
+    monkeypatch.setattr(loading, "_DEQUANT_ROWS", 7)  # 45 rows: 6 full blocks and a short one
+    original = gguf.dequantize
+    with loading._one_gguf_parse():
+        assert gguf.dequantize is not original  # swapped during the load only
+        by_rows = gguf.dequantize(data, gguf.GGMLQuantizationType.Q8_0)
+        shuffled = gguf.dequantize(data[::-1], gguf.GGMLQuantizationType.Q8_0)
+    assert gguf.dequantize is original
+    assert by_rows.shape == whole.shape and np.array_equal(by_rows, whole)
+    assert not np.array_equal(shuffled, whole)  # the comparison sees rows out of place
+    assert np.abs(whole - rows).max() < 0.05  # and it is the dequantized table
