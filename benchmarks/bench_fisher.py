@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchmarks.harness import RateRow, RatioRow, Row, SkippedRow, Timing
+from deadir.fisher.probe import DEFAULT_VOCAB_CHUNK
 
 ITEM = 6
 VOCAB = 262_144
@@ -86,7 +87,8 @@ def tiny_row(repo: Path, *, quick: bool, log: Callable[[str], None]) -> Row:
         id="fisher-262k-tiny", item=ITEM,
         title=f"Fisher, tiny GPT-2 with a {vocab:,}-token vocabulary: full vs chunked",
         slow=Timing("fisher_full (one JVP of the full logits per direction)", (res["old"]["seconds"],)),
-        fast=Timing("fisher_many (blocks of tangents, head by 8192-row chunks)", (res["new"]["seconds"],)),
+        fast=Timing(f"fisher_many (blocks of tangents, head by {DEFAULT_VOCAB_CHUNK}-row chunks)",
+                    (res["new"]["seconds"],)),
         notes=(f"peak RSS old {res['old']['peak_mib']:.0f} MiB / new {res['new']['peak_mib']:.0f} MiB "
                f"= {mem_ratio:.2f}×; |ΔF|/F = {rel:.1e}"),
         extra={"old": res["old"], "new": res["new"], "memory_ratio": mem_ratio, "vocab": vocab},

@@ -28,6 +28,12 @@ the textbook Σ p J² − (Σ p J)² (which would leave u·J² of cancellation o
 softmax-shift direction, far above the rounding floor). Memory: O(N · vocab_chunk · block) for
 the chunk, flat in the vocabulary size. Directions come in blocks of ``tangent_block`` tangents
 through ``torch.func.vmap`` over ``torch.func.jvp``: one primal pass per block.
+
+Lean mode (the default where it applies; :class:`FisherProbe`): the input embedding and the head
+weight are not copied to float64 but read in their stored dtype, by chunks upcast exactly to
+float64 (the body reads the gathered rows of the tokens present), so a 262k-row tied table costs
+no float64 copy; a direction along such a table is a row-chunked view (a stride-0 constant, or
+Gaussian draws replayed from a saved generator state), never a float64 table either.
 """
 
 from __future__ import annotations
