@@ -108,7 +108,8 @@ class DeadDirection:
                 cancellation between δW and δb, leaving a float32-sized residue).
 
         Returns:
-            parameter name → torch tensor with that parameter's shape.
+            parameter name → torch tensor with that parameter's shape. A constant table (the tied
+            head's c𝟙𝟙ᵀ) is a stride-0 ``expand`` view: read it, do not write into it.
 
         Raises:
             InputShapeError: ``u_or_w`` is not a finite vector of length :attr:`free_dim`.
