@@ -6,6 +6,9 @@ Rows:
   of the full logits per direction) and :meth:`FisherProbe.fisher_many` (blocks of tangents, head by
   vocabulary chunks). Each path runs in its own child process so that its peak RSS is its own;
   the ratio is old time / new time and old peak / new peak, one run each.
+* ``fisher-lean-tied-262k``: the same tiny GPT-2 (tied 262,144 × 32 table), random directions over
+  the tied table itself: today's plain float64 copy (``FisherProbe(lean=False).fisher_many``) against
+  the lean probe (the table stays float32, read by chunks; the body reads the gathered rows).
 * ``fisher-gemma3-verify``: wall time and peak RSS of ``deadir verify <Gemma 3 270M GGUF> --sites
   final --fisher`` (target: 120 s and 3 GB on the 2-core machine), when the checkpoint is installed
   (``DEADIR_CHECKPOINTS`` manifest, key ``gemma3-270m``).
@@ -26,13 +29,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchmarks.harness import RateRow, RatioRow, Row, SkippedRow, Timing
+from deadir.fisher.probe import DEFAULT_VOCAB_CHUNK
 
 ITEM = 8
 VOCAB = 262_144
 
 
 def _child(path: str, vocab: int, n_dirs: int) -> dict[str, float]:
-    """Build the tiny model, measure ``n_dirs`` directions by ``path`` ("old" or "new"); seconds and peak RSS."""
+    """Build the tiny model, measure ``n_dirs`` directions by ``path``; seconds and peak RSS.
+
+    "old" / "new": a body tensor by fisher_full / fisher_many; "plain" / "lean": the tied table by the
+    plain float64 copy / the lean probe (both fisher_many, the same draws).
+    """
     import torch
     import transformers as tf
 
@@ -42,10 +50,13 @@ def _child(path: str, vocab: int, n_dirs: int) -> dict[str, float]:
     cfg = tf.GPT2Config(n_embd=32, n_layer=2, n_head=4, vocab_size=vocab, n_positions=64)
     model = tf.GPT2LMHeadModel(cfg).eval()
     ids = torch.randint(0, vocab, (2, 32), generator=torch.Generator().manual_seed(1))
-    probe = FisherProbe(model, {"input_ids": ids})
-    gen = torch.Generator().manual_seed(2)
-    dirs = [probe.random_direction(["transformer.h.1.mlp.c_proj.weight"], gen) for _ in range(n_dirs)]
     t0 = time.perf_counter()
+    probe = FisherProbe(model, {"input_ids": ids}, lean=path != "plain")
+    gen = torch.Generator().manual_seed(2)
+    name = "transformer.wte.weight" if path in ("plain", "lean") else "transformer.h.1.mlp.c_proj.weight"
+    dirs = [probe.random_direction([name], gen) for _ in range(n_dirs)]
+    if path in ("old", "new"):  # the construction is not part of these two rows
+        t0 = time.perf_counter()
     values = [probe.fisher_full(d) for d in dirs] if path == "old" else probe.fisher_many(dirs)
     seconds = time.perf_counter() - t0
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -76,10 +87,31 @@ def tiny_row(repo: Path, *, quick: bool, log: Callable[[str], None]) -> Row:
         id="fisher-262k-tiny", item=ITEM,
         title=f"Fisher, tiny GPT-2 with a {vocab:,}-token vocabulary: full vs chunked",
         slow=Timing("fisher_full (one JVP of the full logits per direction)", (res["old"]["seconds"],)),
-        fast=Timing("fisher_many (blocks of tangents, head by 8192-row chunks)", (res["new"]["seconds"],)),
+        fast=Timing(f"fisher_many (blocks of tangents, head by {DEFAULT_VOCAB_CHUNK}-row chunks)",
+                    (res["new"]["seconds"],)),
         notes=(f"peak RSS old {res['old']['peak_mib']:.0f} MiB / new {res['new']['peak_mib']:.0f} MiB "
                f"= {mem_ratio:.2f}×; |ΔF|/F = {rel:.1e}"),
         extra={"old": res["old"], "new": res["new"], "memory_ratio": mem_ratio, "vocab": vocab},
+    )
+
+
+def lean_row(repo: Path, *, quick: bool, log: Callable[[str], None]) -> Row:
+    vocab = 32_768 if quick else VOCAB
+    res: dict[str, dict[str, float]] = {}
+    for path in ("plain", "lean"):
+        _, out = _spawn(["-m", "benchmarks.bench_fisher", "--child", path, "--vocab", str(vocab)], repo)
+        res[path] = json.loads(out.strip().splitlines()[-1])
+        log(f"fisher {path}: {res[path]['seconds']:.2f} s, peak {res[path]['peak_mib']:.0f} MiB")
+    mem_ratio = res["plain"]["peak_mib"] / res["lean"]["peak_mib"]
+    rel = abs(res["plain"]["fisher0"] - res["lean"]["fisher0"]) / abs(res["plain"]["fisher0"])
+    return RatioRow(
+        id="fisher-lean-tied-262k", item=ITEM,
+        title=f"Fisher along a tied {vocab:,} × 32 table: float64 copy vs lean probe (table kept float32)",
+        slow=Timing("FisherProbe(lean=False): the whole model in float64", (res["plain"]["seconds"],)),
+        fast=Timing("FisherProbe(lean=True): table by chunks, gathered input rows", (res["lean"]["seconds"],)),
+        notes=(f"peak RSS plain {res['plain']['peak_mib']:.0f} MiB / lean {res['lean']['peak_mib']:.0f} MiB "
+               f"= {mem_ratio:.2f}×; |ΔF|/F = {rel:.1e}"),
+        extra={"plain": res["plain"], "lean": res["lean"], "memory_ratio": mem_ratio, "vocab": vocab},
     )
 
 
@@ -110,12 +142,13 @@ def run(repo: Path, *, quick: bool, log: Callable[[str], None]) -> list[Row]:
     """The Fisher rows (item 6); the Gemma row only outside ``quick``."""
     rows: list[Row] = [gemma_row(repo, log=log)] if not quick else []
     rows.append(tiny_row(repo, quick=quick, log=log))
+    rows.append(lean_row(repo, quick=quick, log=log))
     return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.bench_fisher")
-    p.add_argument("--child", choices=("old", "new"))
+    p.add_argument("--child", choices=("old", "new", "plain", "lean"))
     p.add_argument("--vocab", type=int, default=VOCAB)
     p.add_argument("--directions", type=int, default=5)
     p.add_argument("--quick", action="store_true")

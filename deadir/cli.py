@@ -191,7 +191,9 @@ def _fisher_section(model: Any, tensors: dict[str, Any], args: argparse.Namespac
     headed, note = with_lm_head(model, seed=args.seed)
     n = max(1, args.fisher_samples)
     small = {k: v[:n] if hasattr(v, "shape") and v.ndim >= 1 else v for k, v in tensors.items()}
-    report = fisher_report(headed, small, n_random=args.fisher_random, seed=args.seed)
+    # --sites final: the final norm's reader is the LM head, so only the head's families are measured
+    layers = ("head",) if args.sites == "final" else None
+    report = fisher_report(headed, small, n_random=args.fisher_random, seed=args.seed, layers=layers)
     return dataclasses.replace(report, notes=(*report.notes, note))
 
 
@@ -306,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default=None, metavar="PNG", help="write the covariance spectrum plot here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--fisher", action="store_true",
-                   help="also measure the directional Fisher information along every parameter-space dead direction")
+                   help="also measure the directional Fisher information along every parameter-space dead direction "
+                        "(with --sites final: the LM head's directions only)")
     p.add_argument("--fisher-samples", type=int, default=2, help="samples used for --fisher (default 2)")
     p.add_argument("--fisher-random", type=int, default=4, help="random directions per dead direction (default 4)")
     p.set_defaults(func=_cmd_verify)

@@ -436,10 +436,17 @@ def test_cli_verify_fisher_json(capsys: pytest.CaptureFixture[str]) -> None:
 
     from deadir.cli import main
 
-    status = main(["verify", "random:gpt2", "--tokens", "16", "--sites", "final", "--fisher", "--fisher-random", "2",
+    status = main(["verify", "random:gpt2", "--tokens", "16", "--sites", "all", "--fisher", "--fisher-random", "2",
                    "--json", "--no-progress"])
     assert status == 0
     payload = json.loads(capsys.readouterr().out)
     rows = payload["fisher"]["rows"]
     assert {r["family"] for r in rows} == {"read-bias", "write-residual", "lm-head-softmax"}
     assert all(r["agrees"] and r["measured"] == "dead" for r in rows)
+    # --sites final: the final norm's reader is the head; only its rows, with the same numbers as in the full report
+    status = main(["verify", "random:gpt2", "--tokens", "16", "--sites", "final", "--fisher", "--fisher-random", "2",
+                   "--json", "--no-progress"])
+    assert status == 0
+    final = json.loads(capsys.readouterr().out)["fisher"]["rows"]
+    assert final and all(r["layer"] == "head" for r in final)
+    assert final == [r for r in rows if r["layer"] == "head"]

@@ -108,7 +108,8 @@ class DeadDirection:
                 cancellation between δW and δb, leaving a float32-sized residue).
 
         Returns:
-            parameter name → torch tensor with that parameter's shape.
+            parameter name → torch tensor with that parameter's shape. A constant table (the tied
+            head's c𝟙𝟙ᵀ) is a stride-0 ``expand`` view: read it, do not write into it.
 
         Raises:
             InputShapeError: ``u_or_w`` is not a finite vector of length :attr:`free_dim`.
@@ -124,7 +125,11 @@ class DeadDirection:
         out = {}
         for name, array in self._build(vec).items():
             shape, pdtype = self._shapes[name]
-            out[name] = torch.as_tensor(array, dtype=dtype or pdtype).reshape(shape)
+            if array.size > 1 and not any(array.strides):
+                # a constant table (the tied head's c𝟙𝟙ᵀ) stays a stride-0 view: 262k × 640 numbers cost nothing
+                out[name] = torch.full((), float(array.flat[0]), dtype=dtype or pdtype).expand(shape)
+            else:
+                out[name] = torch.as_tensor(array, dtype=dtype or pdtype).reshape(shape)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -440,7 +445,7 @@ def _tied_head_candidate(
     n_vocab, d = wshape[0]
 
     def build(c: FloatArray) -> dict[str, FloatArray]:
-        res: dict[str, FloatArray] = {wname: np.full((n_vocab, d), c[0])}
+        res: dict[str, FloatArray] = {wname: np.broadcast_to(np.float64(c[0]), (n_vocab, d))}
         if bname is not None:
             res[bname] = np.full(n_vocab, c[1])
         return res

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Collection
 from typing import Any, Literal
 
 import numpy as np
@@ -86,7 +87,14 @@ class FisherReport:
 
 
 def fisher_report(
-    model: Any, inputs: Any, *, n_random: int = 8, seed: int = 0, include_negative: bool = True
+    model: Any,
+    inputs: Any,
+    *,
+    n_random: int = 8,
+    seed: int = 0,
+    include_negative: bool = True,
+    layers: Collection[str] | None = None,
+    lean: bool = True,
 ) -> FisherReport:
     """Measure the Fisher information along every candidate direction, grouped by (family, layer).
 
@@ -95,7 +103,13 @@ def fisher_report(
     the ratio F/R and the rounding floor (:meth:`FisherProbe.fisher_floor` of R); a group is measured
     "dead" when every direction is at or below its floor, "live" when none is. Candidates that the
     theorems predict are not exact (``include_negative``; e.g. the same formulas in an RMSNorm
-    model) are measured too.
+    model) are measured too. ``layers`` keeps only the candidates of those layers (block indices as
+    strings, "embeddings", "head"; ``deadir verify --sites final`` measures ("head",): the families
+    of the final norm's reader, the LM head); every direction and its baselines are drawn exactly as
+    in the full report, so a kept row has the same numbers either way.
+
+    ``lean`` is :class:`FisherProbe`'s: False holds the whole model in float64 (the reference; same
+    numbers up to float64 rounding).
 
     Cost: (1 + ``n_random``) forward-mode tangents of the float64 model per direction, in blocks sharing
     one primal pass, the head applied by vocabulary chunks (:meth:`FisherProbe.fisher_many`).
@@ -111,16 +125,25 @@ def fisher_report(
     cands, notes = candidate_parameter_directions(model)
     if not include_negative:
         cands = [c for c in cands if c.exact]
-    probe = FisherProbe(model, inputs)
-    rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(seed)
-    groups: dict[tuple[str, str, bool], list[DeadDirection]] = {}
-    for c in cands:
-        groups.setdefault((c.family, c.layer, c.exact), []).append(c)
+    # each candidate draws from its own streams, keyed by (seed, its index among all candidates): a
+    # report restricted to some layers measures exactly the same directions as the full report
+    numbered = list(enumerate(cands))
+    if layers is not None:
+        wanted = set(layers)
+        kept = [(k, c) for k, c in numbered if c.layer in wanted]
+        notes.append(f"only the candidates of layer(s) {sorted(wanted)}: {len(kept)} of {len(cands)}")
+        numbered = kept
+    probe = FisherProbe(model, inputs, lean=lean)
+    groups: dict[tuple[str, str, bool], list[tuple[int, DeadDirection]]] = {}
+    for k, c in numbered:
+        groups.setdefault((c.family, c.layer, c.exact), []).append((k, c))
     rows = []
     for (family, layer, exact), items in groups.items():
         values, randoms, floors = [], [], []
-        for c in items:
+        for k, c in items:
+            stream = np.random.SeedSequence([seed, k])
+            rng = np.random.default_rng(stream)
+            gen = torch.Generator().manual_seed(int(stream.generate_state(1, np.uint64)[0] >> 1))
             own = c.perturbation(rng.standard_normal(c.free_dim), dtype=torch.float64)
             # one block of tangents: the direction and its random baselines share one primal pass
             measured_block = probe.fisher_many(
@@ -134,7 +157,7 @@ def fisher_report(
         below = [v <= f for v, f in zip(values, floors, strict=True)]
         measured: Literal["dead", "live", "mixed"] = "dead" if all(below) else "live" if not any(below) else "mixed"
         rows.append(FisherRow(
-            family=family, layer=layer, count=len(items), dim=sum(c.free_dim for c in items), exact=exact,
+            family=family, layer=layer, count=len(items), dim=sum(c.free_dim for _, c in items), exact=exact,
             max_fisher=max(values), min_fisher=min(values), median_random_fisher=float(np.median(randoms)),
             max_ratio=max(ratios), min_ratio=min(ratios), floor=max(floors), measured=measured,
         ))
@@ -181,6 +204,12 @@ def with_lm_head(model: Any, *, seed: int = 0) -> tuple[Any, str]:
         auto = AutoModelForCausalLM
     else:
         raise UnsupportedArchitectureError(f"model: no masked-LM or causal-LM head class for {model_type!r}")
+    tied = _tied_head_around(model, auto, config)
+    if tied is not None:
+        return tied, (
+            f"{type(tied).__name__} around the given {type(model).__name__} itself (no copy): its head is tied to "
+            "the input embeddings, so it has no random-init weights"
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         headed = auto.from_config(config)
@@ -198,3 +227,25 @@ def with_lm_head(model: Any, *, seed: int = 0) -> tuple[Any, str]:
         f"{type(headed).__name__} built around the given {type(model).__name__}; parameters outside the base "
         f"model are random-init (seed {seed}) unless tied to it: {new[:6]}{' …' if len(new) > 6 else ''}"
     )
+
+
+def _tied_head_around(model: Any, auto: Any, config: Any) -> Any:
+    """The head class wrapped around ``model`` itself when every head weight is tied to it, else None.
+
+    The skeleton is built on the meta device (no memory, no initialisation), the given base model
+    is put in as its base and the head tied to the input embeddings; if anything is left on the
+    meta device (an untied head, a head bias, a head transform), None: the caller builds the head
+    with its random-init weights instead. No copy of the base model is made (Gemma 3 270M: 1 GB).
+    """
+    import torch
+
+    with torch.device("meta"):
+        skeleton = auto.from_config(config)
+    prefix = str(getattr(skeleton, "base_model_prefix", ""))
+    if not prefix or type(getattr(skeleton, prefix, None)) is not type(model):
+        return None
+    setattr(skeleton, prefix, model)
+    skeleton.tie_weights()
+    if any(t.is_meta for t in [*skeleton.parameters(), *skeleton.buffers()]):
+        return None
+    return skeleton.eval()
