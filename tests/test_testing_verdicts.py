@@ -291,3 +291,25 @@ def test_flush_to_zero_of_a_near_minimal_gamma_is_not_a_failure(dtype: str) -> N
     no_centre = prepare_norm(torch.nn.RMSNorm(5, eps=0.2037), 5, gamma=gamma, dtype=dtype)
     with pytest.raises(NormPropertyError, match="T1 hyperplane"):
         check_hyperplane(no_centre, x)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "bfloat16", "float16"])
+def test_conditioned_norm_runs_in_the_dtype_under_test(dtype: str) -> None:
+    """Regression: the conditioned norm was left in float32 while x and cond were cast (a dtype-mismatch ERROR)."""
+    ok = run_pack("deadir.testing.examples:adaptive_layernorm", conditioned=True, dtype=dtype, **FAST)
+    assert ok.verdict == "PASS", ok.render()
+    bad = run_pack("deadir.testing.examples:adaptive_rmsnorm", conditioned=True, dtype=dtype, **FAST)
+    assert bad.verdict == "FAIL", bad.render()
+
+
+def test_no_kernel_check_with_a_gain_at_the_underflow_edge_is_not_a_harness_error() -> None:
+    """Regression (x-transformers ScaleNorm, float64): a scalar gain of -2.9e-307 overflowed the squared bound
+    (Python OverflowError, an ERROR); it is now inconclusive or decided, never a crash."""
+    from deadir.testing.assertions import InconclusiveError, check_no_kernel
+
+    prep = prepare_norm(torch.nn.RMSNorm(2), 2, gamma=np.full(2, -2.93688691e-307), dtype="float64")
+    try:
+        m = check_no_kernel(prep)
+    except InconclusiveError:
+        return
+    assert m.ratio <= 1.0

@@ -641,12 +641,13 @@ def check_no_kernel(prep: PreparedNorm, x: Any = None, *, seed: int = 0) -> Meas
         res = kernel_error_bound(gamma, out, beta=prep.beta, compute_dtype=prep.compute_dtype,
                                  mean_ratio=float(rho.max())).residual / s
         std = _rms(yc @ v)
-        limit = NO_KERNEL_MARGIN * res**2 / lam
-        q = std**2 / lam
+        with np.errstate(over="ignore"):  # γ near the underflow edge: a bound beyond float64 is inf (inconclusive)
+            limit = float(NO_KERNEL_MARGIN * np.float64(res) ** 2 / lam)
+            q = float(np.float64(std) ** 2 / lam)
         above = std > np.sqrt(NO_KERNEL_MARGIN) * res  # q > limit, without squaring tiny numbers
         resolvable = RESOLUTION_LIMIT
         if gaussian:
-            g2 = prep.gamma**2 / float(np.max(prep.gamma**2))
+            g2 = (prep.gamma / float(np.max(np.abs(prep.gamma)))) ** 2  # scaled first: no overflow
             resolvable = min(resolvable, edge * float(np.sum(v * v * g2)))
         if not above and limit >= resolvable:
             # the LayerNorm bound of this dtype is too loose to tell a kernel from no kernel
@@ -659,7 +660,8 @@ def check_no_kernel(prep: PreparedNorm, x: Any = None, *, seed: int = 0) -> Meas
                                     x=rows[:4], eps=prep.eps, dtype=out, d=prep.d,
                                     detail=f"the {label} direction is a kernel: Rayleigh quotient {q:.4g} is not above "
                                            f"{NO_KERNEL_MARGIN:g}x the LayerNorm rounding bound ({limit:.4g})")
-        r = (np.sqrt(NO_KERNEL_MARGIN) * res / std) ** 2
+        with np.errstate(over="ignore"):
+            r = float((np.sqrt(NO_KERNEL_MARGIN) * np.float64(res) / std) ** 2)
         if worst is None or r > worst[2]:
             worst = (limit, q, r)
     assert worst is not None
