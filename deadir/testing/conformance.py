@@ -528,7 +528,10 @@ centring's rounding is amplified) enter the bound as
 A, B, C being kernel_error_bound's terms at ρ = 0, its slope in ρ, and its β term at 2β — the bias may be folded,
 x·fl(rγ) + fl(β − fl(rγμ)) (PyTorch's CPU GroupNorm, Keras on JAX), which rounds twice at the size of β. T8 and the
 determinism check use the per-entry forward error bound with the same measured z = r(x − μ) and ρ, plus the
-folded-bias term u_c(2|β| + 2|γ|ρ). Rows that no implementation can resolve are left out, not failed: constant
+folded-bias term u_c(2|β| + 2|γ|ρ). Underflow: below the smallest normal number λ the standard model does not
+hold, and runtimes that flush subnormals to zero (XLA on CPU) return 0 there; every output entry may carry an
+absolute error λ_out + λ_c(2 + |γᵢ| + |xᵢ − μ|), added to all bounds (it matters only for γᵢ near λ). Rows that no
+implementation can resolve are left out, not failed: constant
 rows (their r is unobservable), and rows whose computed mean errs by as much as their spread
 (ρ·γ_{k+1}(u_c) ≥ 1). No verdict reads an attribute name or an ε: only γ and β as the norm holds them, x and y.
 For (1 + w) scales the pack draws w and a drawn w = −1 (γ = 0) is discarded, never counted against the norm.
@@ -537,7 +540,15 @@ The compute dtype defaults to float32 for float16/bfloat16 inputs and to the inp
 
 ERROR is reserved for the harness: a factory that raises, a norm that raises, hangs past `--timeout`, answers
 the same input differently twice, or — with `--compile` — never ran compiled code (dynamo's counters and a
-counting inductor backend).
+counting inductor backend); a runtime without a kernel for the dtype says so.
+
+Diagnoses are confirmed, not guessed: "computes float64 input in float32" only when the float64 FAIL errs by
+≥ 10³× float64's bound and a re-run with float32 declared as the compute dtype passes; "computes its statistics in
+bfloat16/float16" only when a re-run at that dtype's own bound passes; a setting (flax's `use_fast_variance`) only
+when the same layer with the other setting passes in that dtype; an inf/NaN is traced to a variance underflow or
+overflow in half precision, or a one-pass variance E[x²] − E[x]² cancelling to 0, by recomputing the
+counterexample's rows with every operation rounded. "Source" names the line of the library that causes it, read in
+the installed version. † marks a PASS where a property did not run (the reason is listed).
 """
 
 

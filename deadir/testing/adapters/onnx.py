@@ -11,6 +11,7 @@ deadir guesses). The op type also names the reference formula for ``--reference 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +76,11 @@ def _session_error(op: str, dtype: str, exc: Exception, version: str) -> str:
     text = str(exc)
     first = text.splitlines()[0][:300] if text else type(exc).__name__
     if "NOT_IMPLEMENTED" in text:
-        return (f"onnxruntime {version} cannot run {op} in {dtype}: its CPUExecutionProvider has no {dtype} kernel "
-                f"for an op the node needs (a runtime limitation, not deadir's adapter): {first}")
+        missing = re.search(r"implementation for (\w+)\((\d+)\)", text)
+        via = (f"{op} is expanded into its ONNX function body, whose {missing.group(1)}({missing.group(2)}) has no "
+               f"{dtype} kernel" if missing and missing.group(1) != op else f"it has no {dtype} kernel for {op}")
+        return (f"onnxruntime {version} cannot run {op} in {dtype} on its CPUExecutionProvider: {via} (a runtime "
+                f"limitation, not deadir's adapter): {first}")
     return f"onnxruntime {version} cannot run {op} in {dtype}: {first}"
 
 
