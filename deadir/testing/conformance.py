@@ -519,10 +519,9 @@ Rounding model. A mean-centring norm computes y = γ⊙r(x − μ𝟙) + β for 
 1/√(σ² + ε), std + ε, the unbiased std, a fast variance all qualify). The tolerance is the first-order T10 bound of
 `deadir.bound.kernel_error_bound` (standard model fl(a∘b) = (a∘b)(1 + δ), |δ| ≤ u; statistics and affine map in
 the compute dtype u_c, a final cast in the output dtype u), evaluated with the implementation's *own* normaliser
-measured per row from its output: r is the slope of the weighted least-squares fit of (yᵢ − βᵢ)/γᵢ = r(xᵢ − μ) − rδ
-(weights γᵢ², the intercept absorbing the computed mean's rounding δ), r = Σγᵢ(yᵢ − βᵢ)(xᵢ − x̄)/Σγᵢ²(xᵢ − x̄)² with
-x̄ the γ²-weighted mean of x, plus the fit's own rounding uncertainty; then s = r·σ (size of the standardised
-row) and ρ = r·|μ| (how much the centring's rounding is amplified) enter the bound as
+measured per row from its output: r is fitted by least squares, r = Σγᵢ(yᵢ − βᵢ)(xᵢ − μ)/Σγᵢ²(xᵢ − μ)², plus the
+fit's own rounding uncertainty; then s = r·σ (size of the standardised row) and ρ = r·|μ| (how much the
+centring's rounding is amplified) enter the bound as
 
     |⟨v, ŷ − β⟩| ≤ A·max(1, s) + B·ρ + C,
 
