@@ -14,8 +14,7 @@ assuming a formula:
 
 :func:`effective_normaliser` fits r per row by least squares on the output,
 r = Σγᵢ(yᵢ − βᵢ)(xᵢ − μ) / Σγᵢ²(xᵢ − μ)², weighted by γ so that near-dead channels carry no
-weight, with an intercept (the computed mean's own rounding shifts every (yᵢ − βᵢ)/γᵢ by the same
-rδ, which must not bias r). The first-order residual of :mod:`deadir.bound` has terms proportional to
+weight. The first-order residual of :mod:`deadir.bound` has terms proportional to
 1 (rounding of the standardised row, here bounded by max(1, s)), to ρ, and to S_β = Σ|βᵢ/γᵢ|:
 
     |⟨v, ŷ − β⟩| ≤ A·max(1, s) + B·ρ + C,
@@ -80,7 +79,7 @@ class EffectiveNormaliser:
 
 def effective_normaliser(rows: FloatArray, y: FloatArray, gamma: FloatArray, beta: FloatArray, *,
                          groups: int = 1, dtype: Any = None) -> EffectiveNormaliser:
-    """Fit the scale r of y = γ⊙r(x − μ − δ) + β per row and group, δ free (float64; see the module docstring).
+    """Fit the scale r of y = γ⊙r(x − μ) + β per row and group (float64; see the module docstring).
 
     ``rows`` and ``y`` have shape (n, d), ``gamma`` and ``beta`` shape (d,) or (n, d) (a
     conditioned norm's per-row affine). With ``dtype`` (the output format) the fit's own
@@ -101,12 +100,6 @@ def effective_normaliser(rows: FloatArray, y: FloatArray, gamma: FloatArray, bet
         xmax = np.max(np.abs(xc), axis=2, keepdims=True)
         gs = np.where(gmax > 0, g / np.where(gmax > 0, gmax, 1.0), 0.0)
         xs = np.where(xmax > 0, xc / np.where(xmax > 0, xmax, 1.0), 0.0)
-        # regression with an intercept: (y − β)/γ = r(x − μ) − rδ, δ the computed mean's rounding. Without it a
-        # mean that errs by as much as a heavy channel's |xᵢ − μ| pulls the fitted r (and ρ) towards 0
-        w2 = gs * gs
-        xbar = np.sum(w2 * xs, axis=2, keepdims=True) / np.where(np.sum(w2, axis=2, keepdims=True) > 0,
-                                                                 np.sum(w2, axis=2, keepdims=True), 1.0)
-        xs = xs - xbar
         num = np.sum(gs * (yy - b) * xs, axis=2)
         den = np.sum(gs * gs * xs * xs, axis=2) * gmax[..., 0] * xmax[..., 0]
         r = np.abs(num / den)
