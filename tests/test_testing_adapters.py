@@ -39,12 +39,22 @@ def test_numpy_callable_passes_and_a_broken_one_fails() -> None:
 
 
 def test_numpy_float16_is_judged_at_its_declared_compute_dtype() -> None:
-    """NumPy keeps float16 arithmetic in float16: FAIL at the default (float32) bound, PASS when declared."""
-    hidden = run_pack("deadir.testing.examples:numpy_layernorm", framework="numpy", dtype="float16",
+    """A NumPy norm keeping float16 arithmetic: FAIL at the default (float32) bound, PASS when declared."""
+    hidden = run_pack("deadir.testing.examples:numpy_layernorm_half_statistics", framework="numpy", dtype="float16",
                       reference="none", properties=["T1 hyperplane"], **FAST)
-    declared = run_pack("deadir.testing.examples:numpy_layernorm", framework="numpy", dtype="float16",
+    declared = run_pack("deadir.testing.examples:numpy_layernorm_half_statistics", framework="numpy", dtype="float16",
                         compute_dtype="float16", reference="none", properties=["T1 hyperplane"], **FAST)
     assert hidden.verdict == "FAIL" and declared.verdict == "PASS", declared.render()
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_numpy_reference_layernorm_is_correct_in_half_precision(dtype: str) -> None:
+    """deadir's own NumPy reference computes half inputs with float32 statistics: PASS, reference included."""
+    if dtype == "bfloat16":
+        pytest.importorskip("ml_dtypes", reason="bfloat16 NumPy arrays need ml_dtypes")
+    ok = run_pack("deadir.testing.examples:numpy_layernorm", framework="numpy", dtype=dtype, reference="layernorm",
+                  max_examples=30, max_d=32, shrink=False)
+    assert ok.verdict == "PASS", ok.render()
 
 
 def test_detection() -> None:
@@ -69,6 +79,24 @@ def test_onnxruntime_layernorm_and_rmsnorm() -> None:
     wrong = run_pack("deadir.testing.examples:onnx_rmsnorm", framework="onnx", expect="mean-centring",
                      reference="none", properties=["T1 hyperplane"], **FAST)
     assert wrong.verdict == "FAIL"
+
+
+@pytest.mark.frameworks
+def test_onnxruntime_bfloat16_runs_the_bfloat16_kernel_and_names_missing_kernels() -> None:
+    """bfloat16 goes in and out through exact Casts (ORT takes no NumPy bfloat16); the kernel itself is judged."""
+    pytest.importorskip("onnxruntime", reason="extra deadir[onnx] not installed")
+    ln = run_pack("deadir.testing.examples:onnx_layernorm", framework="onnx", dtype="bfloat16", reference="auto",
+                  **FAST)
+    assert ln.verdict == "PASS", ln.render()
+    # planted wrong expectation: the bfloat16 LayerNorm has a kernel, so "rms" (T5) must fail — the node ran
+    wrong = run_pack("deadir.testing.examples:onnx_layernorm", framework="onnx", dtype="bfloat16", expect="rms",
+                     reference="none", **FAST)
+    assert wrong.verdict == "FAIL", wrong.render()
+    # RMSNormalization (opset 23) has no bfloat16 CPU kernel in onnxruntime (its Mul(14) expansion): ERROR naming it
+    rms = run_pack("deadir.testing.examples:onnx_rmsnorm", framework="onnx", dtype="bfloat16", expect="rms",
+                   reference="auto", **FAST)
+    assert rms.verdict == "ERROR"
+    assert "runtime limitation, not deadir's adapter" in rms.render() and "NOT_IMPLEMENTED" in rms.render()
 
 
 @pytest.mark.frameworks

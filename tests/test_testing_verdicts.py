@@ -261,3 +261,55 @@ def test_conditioned_norms_row_by_row() -> None:
         run_pack("deadir.testing.examples:adaptive_layernorm", conditioned=True, properties=["T2 kernel"], **FAST)
     plain = run_pack("deadir.testing.examples:layernorm", conditioned=True, **FAST)
     assert plain.verdict == "ERROR" and "deadir_affine" in plain.render()
+
+
+class _FlushToZeroLayerNorm(torch.nn.LayerNorm):
+    """nn.LayerNorm whose outputs below the smallest normal number are flushed to 0, as XLA on CPU does."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = super().forward(x)
+        tiny = torch.finfo(y.dtype).tiny
+        return torch.where(y.abs() < tiny, torch.zeros_like(y), y)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_flush_to_zero_of_a_near_minimal_gamma_is_not_a_failure(dtype: str) -> None:
+    """Regression (flax two-pass LayerNorm, float32 and float64): γᵢ near the smallest normal number puts yᵢ
+    in the subnormal range, where a flush-to-zero runtime returns 0; the tolerance carries that absolute error."""
+    from deadir.testing.assertions import check_kernel
+
+    tiny = float(np.finfo(dtype).smallest_normal)
+    gamma = np.array([1.036537, -0.8286419, -1.418222, 2.68 * tiny, 0.4415597])
+    x = np.array([[7035.984375, 7036.375977, 7036.438477, 7034.902344, 7036.891113],
+                  [7035.427246, 7036.088867, 7035.251465, 7036.367188, 7037.640625],
+                  [7035.4375, 7036.424805, 7036.299316, 7036.32959, 7036.420898],
+                  [7035.036133, 7033.215332, 7036.304688, 7034.157227, 7033.447754]])
+    prep = prepare_norm(_FlushToZeroLayerNorm(5), 5, gamma=gamma, beta=np.zeros(5), eps=0.2037, dtype=dtype)
+    assert check_hyperplane(prep, x).ratio <= 1.0
+    assert check_kernel(prep, x).ratio <= 1.0
+    # planted: the same near-minimal γ with a norm that does not centre must still fail T1
+    no_centre = prepare_norm(torch.nn.RMSNorm(5, eps=0.2037), 5, gamma=gamma, dtype=dtype)
+    with pytest.raises(NormPropertyError, match="T1 hyperplane"):
+        check_hyperplane(no_centre, x)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "bfloat16", "float16"])
+def test_conditioned_norm_runs_in_the_dtype_under_test(dtype: str) -> None:
+    """Regression: the conditioned norm was left in float32 while x and cond were cast (a dtype-mismatch ERROR)."""
+    ok = run_pack("deadir.testing.examples:adaptive_layernorm", conditioned=True, dtype=dtype, **FAST)
+    assert ok.verdict == "PASS", ok.render()
+    bad = run_pack("deadir.testing.examples:adaptive_rmsnorm", conditioned=True, dtype=dtype, **FAST)
+    assert bad.verdict == "FAIL", bad.render()
+
+
+def test_no_kernel_check_with_a_gain_at_the_underflow_edge_is_not_a_harness_error() -> None:
+    """Regression (x-transformers ScaleNorm, float64): a scalar gain of -2.9e-307 overflowed the squared bound
+    (Python OverflowError, an ERROR); it is now inconclusive or decided, never a crash."""
+    from deadir.testing.assertions import InconclusiveError, check_no_kernel
+
+    prep = prepare_norm(torch.nn.RMSNorm(2), 2, gamma=np.full(2, -2.93688691e-307), dtype="float64")
+    try:
+        m = check_no_kernel(prep)
+    except InconclusiveError:
+        return
+    assert m.ratio <= 1.0

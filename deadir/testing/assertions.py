@@ -40,7 +40,13 @@ from deadir.testing.harness import (
     format_exception,
 )
 from deadir.testing.strategies import dtype_name, round_to_dtype
-from deadir.testing.tolerance import EffectiveNormaliser, effective_normaliser, folded_bias_term, hyperplane_tolerance
+from deadir.testing.tolerance import (
+    EffectiveNormaliser,
+    effective_normaliser,
+    folded_bias_term,
+    hyperplane_tolerance,
+    underflow_term,
+)
 
 __all__ = [
     "InconclusiveError",
@@ -328,10 +334,7 @@ def _check_deterministic(prep: PreparedNorm, x: FloatArray, y: FloatArray, out: 
     if y2.shape != y.shape or not np.all(np.isfinite(y2)):
         raise NondeterministicNormError(f"norm {prep.name} is not deterministic: the same input of shape {x.shape} "
                                         f"gave an output of shape {y2.shape} or non-finite values the second time")
-    norm = effective_normaliser(x, y, prep.gamma, prep.beta, groups=prep.groups, dtype=out)
-    rho = norm.mean_ratio.max(axis=1)
-    tol = 2.0 * (forward_error_bound(norm.z, prep.gamma, prep.beta, rho, dtype=out, compute_dtype=prep.compute_dtype)
-                 + folded_bias_term(prep.gamma, prep.beta, rho, compute_dtype=prep.compute_dtype))
+    tol = 2.0 * _forward_tolerance(prep, x, y, out)[0]
     diff = np.abs(y2 - y)
     if np.any(diff > tol):
         k = np.unravel_index(int(np.argmax(diff - tol)), diff.shape)
@@ -418,7 +421,9 @@ def _measured_run(prep: PreparedNorm, x: Any) -> tuple[FloatArray, FloatArray, s
         rows, y = rows[ok], y[ok]
         norm = norm.select(ok)
     tol = hyperplane_tolerance(prep.gamma, prep.beta, norm, dtype=out, compute_dtype=prep.compute_dtype,
-                               groups=prep.groups)
+                               groups=prep.groups,
+                               underflow=underflow_term(rows, prep.gamma, groups=prep.groups, dtype=out,
+                                                        compute_dtype=prep.compute_dtype))
     return rows, y, out, norm, tol
 
 
@@ -572,12 +577,13 @@ def check_shift(prep: PreparedNorm, x: Any, t: Any) -> Measurement:
 
 
 def _forward_tolerance(prep: PreparedNorm, rows: FloatArray, y: FloatArray, out: str) -> tuple[FloatArray, Any]:
-    """Per-entry forward error bound of one run from the norm's own measured normaliser (folded bias included),
-    and the mask of rows whose normaliser is measurable."""
+    """Per-entry forward error bound of one run from the norm's own measured normaliser (folded bias and
+    underflow included), and the mask of rows whose normaliser is measurable."""
     norm = effective_normaliser(rows, y, prep.gamma, prep.beta, groups=prep.groups, dtype=out)
     rho = norm.mean_ratio.max(axis=1)
     bound = (forward_error_bound(norm.z, prep.gamma, prep.beta, rho, dtype=out, compute_dtype=prep.compute_dtype)
-             + folded_bias_term(prep.gamma, prep.beta, rho, compute_dtype=prep.compute_dtype))
+             + folded_bias_term(prep.gamma, prep.beta, rho, compute_dtype=prep.compute_dtype)
+             + underflow_term(rows, prep.gamma, groups=prep.groups, dtype=out, compute_dtype=prep.compute_dtype))
     return bound, norm.measurable
 
 
@@ -642,12 +648,13 @@ def check_no_kernel(prep: PreparedNorm, x: Any = None, *, seed: int = 0) -> Meas
         res = kernel_error_bound(gamma, out, beta=prep.beta, compute_dtype=prep.compute_dtype,
                                  mean_ratio=float(rho.max())).residual / s
         std = _rms(yc @ v)
-        limit = NO_KERNEL_MARGIN * res**2 / lam
-        q = std**2 / lam
+        with np.errstate(over="ignore"):  # γ near the underflow edge: a bound beyond float64 is inf (inconclusive)
+            limit = float(NO_KERNEL_MARGIN * np.float64(res) ** 2 / lam)
+            q = float(np.float64(std) ** 2 / lam)
         above = std > np.sqrt(NO_KERNEL_MARGIN) * res  # q > limit, without squaring tiny numbers
         resolvable = RESOLUTION_LIMIT
         if gaussian:
-            g2 = prep.gamma**2 / float(np.max(prep.gamma**2))
+            g2 = (prep.gamma / float(np.max(np.abs(prep.gamma)))) ** 2  # scaled first: no overflow
             resolvable = min(resolvable, edge * float(np.sum(v * v * g2)))
         if not above and limit >= resolvable:
             # the LayerNorm bound of this dtype is too loose to tell a kernel from no kernel
@@ -660,7 +667,8 @@ def check_no_kernel(prep: PreparedNorm, x: Any = None, *, seed: int = 0) -> Meas
                                     x=rows[:4], eps=prep.eps, dtype=out, d=prep.d,
                                     detail=f"the {label} direction is a kernel: Rayleigh quotient {q:.4g} is not above "
                                            f"{NO_KERNEL_MARGIN:g}x the LayerNorm rounding bound ({limit:.4g})")
-        r = (np.sqrt(NO_KERNEL_MARGIN) * res / std) ** 2
+        with np.errstate(over="ignore"):
+            r = float((np.sqrt(NO_KERNEL_MARGIN) * np.float64(res) / std) ** 2)
         if worst is None or r > worst[2]:
             worst = (limit, q, r)
     assert worst is not None

@@ -27,7 +27,7 @@ from deadir.testing.assertions import (
     forward_error_bound,
 )
 from deadir.testing.harness import NormCallError, call_with_timeout, format_exception
-from deadir.testing.tolerance import effective_normaliser, folded_bias_term, hyperplane_tolerance
+from deadir.testing.tolerance import effective_normaliser, folded_bias_term, hyperplane_tolerance, underflow_term
 
 __all__ = ["CONDITIONED_PROPERTIES", "check_conditioned"]
 
@@ -39,6 +39,9 @@ def _call(norm: Any, x: FloatArray, cond: FloatArray, dtype: str, timeout: float
     import torch
 
     tdt = getattr(torch, dtype)
+
+    if isinstance(norm, torch.nn.Module):
+        norm.to(tdt)  # the norm runs in the dtype under test, like an unconditioned module (idempotent)
 
     def work() -> tuple[Any, Any, Any]:
         with torch.no_grad():
@@ -95,7 +98,9 @@ def check_conditioned(prop: str, norm: Any, x: FloatArray, cond: FloatArray, t: 
             v = inverse_scale_direction(g[i])
             resid = abs(float((y[i] - b[i]) @ v))
             tol = float(hyperplane_tolerance(g[i], b[i], norm_fit.select(np.array([i])), dtype=out,
-                                             compute_dtype=comp)[0, 0])
+                                             compute_dtype=comp,
+                                             underflow=underflow_term(x[i : i + 1], g[i], dtype=out,
+                                                                      compute_dtype=comp))[0, 0])
             if resid / tol > worst[0] / worst[1] or worst[2] < 0:
                 worst = (resid, tol, i)
         resid, tol, k = worst
@@ -113,6 +118,7 @@ def check_conditioned(prop: str, norm: Any, x: FloatArray, cond: FloatArray, t: 
         rho = fit.mean_ratio.max(axis=1)
         bound += (forward_error_bound(fit.z, g, b, rho, dtype=out, compute_dtype=comp)
                   + folded_bias_term(g, b, rho, compute_dtype=comp))
+    bound += underflow_term(x, g, dtype=out, compute_dtype=comp) + underflow_term(xs, g, dtype=out, compute_dtype=comp)
     keep &= fit1.measurable
     diff = np.where(keep[:, None], np.abs(y1 - y), 0.0)
     ratio = diff / bound

@@ -26,9 +26,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from deadir.arrays import FloatArray
+from deadir.testing.adapters.numpy import numpy_dtype
+from deadir.testing.assertions import NormPropertyError
 from deadir.testing.pack import PackReport, run_pack
 
-__all__ = ["IMPLEMENTATIONS", "Implementation", "main", "run_conformance"]
+__all__ = ["IMPLEMENTATIONS", "Implementation", "main", "run_conformance", "statistics_cause"]
 
 DTYPES = ("float64", "float32", "bfloat16", "float16")
 
@@ -47,11 +52,38 @@ class Implementation:
     ci: bool = False
     keras_backend: str | None = None
     what: str = ""
+    control: str | None = None  # a sibling row differing in one setting: a FAIL where it passes names that setting
+    differs: str = ""  # what that setting does (the diagnosis when the control passes)
+    source: tuple[tuple[str, str], ...] = ()  # (dtype, where in the library's source the cause was read)
+    unavailable: str = ""  # why the library cannot be installed here (shown for "not installed" rows)
 
 
 def _hf(cls: str) -> str:
     return f"deadir.testing.conformance:hf_{cls}"
 
+
+_HF_MODULES = {"LlamaRMSNorm": "llama", "GemmaRMSNorm": "gemma", "Gemma3RMSNorm": "gemma3", "T5LayerNorm": "t5",
+               "Qwen2RMSNorm": "qwen2", "Qwen3RMSNorm": "qwen3", "MistralRMSNorm": "mistral", "Phi3RMSNorm": "phi3",
+               "CohereLayerNorm": "cohere", "OlmoLayerNorm": "olmo"}
+_HF_F32 = ("transformers 5.23 modeling_{m}.py: {cls}.forward casts with {cast} before the statistics, so float64 is "
+           "lowered")
+_HF_CASTS = {"GemmaRMSNorm": "x.float()", "Gemma3RMSNorm": "x.float()",
+             "T5LayerNorm": "hidden_states.to(torch.float32) for the variance",
+             "OlmoLayerNorm": "hidden_states.to(dtype=torch.float32) into F.layer_norm"}
+_FAST_VARIANCE = ("use_fast_variance=True (flax's default) computes the variance as E[x^2] - E[x]^2, which cancels "
+                  "when the row's mean dwarfs its spread")
+_KERAS_F32 = ("keras 3.15 keras/src/ops/nn.py: {op} computes in compute_dtype = backend.result_type(x.dtype, "
+              "'float32'), and keras/src/backend/common/dtypes.py _lattice_result_type maps every 64-bit result to "
+              "32 bits (BIT64_TO_BIT32_DTYPE, 'aligned with JAX's default'), so a float64 layer computes in float32 "
+              "and casts back")
+_TIMM = ("timm 1.0.31 installs (pip --no-deps) but `from timm.layers import LayerNorm` imports "
+         "timm/layers/create_norm.py, which imports torchvision unconditionally (`from torchvision.ops.misc import "
+         "FrozenBatchNorm2d`); torchvision 0.28.0, the release for torch 2.13, is on PyPI only as a CUDA build (its "
+         "_C.so needs libc10_cuda.so) and fails to load against torch 2.13 CPU ('operator torchvision::nms does not "
+         "exist'); 0.29 requires torch >= 2.14")
+_TORCHTUNE = ("torchtune 0.6.1 installs (pip --no-deps) but `import torchtune` requires torchao; torchao 0.18.0 "
+              "(the one PyPI release that installs next to torch 2.13 here) lacks torchao.dtypes.nf4tensor, which "
+              "torchtune.modules imports, so torchtune.modules.RMSNorm / Fp32LayerNorm cannot be imported")
 
 IMPLEMENTATIONS: tuple[Implementation, ...] = (
     Implementation("torch nn.LayerNorm", "deadir.testing.examples:layernorm", reference="auto", ci=True,
@@ -66,52 +98,77 @@ IMPLEMENTATIONS: tuple[Implementation, ...] = (
                    dtypes=("float32", "bfloat16"), options=(("compile", True), ("d", 32))),
     Implementation("torch.compile(nn.RMSNorm) inductor", "deadir.testing.examples:rmsnorm", "rms", "auto",
                    dtypes=("float32", "bfloat16"), options=(("compile", True), ("d", 32))),
+    Implementation("timm-style LayerNorm2d, channels-first (deadir example)", "deadir.testing.examples:layernorm_2d",
+                   reference="layernorm", options=(("layout", "channels-first"),),
+                   what="nn.LayerNorm over C of (N, C, H, W) by permuting, as timm's LayerNorm2d"),
+    Implementation("DiT adaLN, conditioned (deadir example)", "deadir.testing.examples:adaptive_layernorm",
+                   options=(("conditioned", True),), what="LayerNorm(x)(1 + scale(c)) + shift(c), T1/T8 row by row"),
     Implementation("Annotated Transformer LayerNorm", "deadir.testing.examples:annotated_layernorm", ci=True,
                    options=(("gamma_attr", "a_2"), ("beta_attr", "b_2"), ("eps_attr", "eps")),
-                   what="a_2*(x-mean)/(std+eps)+b_2, unbiased std"),
+                   what="a_2*(x-mean)/(std+eps)+b_2, unbiased std",
+                   source=tuple((dt, "forward takes x.mean(-1) and x.std(-1) in the input dtype: torch rounds the "
+                                     f"mean to {dt} before x - mean") for dt in ("bfloat16", "float16"))),
     *(Implementation(f"hf {cls}", _hf(cls), "rms", "rmsnorm", requires=("transformers",), ci=cls == "LlamaRMSNorm",
-                     options=(("weight_offset", 1.0),) if cls.startswith("Gemma") else ())
+                     options=(("weight_offset", 1.0),) if cls.startswith("Gemma") else (),
+                     source=(("float64", _HF_F32.format(m=_HF_MODULES[cls], cls=cls,
+                                                        cast=_HF_CASTS.get(cls, "hidden_states.to(torch.float32)"))),))
       for cls in ("LlamaRMSNorm", "GemmaRMSNorm", "Gemma3RMSNorm", "T5LayerNorm", "Qwen2RMSNorm", "Qwen3RMSNorm",
                   "MistralRMSNorm", "Phi3RMSNorm")),
-    Implementation("hf CohereLayerNorm", _hf("CohereLayerNorm"), reference="layernorm", requires=("transformers",),
-                   ci=True),
-    Implementation("hf OlmoLayerNorm", _hf("OlmoLayerNorm"), requires=("transformers",),
-                   what="non-parametric: gamma = 1, beta = 0"),
+    *(Implementation(f"hf {cls}", _hf(cls), reference="layernorm" if cls == "CohereLayerNorm" else "none",
+                     requires=("transformers",), ci=cls == "CohereLayerNorm",
+                     what="" if cls == "CohereLayerNorm" else "non-parametric: gamma = 1, beta = 0",
+                     source=(("float64", _HF_F32.format(m=_HF_MODULES[cls], cls=cls,
+                                                        cast=_HF_CASTS.get(cls, "hidden_states.to(torch.float32)"))),))
+      for cls in ("CohereLayerNorm", "OlmoLayerNorm")),
     Implementation("x-transformers LayerNorm", "deadir.testing.conformance:xt_layernorm", requires=("x_transformers",),
                    options=(("gamma_attr", "gamma"),)),
     Implementation("x-transformers RMSNorm", "deadir.testing.conformance:xt_rmsnorm", "rms",
                    requires=("x_transformers",), options=(("gamma_attr", "g"),)),
     Implementation("x-transformers ScaleNorm", "deadir.testing.conformance:xt_scalenorm", "rms",
                    requires=("x_transformers",), options=(("gamma_attr", "g"),), what="scalar gain"),
+    Implementation("timm LayerNorm", "deadir.testing.conformance:timm_layernorm", reference="layernorm",
+                   requires=("timm", "torchvision"), unavailable=_TIMM),
+    Implementation("timm LayerNorm2d, channels-first", "deadir.testing.conformance:timm_layernorm2d",
+                   reference="layernorm", requires=("timm", "torchvision"), unavailable=_TIMM,
+                   options=(("layout", "channels-first"),)),
+    Implementation("timm RmsNorm", "deadir.testing.conformance:timm_rmsnorm", "rms", "rmsnorm",
+                   requires=("timm", "torchvision"), unavailable=_TIMM),
+    Implementation("torchtune RMSNorm", "deadir.testing.conformance:torchtune_rmsnorm", "rms", "rmsnorm",
+                   requires=("torchtune", "torchao"), unavailable=_TORCHTUNE, options=(("gamma_attr", "scale"),)),
+    Implementation("torchtune Fp32LayerNorm", "deadir.testing.conformance:torchtune_fp32_layernorm",
+                   reference="layernorm", requires=("torchtune", "torchao"), unavailable=_TORCHTUNE),
     Implementation("numpy NormSpec layernorm", "deadir.testing.conformance:numpy_spec_layernorm",
                    reference="layernorm", dtypes=("float64",), ci=True),
     Implementation("numpy NormSpec rmsnorm", "deadir.testing.conformance:numpy_spec_rmsnorm", "rms", "rmsnorm",
                    dtypes=("float64",)),
     Implementation("numpy two-pass LayerNorm (callable)", "deadir.testing.examples:numpy_layernorm",
-                   reference="layernorm", dtypes=("float64", "float32", "float16"), options=(("framework", "numpy"),),
-                   ci=True),
+                   reference="layernorm", options=(("framework", "numpy"),), ci=True,
+                   what="deadir's own reference: float32 statistics for half inputs"),
     Implementation("onnxruntime LayerNormalization (opset 17)", "deadir.testing.examples:onnx_layernorm",
                    reference="auto", requires=("onnxruntime",), options=(("framework", "onnx"),), ci=True),
     Implementation("onnxruntime RMSNormalization (opset 23)", "deadir.testing.examples:onnx_rmsnorm", "rms", "auto",
                    requires=("onnxruntime",), options=(("framework", "onnx"),), ci=True),
     Implementation("flax nnx.LayerNorm", "deadir.testing.examples:flax_nnx_layernorm", reference="layernorm",
-                   requires=("flax",), what="default use_fast_variance=True"),
+                   requires=("flax",), what="default use_fast_variance=True",
+                   control="flax nnx.LayerNorm(use_fast_variance=False)", differs=_FAST_VARIANCE),
+    Implementation("flax nnx.LayerNorm(use_fast_variance=False)",
+                   "deadir.testing.examples:flax_nnx_layernorm_two_pass", reference="layernorm", requires=("flax",)),
     Implementation("flax nnx.RMSNorm", "deadir.testing.examples:flax_nnx_rmsnorm", "rms", "rmsnorm",
                    requires=("flax",)),
     Implementation("flax linen.LayerNorm", "deadir.testing.examples:flax_linen_layernorm", reference="layernorm",
-                   requires=("flax",), what="default use_fast_variance=True"),
+                   requires=("flax",), what="default use_fast_variance=True",
+                   control="flax linen.LayerNorm(use_fast_variance=False)", differs=_FAST_VARIANCE),
     Implementation("flax linen.LayerNorm(use_fast_variance=False)",
                    "deadir.testing.examples:flax_linen_layernorm_two_pass", reference="layernorm", requires=("flax",)),
     *(Implementation(f"keras[{be}] LayerNormalization", "deadir.testing.examples:keras_layernorm",
-                     reference="layernorm", requires=("keras", be), keras_backend=be) for be in ("jax", "torch")),
+                     reference="layernorm", requires=("keras", be), keras_backend=be,
+                     source=(("float64", _KERAS_F32.format(op="layer_normalization")),)) for be in ("jax", "torch")),
     *(Implementation(f"keras[{be}] RMSNormalization", "deadir.testing.examples:keras_rmsnorm", "rms", "rmsnorm",
-                     requires=("keras", be), keras_backend=be, options=(("gamma_attr", "scale"),))
+                     requires=("keras", be), keras_backend=be,
+                     options=(("gamma_attr", "scale"), ("eps_attr", "epsilon")),
+                     source=(("float64", _KERAS_F32.format(op="rms_normalization")),))
       for be in ("jax", "torch")),
 )
-
-_HF_MODULES = {"LlamaRMSNorm": "llama", "GemmaRMSNorm": "gemma", "Gemma3RMSNorm": "gemma3", "T5LayerNorm": "t5",
-               "Qwen2RMSNorm": "qwen2", "Qwen3RMSNorm": "qwen3", "MistralRMSNorm": "mistral", "Phi3RMSNorm": "phi3",
-               "CohereLayerNorm": "cohere", "OlmoLayerNorm": "olmo"}
 
 
 def _hf_factory(cls: str) -> Callable[[int], Any]:
@@ -155,6 +212,41 @@ def xt_scalenorm(d: int) -> Any:
     return ScaleNorm(d)
 
 
+def timm_layernorm(d: int) -> Any:
+    """timm.layers.LayerNorm(d)."""
+    from timm.layers import LayerNorm
+
+    return LayerNorm(d)
+
+
+def timm_layernorm2d(d: int) -> Any:
+    """timm.layers.LayerNorm2d(d): (N, C, H, W) normalised over C (channels-first)."""
+    from timm.layers import LayerNorm2d
+
+    return LayerNorm2d(d)
+
+
+def timm_rmsnorm(d: int) -> Any:
+    """timm.layers.RmsNorm(d)."""
+    from timm.layers import RmsNorm
+
+    return RmsNorm(d)
+
+
+def torchtune_rmsnorm(d: int) -> Any:
+    """torchtune.modules.RMSNorm(d) (scale ``scale``; computes in float32)."""
+    from torchtune.modules import RMSNorm
+
+    return RMSNorm(d)
+
+
+def torchtune_fp32_layernorm(d: int) -> Any:
+    """torchtune.modules.Fp32LayerNorm(d) (nn.LayerNorm run in float32, cast back)."""
+    from torchtune.modules import Fp32LayerNorm
+
+    return Fp32LayerNorm(d)
+
+
 def numpy_spec_layernorm(d: int) -> Any:
     """deadir's own float64 LayerNorm reference (NormSpec.apply)."""
     import numpy as np
@@ -181,17 +273,102 @@ def _first_line(text: str) -> str:
     return text.splitlines()[0] if text else ""
 
 
+def _rounded_statistics(x: FloatArray, eps: float, dtype: str) -> tuple[FloatArray, FloatArray]:
+    """A row's variance (and variance + ε) as a two-pass norm computes them in ``dtype``: every operation rounded."""
+    npdt = numpy_dtype(dtype)
+
+    def fl(a: Any) -> FloatArray:
+        with np.errstate(over="ignore"):  # an overflow to inf is what is being detected
+            return np.asarray(np.asarray(a, dtype=np.float64).astype(npdt), dtype=np.float64)
+
+    mu = fl(fl(x).mean(axis=-1, keepdims=True))
+    xc = fl(fl(x) - mu)
+    var = fl(fl(xc * xc).mean(axis=-1))
+    return var, fl(var + fl(eps))
+
+
+def statistics_cause(err: NormPropertyError) -> str | None:
+    """Why a norm returned inf/NaN on a half-precision row, when its own statistics explain it; else None.
+
+    The rows of the counterexample are recomputed two-pass with every operation rounded to the
+    input dtype and to float32. When the half-precision variance + ε is 0 (the squares (x − μ)²
+    underflow) or infinite (they overflow) while float32 statistics are finite and positive, the
+    inf/NaN is what half-precision statistics produce, and the diagnosis says so with the numbers.
+    """
+    if err.x.size == 0:
+        return None
+    eps = float(err.eps or 0.0)
+    fast = _fast_variance_cause(err.x, eps, err.dtype)
+    if err.dtype not in ("float16", "bfloat16"):
+        return fast
+    var_half, denom_half = _rounded_statistics(err.x, eps, err.dtype)
+    _, denom_32 = _rounded_statistics(err.x, eps, "float32")
+    var64 = err.x.var(axis=-1)
+    sound = np.isfinite(denom_32) & (denom_32 > 0)
+    tiny = float(np.finfo(numpy_dtype(err.dtype)).smallest_subnormal)
+    under = sound & (denom_half == 0) & (var64 > 0)
+    if np.any(under):
+        v = float(var64[under][0])
+        return (f"variance underflow: the row's variance {v:.3g} is 0 when its squares (x - mean)^2 are formed in "
+                f"{err.dtype} (below its smallest subnormal {tiny:.3g}) and eps = {eps:g} does not lift it, so "
+                f"1/sqrt(var + eps) is inf; the statistics are kept in {err.dtype} (compute them in float32, as "
+                "PyTorch does for half inputs)")
+    over = sound & ~np.isfinite(var_half)
+    if np.any(over):
+        big = float(np.abs(err.x[over][0]).max())
+        return (f"variance overflow: with |x| up to {big:.3g} the squares (x - mean)^2 exceed {err.dtype}'s largest "
+                f"finite value {float(np.finfo(numpy_dtype(err.dtype)).max):.3g}; the statistics are kept in "
+                f"{err.dtype} (compute them in float32, as PyTorch does for half inputs)")
+    return fast
+
+
+def _fast_variance_cause(x: FloatArray, eps: float, dtype: str) -> str | None:
+    """A one-pass variance E[x^2] - E[x]^2 cancelling to <= 0 in the compute dtype where the variance is not 0."""
+    compute = "float64" if dtype == "float64" else "float32"
+    npdt = numpy_dtype(compute)
+
+    def fl(a: Any) -> FloatArray:
+        return np.asarray(np.asarray(a, dtype=np.float64).astype(npdt), dtype=np.float64)
+
+    xs = fl(x)
+    mean = fl(xs.mean(axis=-1))
+    fast = fl(fl(fl(xs * xs).mean(axis=-1)) - fl(mean * mean))
+    two_pass = x.var(axis=-1)
+    hit = (fl(np.maximum(fast, 0.0) + eps) == 0) & (two_pass > 0)
+    if not np.any(hit):
+        return None
+    i = int(np.argmax(hit))
+    return (f"one-pass (fast) variance cancels: for the row of mean {float(np.mean(x[i])):.6g} and variance "
+            f"{float(two_pass[i]):.3g}, E[x^2] - E[x]^2 in {compute} is {float(fast[i]):.3g} (clamped to 0), and with "
+            f"eps = {eps:g} 1/sqrt(var + eps) is inf")
+
+
 def _diagnose(impl: Implementation, dtype: str, report: PackReport, max_examples: int) -> str:
-    """A one-line diagnosis of a FAIL, confirmed by a re-run where it names a cause."""
+    """A one-line diagnosis of a FAIL, confirmed by a re-run (or a recomputation) where it names a cause."""
+    cause = _cause(impl, dtype, report, max_examples)
+    source = dict(impl.source).get(dtype)
+    return cause + (f". Source: {source}" if source else "")
+
+
+def _cause(impl: Implementation, dtype: str, report: PackReport, max_examples: int) -> str:
     failed = report.caught_by
     texts = [c for o in report.outcomes for c in o.counterexamples]
-    if any(t.startswith("finite output") for t in texts):
-        return "returns NaN or inf on finite input rows (see the counterexample)"
-    if dtype == "float64" and "compute_dtype" not in dict(impl.options):
+    worst = max((o.max_ratio for o in report.outcomes if o.failures), default=0.0)
+    finite = [e for o in report.outcomes for e in o.found if e.property == "finite output"]
+    if finite or any(t.startswith("finite output") for t in texts):
+        why = next((c for c in map(statistics_cause, finite) if c is not None), None)
+        return "returns NaN or inf on finite input rows: " + (why or "see the counterexample")
+    control = next((i for i in IMPLEMENTATIONS if i.name == impl.control), None)
+    if control is not None and _pack(control, dtype, max_examples).verdict == "PASS":
+        return f"{impl.differs} ({control.name} passes in {dtype})"
+    declared = "compute_dtype" in dict(impl.options)
+    # float32 arithmetic errs ~2^29 times float64's unit roundoff: a float64 FAIL by a small factor is not it
+    if dtype == "float64" and not declared and worst >= 1e3:
         again = _pack(impl, dtype, max_examples, extra={"compute_dtype": "float32"})
         if again.verdict == "PASS":
-            return "silently computes float64 input in float32 (passes when float32 arithmetic is declared)"
-    if dtype in ("bfloat16", "float16") and "compute_dtype" not in dict(impl.options):
+            return (f"silently computes float64 input in float32 (errors {worst:.2g}x float64's bound; passes when "
+                    "float32 arithmetic is declared)")
+    if dtype in ("bfloat16", "float16") and not declared:
         again = _pack(impl, dtype, max_examples, extra={"compute_dtype": dtype})
         if again.verdict == "PASS":
             return (f"computes its statistics in {dtype} (passes only at {dtype}'s own bound): the mean is kept in "
@@ -219,6 +396,7 @@ class Row:
     diagnosis: str = ""
     counterexample: str = ""
     seconds: float = 0.0
+    not_run: str = ""  # properties that did not run, with why (a PASS then covers only the others)
 
 
 def _run_one(impl: Implementation, dtype: str, max_examples: int) -> Row:
@@ -235,7 +413,9 @@ def _run_one(impl: Implementation, dtype: str, max_examples: int) -> Row:
     elif verdict == "ERROR":
         err = report.error or next((o.error for o in report.outcomes if o.error), "") or ""
         diagnosis = _first_line(err)
-    return Row(impl.name, dtype, verdict, diagnosis, example, time.monotonic() - start)
+    not_run = "; ".join(f"{o.name}: {o.skipped}" for o in report.outcomes
+                        if o.skipped not in (None, "not run after an ERROR", "--reference none"))
+    return Row(impl.name, dtype, verdict, diagnosis, example, time.monotonic() - start, not_run)
 
 
 def _keras_rows(impl: Implementation, dtypes: Sequence[str], max_examples: int) -> list[Row]:
@@ -265,7 +445,8 @@ def run_conformance(*, subset: str = "all", max_examples: int = 30, only: str | 
             continue
         wanted = [dt for dt in impl.dtypes if dt in dtypes]
         if not _installed(impl):
-            rows.extend(Row(impl.name, dt, "not installed", f"needs {', '.join(impl.requires)}") for dt in wanted)
+            why = impl.unavailable or f"needs {', '.join(impl.requires)}"
+            rows.extend(Row(impl.name, dt, "not installed", why) for dt in wanted)
             continue
         if impl.keras_backend is not None and os.environ.get("KERAS_BACKEND") != impl.keras_backend:
             rows.extend(_keras_rows(impl, wanted, max_examples))
@@ -305,7 +486,8 @@ def render_markdown(rows: Sequence[Row], *, subset: str, max_examples: int, seco
         cells = []
         for dt in DTYPES:
             r = cell.get((name, dt))
-            cells.append("—" if r is None else (f"**{r.verdict}**" if r.verdict in ("FAIL", "ERROR") else r.verdict))
+            text = "—" if r is None else (f"**{r.verdict}**" if r.verdict in ("FAIL", "ERROR") else r.verdict)
+            cells.append(text + ("†" if r is not None and r.not_run else ""))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     fails = [r for r in rows if r.verdict in ("FAIL", "ERROR")]
     if fails:
@@ -314,6 +496,14 @@ def render_markdown(rows: Sequence[Row], *, subset: str, max_examples: int, seco
             lines += [f"### {r.implementation}, {r.dtype}: {r.verdict}", "", f"Diagnosis: {r.diagnosis}", ""]
             if r.counterexample:
                 lines += ["```", r.counterexample, "```", ""]
+    partial = [r for r in rows if r.not_run]
+    if partial:
+        lines += ["", "## † Properties not run", ""]
+        lines += [f"- {r.implementation}, {r.dtype}: {r.not_run}" for r in partial]
+    missing = {r.implementation: r.diagnosis for r in rows if r.verdict == "not installed"}
+    if missing:
+        lines += ["", "## Not installed", ""]
+        lines += [f"- {name}: {why}" for name, why in missing.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -338,17 +528,27 @@ centring's rounding is amplified) enter the bound as
 A, B, C being kernel_error_bound's terms at ρ = 0, its slope in ρ, and its β term at 2β — the bias may be folded,
 x·fl(rγ) + fl(β − fl(rγμ)) (PyTorch's CPU GroupNorm, Keras on JAX), which rounds twice at the size of β. T8 and the
 determinism check use the per-entry forward error bound with the same measured z = r(x − μ) and ρ, plus the
-folded-bias term u_c(2|β| + 2|γ|ρ). Rows that no implementation can resolve are left out, not failed: constant
-rows (their r is unobservable), and rows whose computed mean may err by as much as their own
-spread (γ_{k+1}(u_c)·|μ| ≥ σ, whatever ε is). No verdict reads an attribute name or an ε: only γ
-and β as the norm holds them, x and y.
+folded-bias term u_c(2|β| + 2|γ|ρ). Underflow: below the smallest normal number λ the standard model does not
+hold, and runtimes that flush subnormals to zero (XLA on CPU) return 0 there; every output entry may carry an
+absolute error λ_out + λ_c(2 + |γᵢ| + |xᵢ − μ|), added to all bounds (it matters only for γᵢ near λ). Rows that no
+implementation can resolve are left out, not failed: constant rows (their r is unobservable), and rows whose
+computed mean may err by as much as their own spread (γ_{k+1}(u_c)·|μ| ≥ σ, whatever ε is). No verdict reads
+an attribute name or an ε: only γ and β as the norm holds them, x and y.
 For (1 + w) scales the pack draws w and a drawn w = −1 (γ = 0) is discarded, never counted against the norm.
 The compute dtype defaults to float32 for float16/bfloat16 inputs and to the input dtype otherwise;
 `--compute-dtype` declares another, and the report says so.
 
 ERROR is reserved for the harness: a factory that raises, a norm that raises, hangs past `--timeout`, answers
 the same input differently twice, or — with `--compile` — never ran compiled code (dynamo's counters and a
-counting inductor backend).
+counting inductor backend); a runtime without a kernel for the dtype says so.
+
+Diagnoses are confirmed, not guessed: "computes float64 input in float32" only when the float64 FAIL errs by
+≥ 10³× float64's bound and a re-run with float32 declared as the compute dtype passes; "computes its statistics in
+bfloat16/float16" only when a re-run at that dtype's own bound passes; a setting (flax's `use_fast_variance`) only
+when the same layer with the other setting passes in that dtype; an inf/NaN is traced to a variance underflow or
+overflow in half precision, or a one-pass variance E[x²] − E[x]² cancelling to 0, by recomputing the
+counterexample's rows with every operation rounded. "Source" names the line of the library that causes it, read in
+the installed version. † marks a PASS where a property did not run (the reason is listed).
 """
 
 

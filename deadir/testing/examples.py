@@ -125,9 +125,7 @@ def onnx_rmsnorm(d: int) -> Any:
     return onnx_norm_model("RMSNormalization", d, opset=23, bias=False)
 
 
-def numpy_layernorm(d: int) -> Any:
-    """A LayerNorm written in NumPy, in the dtype of its input (two-pass), with ``gamma``/``beta`` attributes."""
-
+def _numpy_layernorm(d: int, *, half_statistics: bool) -> Any:
     class NumpyLayerNorm:
         deadir_parameters = {"gamma": "gamma", "beta": "beta", "eps": "eps"}  # noqa: RUF012 - the documented protocol
 
@@ -137,13 +135,31 @@ def numpy_layernorm(d: int) -> Any:
             self.eps = 1e-5
 
         def __call__(self, x: Any) -> Any:
-            mu = x.mean(axis=-1, keepdims=True)
-            xc = x - mu
+            # half inputs: statistics and the affine map in float32, as PyTorch computes them; float16's
+            # squares underflow below 6e-8, so a half-precision variance of a narrow row is 0 (inf with ε = 0)
+            c = x if half_statistics or x.dtype.itemsize >= 4 else x.astype(np.float32)
+            mu = c.mean(axis=-1, keepdims=True)
+            xc = c - mu
             var = (xc * xc).mean(axis=-1, keepdims=True)
-            return (xc / np.sqrt(var + x.dtype.type(self.eps)) * self.gamma.astype(x.dtype)
-                    + self.beta.astype(x.dtype))
+            y = xc / np.sqrt(var + c.dtype.type(self.eps)) * self.gamma.astype(c.dtype) + self.beta.astype(c.dtype)
+            return y.astype(x.dtype)  # one final rounding to the input dtype
 
     return NumpyLayerNorm()
+
+
+def numpy_layernorm(d: int) -> Any:
+    """A two-pass LayerNorm in NumPy with ``gamma``/``beta`` attributes: float32 statistics for half inputs.
+
+    float64 and float32 inputs are computed in their own dtype; float16 and bfloat16 inputs in
+    float32, the result rounded once to the input dtype (PyTorch's rule), so it is a correct
+    reference in every dtype.
+    """
+    return _numpy_layernorm(d, half_statistics=False)
+
+
+def numpy_layernorm_half_statistics(d: int) -> Any:
+    """Planted mutant: :func:`numpy_layernorm` keeping its mean and variance in float16/bfloat16 (FAILs check-norm)."""
+    return _numpy_layernorm(d, half_statistics=True)
 
 
 def raising_factory(d: int) -> Any:
@@ -212,6 +228,13 @@ def flax_nnx_layernorm(d: int) -> Any:
     from flax import nnx
 
     return nnx.LayerNorm(d, rngs=nnx.Rngs(0))
+
+
+def flax_nnx_layernorm_two_pass(d: int) -> Any:
+    """flax.nnx.LayerNorm(d, use_fast_variance=False): the two-pass variance."""
+    from flax import nnx
+
+    return nnx.LayerNorm(d, use_fast_variance=False, rngs=nnx.Rngs(0))
 
 
 def flax_nnx_rmsnorm(d: int) -> Any:

@@ -90,6 +90,7 @@ class PropertyOutcome:
         counterexamples: each distinct failure, shrunk, as text.
         skipped: why the property did not run (e.g. no reference formula known), else None.
         error: the ERROR message when the norm or harness failed, else None; ``details`` its traceback.
+        found: the shrunk failures themselves (γ, β, x, ε, dtype as arrays), for diagnosis; not in ``to_dict``.
     """
 
     name: str
@@ -100,6 +101,7 @@ class PropertyOutcome:
     skipped: str | None = None
     error: str | None = None
     details: str = ""
+    found: list[NormPropertyError] = dataclasses.field(default_factory=list, repr=False, compare=False)
 
     @property
     def counterexample(self) -> str | None:
@@ -179,7 +181,8 @@ class PackReport:
         """JSON-ready form."""
         props = []
         for o in self.outcomes:
-            entry = dataclasses.asdict(o)
+            entry = {f.name: getattr(o, f.name) for f in dataclasses.fields(o) if f.name != "found"}
+            entry["counterexamples"] = list(o.counterexamples)
             entry["verdict"] = o.verdict
             props.append(entry)
         return {"factory": self.factory, "expect": self.expect, "dtype": self.dtype, "verdict": self.verdict,
@@ -432,7 +435,8 @@ def _run_property(prop: str, state: _State, expect: str, dt: str, max_d: int, fi
         x = data.draw(activations(d, dtype=vdt, min_rows=2 if prop == "T2 kernel" else 1, max_elements=2**14),
                       label="x")
         t = data.draw(st.floats(-64.0, 64.0, allow_nan=False), label="shift (units of max|x|)")
-        try:
+
+        def example() -> Any:
             norm = state.norm(d)
             prep = bind_norm(norm, d, weight=weight, beta=beta, eps=eps, dtype=dt, options=options)
             state.notes.extend(prep.notes)
@@ -444,45 +448,13 @@ def _run_property(prop: str, state: _State, expect: str, dt: str, max_d: int, fi
                 if spec is None:
                     skip_reason.append(why)
                     raise _Abort
-            m = check(prep, Example(x, shifts(x, t)), spec)
-        except (UndefinedOutputError, DegenerateScaleError):
-            reject()  # undefined output, or a zero scale deadir itself rejects: not the norm's fault
-        except NormPropertyError:
-            outcome.examples += 1  # decided: failed
-            raise
-        except HarnessError as exc:
-            state.error = exc
-            raise _Abort from exc
-        except DeadirError as exc:
-            state.error = HarnessError(f"{type(exc).__name__}: {exc}", details=format_exception(exc))
-            raise _Abort from exc
-        outcome.examples += 1  # decided: passed
-        if math.isfinite(m.ratio):
-            outcome.max_ratio = max(outcome.max_ratio, m.ratio)
+            return check(prep, Example(x, shifts(x, t)), spec)
 
-    search_fn = search if seed is None else hypothesis_seed(seed)(search)
-    try:
-        search_fn()
-    except _Abort:
-        if skip_reason:
-            outcome.skipped = skip_reason[0]
-            return outcome
-    except FlakyFailure as exc:
-        err = NondeterministicNormError(f"norm is not deterministic: a failure did not reproduce on the same input "
-                                        f"({exc})", details=format_exception(exc))
-        state.error = state.error or err
-    except Unsatisfiable as exc:
-        outcome.error = f"no example could be decided: every drawn input was undefined or degenerate ({exc})"
-    except BaseExceptionGroup as group:
-        _collect(outcome, group, state)
-    except NormPropertyError as exc:
-        _collect(outcome, BaseExceptionGroup("one failure", [exc]), state)
-    except Exception as exc:  # the harness itself (deadir's bug or Hypothesis's): ERROR with its traceback
-        outcome.error = f"{type(exc).__name__}: {exc}"
-        outcome.details = format_exception(exc)
-    if state.error is not None and outcome.error is None:
-        outcome.error = str(state.error)
-        outcome.details = state.error.details
+        _decide(example, outcome, state)
+
+    _search(search, seed, outcome, state)
+    if skip_reason:  # the reference could not be set up: the property did not run (not an ERROR of the norm)
+        outcome.skipped = skip_reason[0]
     return outcome
 
 
@@ -505,32 +477,45 @@ def _run_conditioned(prop: str, state: _State, dt: str, max_d: int, fixed_d: int
         cond_scale = data.draw(st.sampled_from([0.0, 0.1, 1.0, 10.0]), label="cond scale")
         cond_seed = data.draw(st.integers(0, 2**32 - 1), label="cond seed")
         t = data.draw(st.floats(-64.0, 64.0, allow_nan=False), label="shift (units of max|x|)")
-        try:
+
+        def example() -> Any:
             norm = state.norm(d)
             c = int(getattr(norm, "deadir_cond_dim", 0))
             if c < 1 or not callable(getattr(norm, "deadir_affine", None)):
                 raise FactoryError(f"conditioned: {type(norm).__name__} must provide deadir_affine(cond) and "
                                    "deadir_cond_dim (see deadir.testing.conditioned)")
             cond = np.random.default_rng(cond_seed).standard_normal((x.shape[0], c)) * cond_scale
-            m = check_conditioned(prop, norm, x, cond, shifts(x, t), dtype=dt, compute_dtype=options.compute_dtype,
-                                  timeout=options.timeout)
-        except (UndefinedOutputError, DegenerateScaleError):
-            reject()
-        except NormPropertyError:
-            outcome.examples += 1
-            raise
-        except HarnessError as exc:
-            state.error = exc
-            raise _Abort from exc
-        except DeadirError as exc:
-            state.error = HarnessError(f"{type(exc).__name__}: {exc}", details=format_exception(exc))
-            raise _Abort from exc
-        outcome.examples += 1
-        if math.isfinite(m.ratio):
-            outcome.max_ratio = max(outcome.max_ratio, m.ratio)
+            return check_conditioned(prop, norm, x, cond, shifts(x, t), dtype=dt,
+                                     compute_dtype=options.compute_dtype, timeout=options.timeout)
+
+        _decide(example, outcome, state)
 
     _search(search, seed, outcome, state)
     return outcome
+
+
+def _decide(example: Callable[[], Any], outcome: PropertyOutcome, state: _State) -> None:
+    """Run one drawn example and sort it: passed, failed (re-raised for Hypothesis), discarded, or an ERROR.
+
+    Undefined outputs and deadir's own rejection of a degenerate drawn scale are discarded (never
+    the norm's fault); a harness or deadir error records the run's ERROR and stops the search.
+    """
+    try:
+        m = example()
+    except (UndefinedOutputError, DegenerateScaleError):
+        reject()  # undefined output, or a zero scale deadir itself rejects: not the norm's fault
+    except NormPropertyError:
+        outcome.examples += 1  # decided: failed
+        raise
+    except HarnessError as exc:
+        state.error = exc
+        raise _Abort from exc
+    except DeadirError as exc:
+        state.error = HarnessError(f"{type(exc).__name__}: {exc}", details=format_exception(exc))
+        raise _Abort from exc
+    outcome.examples += 1  # decided: passed
+    if math.isfinite(m.ratio):
+        outcome.max_ratio = max(outcome.max_ratio, m.ratio)
 
 
 def _search(search: Callable[[], None], seed: int | None, outcome: PropertyOutcome, state: _State) -> None:
@@ -563,6 +548,7 @@ def _collect(outcome: PropertyOutcome, group: BaseExceptionGroup[Any], state: _S
     for exc in _leaves(group):
         if isinstance(exc, NormPropertyError):
             outcome.counterexamples.append(exc.render())
+            outcome.found.append(exc)
             if exc.bound > 0 and math.isfinite(exc.measured / exc.bound):
                 outcome.max_ratio = max(outcome.max_ratio, exc.measured / exc.bound)
         elif outcome.error is None:

@@ -23,6 +23,12 @@ with A, B, C read off :func:`deadir.bound.kernel_error_bound` (its residual is a
 and in the β term, so three calls give every row's bound). C is the β term for a norm that
 *folds* the bias, ŷ = x·fl(rγ) + fl(β − fl(rγμ)) (PyTorch's CPU GroupNorm, Keras on JAX): the
 bias then rounds twice at the size of β, so C is the kernel_error_bound β term at 2β.
+Underflow. The standard model holds in the normal range only: below the smallest normal
+number λ a result is subnormal (absolute error ≤ u·λ) or, on hardware and compilers that
+flush to zero (XLA on CPU, PyTorch with ``set_flush_denormal``), 0 (absolute error < λ).
+Every product of the affine map can do so, so each output entry carries an absolute error
+η_i ≤ λ_out + λ_c·(2 + |γᵢ| + |xᵢ − μ|) (:func:`underflow_term`) on top of the relative
+rounding; it matters only for γᵢ within a few orders of λ, where y_i itself is near λ.
 Nothing here reads an attribute name or an ε: only γ, β (as the norm holds them), the
 input rows and the output.
 """
@@ -39,7 +45,7 @@ from deadir.bound import kernel_error_bound
 from deadir.precision import unit_roundoff
 
 __all__ = ["FOLDED_BIAS_FACTOR", "EffectiveNormaliser", "effective_normaliser", "folded_bias_term",
-           "hyperplane_tolerance"]
+           "hyperplane_tolerance", "underflow_term"]
 
 # The bias rounds at most twice at the size of β (once added, once when folded into β − rγμ).
 FOLDED_BIAS_FACTOR = 2.0
@@ -110,13 +116,38 @@ def effective_normaliser(rows: FloatArray, y: FloatArray, gamma: FloatArray, bet
                                np.nan_to_num(z, nan=0.0), np.all(sigma > 0, axis=1))
 
 
+def underflow_term(rows: FloatArray, gamma: FloatArray, *, groups: int = 1, dtype: Any,
+                   compute_dtype: Any) -> FloatArray:
+    """Absolute error per output entry that underflow may add, flush-to-zero allowed (units of y), shape (n, d).
+
+    η_i = λ_out + λ_c·(2 + |γᵢ| + |xᵢ − μ|), λ the smallest normal number of the output and
+    compute dtype: the final cast, and the products r(x − μ), γᵢ·zᵢ or (xᵢ − μ)·(rγᵢ), may each
+    flush a result below λ to 0 (see the module docstring).
+    """
+    n, d = rows.shape
+    x = rows.reshape(n, groups, d // groups)
+    xc = np.abs(x - x.mean(axis=2, keepdims=True)).reshape(n, d)
+    lam_out = float(np.finfo(_np_format(dtype)).smallest_normal)
+    lam_c = float(np.finfo(_np_format(compute_dtype)).smallest_normal)
+    return np.asarray(lam_out + lam_c * (2.0 + np.abs(gamma) + xc), dtype=np.float64)
+
+
+def _np_format(dtype: Any) -> Any:
+    """A NumPy dtype with the same exponent range (bfloat16's is float32's)."""
+    from deadir.precision import dtype_name
+
+    name = dtype_name(dtype)
+    return np.float32 if name == "bfloat16" else np.dtype(name)
+
+
 def hyperplane_tolerance(gamma: FloatArray, beta: FloatArray, normaliser: EffectiveNormaliser, *, dtype: Any,
-                         compute_dtype: Any, groups: int = 1) -> FloatArray:
+                         compute_dtype: Any, groups: int = 1, underflow: FloatArray | None = None) -> FloatArray:
     """Per-row, per-group bound on |⟨v_g, ŷ_g − β_g⟩| (v_g = γ_g⁻¹/‖γ_g⁻¹‖, units of y), shape (n, groups).
 
     ``gamma`` and ``beta`` have shape (d,). ``dtype`` is the output format, ``compute_dtype``
     that of the statistics and affine map. Entries are inf where the first-order bound is
-    void ((k+1)·u_c ≥ 1 for k channels per group).
+    void ((k+1)·u_c ≥ 1 for k channels per group). ``underflow`` (n, d), from
+    :func:`underflow_term`, adds Σ|v_i|·η_i per row and group.
 
     Raises:
         DegenerateScaleError: some γᵢ is zero or not finite.
@@ -134,6 +165,12 @@ def hyperplane_tolerance(gamma: FloatArray, beta: FloatArray, normaliser: Effect
         s, rho = normaliser.spread[:, grp], normaliser.mean_ratio[:, grp]
         with np.errstate(invalid="ignore", over="ignore"):
             out[:, grp] = a * np.maximum(1.0, s) + slope * rho + c
+        if underflow is not None:
+            with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+                inv = 1.0 / g
+                inv = inv / np.max(np.abs(inv))  # scaled first: γ near λ has 1/γ near overflow
+                v = np.abs(inv) / np.linalg.norm(inv)
+            out[:, grp] += underflow[:, sl] @ v
     return np.where(np.isnan(out), np.inf, out)
 
 

@@ -11,6 +11,7 @@ deadir guesses). The op type also names the reference formula for ``--reference 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,19 @@ def _elem_type(name: str) -> int:
     return types[name]
 
 
+def _session_error(op: str, dtype: str, exc: Exception, version: str) -> str:
+    """Why onnxruntime could not build a session: a missing CPU kernel is named as the runtime's limitation."""
+    text = str(exc)
+    first = text.splitlines()[0][:300] if text else type(exc).__name__
+    if "NOT_IMPLEMENTED" in text:
+        missing = re.search(r"implementation for (\w+)\((\d+)\)", text)
+        via = (f"{op} is expanded into its ONNX function body, whose {missing.group(1)}({missing.group(2)}) has no "
+               f"{dtype} kernel" if missing and missing.group(1) != op else f"it has no {dtype} kernel for {op}")
+        return (f"onnxruntime {version} cannot run {op} in {dtype} on its CPUExecutionProvider: {via} (a runtime "
+                f"limitation, not deadir's adapter): {first}")
+    return f"onnxruntime {version} cannot run {op} in {dtype}: {first}"
+
+
 def bind_onnx(norm: Any, d: int, *, weight: FloatArray | None, beta: FloatArray | None, eps: float | None,
               dtype: str, options: DriveOptions) -> PreparedNorm:
     """Bind an ONNX norm node (see the module docstring).
@@ -110,26 +124,38 @@ def bind_onnx(norm: Any, d: int, *, weight: FloatArray | None, beta: FloatArray 
     if eps is not None:
         attrs["epsilon"] = float(eps)
     out_name = "Y"
-    one = helper.make_node(node.op_type, ["X", *inputs[1:]], [out_name] + [""] * (len(node.output) - 1),
+    # NumPy has no bfloat16 ONNX Runtime accepts as an input (ml_dtypes' bfloat16 is "Numpy_type 256"): a
+    # bfloat16 node is fed float32 holding exactly the bfloat16 values and Cast to bfloat16 in the graph, and its
+    # bfloat16 output is Cast back to float32. Both casts are exact, so what is judged is the bfloat16 kernel.
+    via_cast = name == "bfloat16"
+    x_in, y_out = ("X_bf16", "Y_bf16") if via_cast else ("X", out_name)
+    one = helper.make_node(node.op_type, [x_in, *inputs[1:]], [y_out] + [""] * (len(node.output) - 1),
                            domain=node.domain, **attrs)
     # ONNX float attributes are float32: the ε the op applies is the one read back, not the one drawn
     held = {a.name: helper.get_attribute_value(a) for a in one.attribute}
     module_eps = float(held.get("epsilon", np.float32(1e-5)))
     elem = _elem_type(name)
-    graph = helper.make_graph([one], "deadir_norm", [helper.make_tensor_value_info("X", elem, None)],
-                              [helper.make_tensor_value_info(out_name, elem, None)], initializer=new_inits)
+    nodes = [one]
+    io_elem = elem
+    if via_cast:
+        io_elem = _elem_type("float32")
+        nodes = [helper.make_node("Cast", ["X"], [x_in], to=elem), one,
+                 helper.make_node("Cast", [y_out], [out_name], to=io_elem)]
+    graph = helper.make_graph(nodes, "deadir_norm", [helper.make_tensor_value_info("X", io_elem, None)],
+                              [helper.make_tensor_value_info(out_name, io_elem, None)], initializer=new_inits)
     single = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
     try:
         session = ort.InferenceSession(single.SerializeToString(), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime has no kernel for this op/dtype: the harness cannot run it
-        first = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-        raise FactoryError(f"onnxruntime cannot run {node.op_type} in {name}: {first}") from exc
+        raise FactoryError(_session_error(node.op_type, name, exc, ort.__version__)) from exc
+    feed_dtype = np.float32 if via_cast else npdt
     layout = Layout.of(options)
     compute = dtype_name(options.compute_dtype) if options.compute_dtype else default_compute_dtype(name)
 
     def run(x: FloatArray) -> tuple[FloatArray, str]:
         n = x.shape[0]
-        (out,) = session.run([out_name], {"X": np.ascontiguousarray(layout.to_input(x.astype(npdt)))})
+        xs = layout.to_input(x.astype(npdt)).astype(feed_dtype)  # via float32: exact for bfloat16 values
+        (out,) = session.run([out_name], {"X": np.ascontiguousarray(xs)})
         y = np.asarray(out).astype(np.float64)
         if y.shape != layout.input_shape(n, d):
             return y.reshape(1, -1), name
