@@ -246,6 +246,11 @@ def test_found_by_the_nightly_profile_mean_rounding_against_the_rows_own_spread(
     assert _rows(row, t8).shape == (1, 8)  # unshifted, the row is resolvable ...
     assert check_shift(t8, row, 1493.06).n == 0  # ... shifted, it is not: no verdict from it
     assert check_shift(t8, row, 1.5).ratio <= 1.0  # a shift that keeps it resolvable is checked and passes
+    # the dev-profile case of the same kind (one heavy γ = 180.8, ε = 0.837, shift −4970): 95× before, left out now
+    heavy = prepare_norm(torch.nn.LayerNorm(8), 8, gamma=[1e-5, 2e-5, -3e-5, 1.5e-5, 1e-5, -2e-5, 5e-5, 180.8],
+                         beta=np.zeros(8), eps=0.837, dtype="float32")
+    assert check_shift(heavy, [[0.299805] * 7 + [0.298828]], -4970.0).n == 0
+    assert check_shift(heavy, [[0.299805] * 7 + [0.298828]], -4.97).n == 1
     # control: a LayerNorm plus a small term that is not shift invariant still fails T8 on the same row and shift
     g32 = torch.tensor(gamma, dtype=torch.float32)
 
