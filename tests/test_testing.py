@@ -226,20 +226,21 @@ def test_found_by_fuzzing_gemma_offset_groupnorm_constant_group_and_dead_rms_cha
 
 
 def test_found_by_the_nightly_profile_mean_rounding_against_the_rows_own_spread() -> None:
-    """Nightly-profile run (10,000 examples, nn.LayerNorm float32 "correct implementation passes"): two false
-    alarms on rows whose float32 mean may err by more than the row's own spread σ while ε ≫ σ² kept
-    √(σ² + ε) — the old "resolvable" test — large. Such a row is rounding noise for any implementation (the
-    seven large-γ channels of the T8 row come out exactly β: the mean rounds onto their common value), so it
-    is left out; the same row with a resolvable mean is still checked, and a wrong norm still fails on it."""
+    """Nightly-profile runs (10,000 examples, nn.LayerNorm float32 "correct implementation passes"): three false
+    alarms on rows where the float32 mean's error δ is as large as the centred value of the channels that carry
+    the fit of r (the seven large-γ channels of the T8 row come out exactly β: the mean rounds onto their common
+    value). The fit through the origin then under-reads r, and the bound with it. The fit now allows for
+    |δ| ≤ γ_{k+1}(u_c)(|μ| + σ); a row whose output cannot show r is left out. The same rows with a resolvable
+    mean are still checked, and a wrong norm still fails on them."""
     from deadir.testing.assertions import UndefinedOutputError, _rows, check_hyperplane, check_shift
 
-    # T1: d = 2, ε = 0.1, |μ| = 266035, σ = 0.0156 — γ₃(u₃₂)·|μ| = 0.048 ≥ σ: left out (was 2.9× "over" the bound)
+    # T1: d = 2, ε = 0.1, |μ| = 266035, σ = 0.0156, δ_max = γ₃(u₃₂)·|μ| = 0.048 ≥ σ: no r shown (was 2.9× "over")
     t1 = prepare_norm(torch.nn.LayerNorm(2), 2, gamma=[0.252841, 1.484522], beta=np.zeros(2), eps=0.1,
                       dtype="float32")
     with pytest.raises(UndefinedOutputError, match="rounding"):
         check_hyperplane(t1, [[-266035.21875, -266035.1875]])
     assert check_hyperplane(t1, [[-2.21875, -2.1875], [-266035.21875, -266035.1875]]).n == 1  # resolvable row
-    # T8: d = 8, ε = 1e-6, σ = 1.6e-4, shifted by 1493.06 to |μ| ≈ 1495.5 (γ₉(u₃₂)·|μ| = 8e-4 ≥ σ): was 27×
+    # T8: d = 8, ε = 1e-6, σ = 1.6e-4, shifted by 1493.06 to |μ| ≈ 1495.5 (δ_max = 8e-4 ≥ σ): was 27×
     gamma = [-1.157019, 1.46638, 1.236367e-37, 0.2123072, -0.7928191, 1.394683, 0.6840313, -9.044405e-38]
     t8 = prepare_norm(torch.nn.LayerNorm(8), 8, gamma=gamma, beta=np.zeros(8), eps=1e-6, dtype="float32")
     row = [[2.474121] * 7 + [2.473633]]
@@ -251,6 +252,17 @@ def test_found_by_the_nightly_profile_mean_rounding_against_the_rows_own_spread(
                          beta=np.zeros(8), eps=0.837, dtype="float32")
     assert check_shift(heavy, [[0.299805] * 7 + [0.298828]], -4970.0).n == 0
     assert check_shift(heavy, [[0.299805] * 7 + [0.298828]], -4.97).n == 1
+    # T1, second nightly run: d = 13, |μ| = 793391, σ = 0.87 — resolvable (γ₁₄(u₃₂)|μ| = 0.66),
+    # but the heavy channel γ = −531.7 sits 0.067 from μ, within the mean's rounding: the fit through the origin
+    # read r = 0.071 instead of 1.15 (1.36× "over"). The fit now allows for the mean error: that row shows no r.
+    g13 = [-0.8160785, -0.8489919, 1.865422, 0.1395161, -0.004993846, -531.7329, -0.068306, 12.72914, -0.01853896,
+           3.712793, -23.33037, 0.1678575, 0.003134208]
+    x13 = [-793391.125, -793390.5, -793390.6875, -793393.0, -793391.1875, -793390.9375, -793390.8125, -793390.75,
+           -793390.375, -793392.0, -793390.5625, -793390.1875, -793389.1875]
+    t13 = prepare_norm(torch.nn.LayerNorm(13), 13, gamma=g13, beta=np.zeros(13), eps=0.0, dtype="float32")
+    with pytest.raises(UndefinedOutputError):
+        check_hyperplane(t13, [x13])
+    assert check_hyperplane(t13, [[v + 793390.0 for v in x13]]).ratio <= 1.0  # the same row, centred: checked
     # control: a LayerNorm plus a small term that is not shift invariant still fails T8 on the same row and shift
     g32 = torch.tensor(gamma, dtype=torch.float32)
 

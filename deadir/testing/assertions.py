@@ -361,22 +361,17 @@ def _defined(rows: FloatArray, prep: PreparedNorm) -> Any:
     """Boolean mask of the rows whose normalised output is defined in the norm's arithmetic.
 
     A constant row (or, for GroupNorm, a constant group) has σ² = 0; with ε = 0 (or unknown, or
-    rounding to 0) the normalised value 0/0 is undefined (with ε > 0 it needs γ_{k+1}(u_c)·|μ| < √ε).
-    And when the computed mean of a varying row may err by as much as the row's own spread
-    (γ_{k+1}(u_c)·|μ| ≥ σ, k channels per group) every centred value
-    x − μ̂ is rounding noise, for any implementation — whatever ε is: a large ε makes the outputs
-    small, not the centring accurate. There the first-order model fails too (the normaliser fitted
-    from the output sees the wrong mean: a correct float32 LayerNorm can output exactly β on the
-    large-γ channels of such a row). Such rows are left out, not counted as failures.
+    rounding to 0) the normalised value 0/0 is undefined. And when the computed mean errs by as much
+    as the spread (ρ·γ_{k+1}(u_c) ≥ 1, ρ = |μ|/√(σ² + ε), k channels per group) every standardised
+    value is rounding noise, for any implementation. Such rows are left out, not counted as failures.
+    (A row whose mean's rounding exceeds σ but not √(σ² + ε) stays: its normaliser is measured with the
+    mean error allowed for, and a row whose output cannot show it is left out there — tolerance.py.)
     """
     groups = rows.reshape(rows.shape[0], prep.groups, prep.d // prep.groups)
     eps = 0.0 if _eps_is_zero(prep) else float(prep.eps or 0.0)
-    var = groups.var(axis=2)
-    sigma, spread = np.sqrt(var), np.sqrt(var + eps)
+    spread = np.sqrt(groups.var(axis=2) + eps)
     noise = gamma_k(groups.shape[2] + 1, unit_roundoff(prep.compute_dtype)) * np.abs(groups.mean(axis=2))
-    # an exactly constant row with ε > 0 is defined (every correct norm outputs β up to u·|μ|/√ε, which
-    # the bounds carry) and is where a dropped ε shows; a varying row must be resolved by its own spread
-    ok = np.where(sigma > 0, noise < sigma, (spread > 0) & (noise < spread))
+    ok = (spread > 0) & (noise < spread)
     return np.all(ok, axis=1)
 
 
@@ -402,17 +397,19 @@ def _group_directions(prep: PreparedNorm) -> list[tuple[slice, FloatArray]]:
 def _measured_run(prep: PreparedNorm, x: Any) -> tuple[FloatArray, FloatArray, str, EffectiveNormaliser, FloatArray]:
     """Rows, outputs, output dtype, the norm's measured normaliser and the per-(row, group) T10 tolerance.
 
-    Rows whose computed mean's rounding may be as large as their own spread (ρ·γ_{k+1}(u_c) ≥ s, i.e.
-    γ_{k+1}(u_c)·|μ| ≥ σ whatever r and ε are) are left out: no implementation resolves them.
+    Rows whose measured ρ makes the computed mean's rounding as large as the spread
+    (ρ·γ_{k+1}(u_c) ≥ 1) are left out: no implementation resolves them; so are rows whose output does
+    not show their normaliser (constant rows, and rows where the mean's own error could hide it).
 
     Raises:
         UndefinedOutputError: no row is left.
     """
     rows = _rows(x, prep)
     y, out = _run(prep, rows)
-    norm = effective_normaliser(rows, y, prep.gamma, prep.beta, groups=prep.groups, dtype=out)
+    norm = effective_normaliser(rows, y, prep.gamma, prep.beta, groups=prep.groups, dtype=out,
+                                compute_dtype=prep.compute_dtype)
     k = prep.d // prep.groups
-    ok = np.all(norm.mean_ratio * gamma_k(k + 1, unit_roundoff(prep.compute_dtype)) < norm.spread, axis=1)
+    ok = np.all(norm.mean_ratio * gamma_k(k + 1, unit_roundoff(prep.compute_dtype)) < 1.0, axis=1)
     ok &= norm.measurable
     if not np.any(ok):
         raise UndefinedOutputError("x: no row whose normaliser the output shows (constant rows) and whose mean's "
@@ -579,7 +576,8 @@ def check_shift(prep: PreparedNorm, x: Any, t: Any) -> Measurement:
 def _forward_tolerance(prep: PreparedNorm, rows: FloatArray, y: FloatArray, out: str) -> tuple[FloatArray, Any]:
     """Per-entry forward error bound of one run from the norm's own measured normaliser (folded bias and
     underflow included), and the mask of rows whose normaliser is measurable."""
-    norm = effective_normaliser(rows, y, prep.gamma, prep.beta, groups=prep.groups, dtype=out)
+    norm = effective_normaliser(rows, y, prep.gamma, prep.beta, groups=prep.groups, dtype=out,
+                                compute_dtype=prep.compute_dtype)
     rho = norm.mean_ratio.max(axis=1)
     bound = (forward_error_bound(norm.z, prep.gamma, prep.beta, rho, dtype=out, compute_dtype=prep.compute_dtype)
              + folded_bias_term(prep.gamma, prep.beta, rho, compute_dtype=prep.compute_dtype)

@@ -87,7 +87,7 @@ def check_conditioned(prop: str, norm: Any, x: FloatArray, cond: FloatArray, t: 
         raise NormPropertyError("finite output", measured=math.inf, bound=math.nan, gamma=g[:1], beta=b[:1],
                                 x=x[:1], eps=None, dtype=out, d=x.shape[1], detail="NaN or infinite output")
     keep = np.all(g != 0, axis=1) & np.all(np.isfinite(g), axis=1)
-    norm_fit = effective_normaliser(x, y, g, b, dtype=out)
+    norm_fit = effective_normaliser(x, y, g, b, dtype=out, compute_dtype=comp)
     keep &= norm_fit.measurable
     if not np.any(keep):
         raise UndefinedOutputError("x: no row with a non-zero γ(cond) and a varying input")
@@ -112,7 +112,7 @@ def check_conditioned(prop: str, norm: Any, x: FloatArray, cond: FloatArray, t: 
     if prop != "T8 shift invariance":
         raise InputShapeError(f"properties: {prop!r} does not apply to a conditioned norm: {CONDITIONED_PROPERTIES}")
     y1, _, _, _ = _call(norm, xs, cond, name, timeout)
-    fit1 = effective_normaliser(xs, y1, g, b, dtype=out)
+    fit1 = effective_normaliser(xs, y1, g, b, dtype=out, compute_dtype=comp)
     bound = np.zeros_like(y)
     for fit in (norm_fit, fit1):
         rho = fit.mean_ratio.max(axis=1)

@@ -531,9 +531,11 @@ determinism check use the per-entry forward error bound with the same measured z
 folded-bias term u_c(2|β| + 2|γ|ρ). Underflow: below the smallest normal number λ the standard model does not
 hold, and runtimes that flush subnormals to zero (XLA on CPU) return 0 there; every output entry may carry an
 absolute error λ_out + λ_c(2 + |γᵢ| + |xᵢ − μ|), added to all bounds (it matters only for γᵢ near λ). Rows that no
-implementation can resolve are left out, not failed: constant rows (their r is unobservable), and rows whose
-computed mean may err by as much as their own spread (γ_{k+1}(u_c)·|μ| ≥ σ, whatever ε is). No verdict reads
-an attribute name or an ε: only γ and β as the norm holds them, x and y.
+implementation can resolve are left out, not failed: constant rows (their r is unobservable), rows whose
+computed mean errs by as much as their spread (ρ·γ_{k+1}(u_c) ≥ 1), and rows whose output cannot show r
+because the mean's own error δ (|δ| ≤ γ_{k+1}(u_c)(|μ| + σ)) could bias the fit by 100 % (the fit through the
+origin reads r(1 − δ·A), A = Σγᵢ²(xᵢ − μ)/Σγᵢ²(xᵢ − μ)²; elsewhere r is taken as fit/(1 − δ_max|A|)). No
+verdict reads an attribute name or an ε: only γ and β as the norm holds them, x and y.
 For (1 + w) scales the pack draws w and a drawn w = −1 (γ = 0) is discarded, never counted against the norm.
 The compute dtype defaults to float32 for float16/bfloat16 inputs and to the input dtype otherwise;
 `--compute-dtype` declares another, and the report says so.

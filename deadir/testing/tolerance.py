@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from deadir.arrays import FloatArray
-from deadir.bound import kernel_error_bound
+from deadir.bound import gamma_k, kernel_error_bound
 from deadir.precision import unit_roundoff
 
 __all__ = ["FOLDED_BIAS_FACTOR", "EffectiveNormaliser", "effective_normaliser", "folded_bias_term",
@@ -78,7 +78,7 @@ class EffectiveNormaliser:
 
 
 def effective_normaliser(rows: FloatArray, y: FloatArray, gamma: FloatArray, beta: FloatArray, *,
-                         groups: int = 1, dtype: Any = None) -> EffectiveNormaliser:
+                         groups: int = 1, dtype: Any = None, compute_dtype: Any = None) -> EffectiveNormaliser:
     """Fit the scale r of y = γ⊙r(x − μ) + β per row and group (float64; see the module docstring).
 
     ``rows`` and ``y`` have shape (n, d), ``gamma`` and ``beta`` shape (d,) or (n, d) (a
@@ -86,6 +86,13 @@ def effective_normaliser(rows: FloatArray, y: FloatArray, gamma: FloatArray, bet
     uncertainty from the rounding of y, u·(|y| + |β|) per entry, is added to |r|, so a row
     whose output barely moves off β (σ far below ε) never gets an underestimated r. A row
     whose fit is undefined (not finite) gets r = 1/σ; a constant row is marked not measurable.
+
+    With ``compute_dtype`` the fit also allows for the norm's own mean error δ, |δ| ≤ δ_max =
+    γ_{k+1}(u_c)(|μ| + σ) (the bound's model): the norm formed y = γ⊙r(x − μ − δ) + β, so the fit
+    through the origin reads r(1 − δ·A) with A = Σγᵢ²(xᵢ − μ)/Σγᵢ²(xᵢ − μ)², and r ≤ fit/(1 − δ_max|A|).
+    Where δ_max|A| ≥ 1 — a dominant-γ channel whose |xᵢ − μ| is within the mean's rounding, found
+    by the nightly profile (a correct float32 LayerNorm read r 16× too small) — the output does not
+    show r, and the row is marked not measurable.
     """
     n, d = rows.shape
     k = d // groups
@@ -107,13 +114,19 @@ def effective_normaliser(rows: FloatArray, y: FloatArray, gamma: FloatArray, bet
             noise = unit_roundoff(dtype) * (np.abs(yy) + np.abs(b)) * np.abs(gs) * np.abs(xs)
             r = r + 2.0 * np.sum(noise, axis=2) / den
         sigma = np.sqrt(np.mean(xc * xc, axis=2))
+        shown = np.ones(r.shape, dtype=bool)
+        if compute_dtype is not None:
+            delta = gamma_k(k + 1, unit_roundoff(compute_dtype)) * (np.abs(mu[..., 0]) + sigma)
+            bias = delta / xmax[..., 0] * np.abs(np.sum(gs * gs * xs, axis=2)) / np.sum(gs * gs * xs * xs, axis=2)
+            shown = np.isfinite(bias) & (bias < 1.0)
+            r = np.where(shown, r / (1.0 - np.where(shown, bias, 0.0)), r)
         fallback = np.where(sigma > 0, 1.0 / sigma, 0.0)
         r = np.where(np.isfinite(r) & (den > 0), r, fallback)
         z = (r[..., None] * xc).reshape(n, d)
         spread = r * sigma
         rho = r * np.abs(mu[..., 0])
     return EffectiveNormaliser(r, np.nan_to_num(spread, nan=0.0), np.nan_to_num(rho, nan=0.0),
-                               np.nan_to_num(z, nan=0.0), np.all(sigma > 0, axis=1))
+                               np.nan_to_num(z, nan=0.0), np.all((sigma > 0) & shown, axis=1))
 
 
 def underflow_term(rows: FloatArray, gamma: FloatArray, *, groups: int = 1, dtype: Any,
