@@ -290,6 +290,10 @@ def _cold_forward_row(repo: Path, out_dir: Path, *, log: Callable[[str], None]) 
         fast=Timing("cold scan (child process)", (scan["seconds"],)),
         slow=Timing("cold load+forward+cov+eigh", (slow,)), target=COLD_RATIO_TARGET,
         notes=(f"both sides after posix_fadvise(DONTNEED) of every file; scan read {scan['read_bytes']:,} bytes "
-               f"from the device; N = {bc.n_tokens(base.d)} tokens"),
+               f"from the device; N = {bc.n_tokens(base.d)} tokens"
+               + ("" if ratio >= COLD_RATIO_TARGET.value else
+                  f"; why missed: 10⁴× needs a cold scan of {slow / COLD_RATIO_TARGET.value * 1e3:.1f} ms against "
+                  f"a {slow:.0f} s route; the scan's time is its Python work per site (the warm scan's floor row) "
+                  "plus one device latency per tensor read, not bytes (it reads the budgeted bytes only)")),
         extra={"scan": scan, "forward_seconds": slow},
     )]
