@@ -80,45 +80,41 @@ def _spawn(args: Sequence[str], cwd: Path) -> tuple[float, str]:
     return wall, proc.stdout
 
 
-def tiny_row(repo: Path, *, quick: bool, log: Callable[[str], None]) -> Row:
+def _pair_row(repo: Path, *, quick: bool, log: Callable[[str], None], paths: tuple[str, str], row_id: str,
+              title: str, slow_label: str, fast_label: str) -> Row:
+    """Run the ``paths`` (slow, fast) children on the same directions; one ratio row with memory and |ΔF|/F."""
     vocab = 32_768 if quick else VOCAB
     res: dict[str, dict[str, float]] = {}
-    for path in ("old", "new"):
+    for path in paths:
         _, out = _spawn(["-m", "benchmarks.bench_fisher", "--child", path, "--vocab", str(vocab)], repo)
         res[path] = json.loads(out.strip().splitlines()[-1])
         log(f"fisher {path}: {res[path]['seconds']:.2f} s, peak {res[path]['peak_mib']:.0f} MiB")
-    mem_ratio = res["old"]["peak_mib"] / res["new"]["peak_mib"]
-    rel = abs(res["old"]["fisher0"] - res["new"]["fisher0"]) / abs(res["old"]["fisher0"])
+    slow, fast = paths
+    mem_ratio = res[slow]["peak_mib"] / res[fast]["peak_mib"]
+    rel = abs(res[slow]["fisher0"] - res[fast]["fisher0"]) / abs(res[slow]["fisher0"])
     return RatioRow(
-        id="fisher-262k-tiny", item=ITEM,
-        title=f"Fisher, tiny GPT-2 with a {vocab:,}-token vocabulary: full vs chunked",
-        slow=Timing("fisher_full (one JVP of the full logits per direction)", (res["old"]["seconds"],)),
-        fast=Timing(f"fisher_many (blocks of tangents, head by {DEFAULT_VOCAB_CHUNK}-row chunks)",
-                    (res["new"]["seconds"],)),
-        notes=(f"peak RSS old {res['old']['peak_mib']:.0f} MiB / new {res['new']['peak_mib']:.0f} MiB "
+        id=row_id, item=ITEM, title=title.format(vocab=vocab),
+        slow=Timing(slow_label, (res[slow]["seconds"],)), fast=Timing(fast_label, (res[fast]["seconds"],)),
+        notes=(f"peak RSS {slow} {res[slow]['peak_mib']:.0f} MiB / {fast} {res[fast]['peak_mib']:.0f} MiB "
                f"= {mem_ratio:.2f}×; |ΔF|/F = {rel:.1e}"),
-        extra={"old": res["old"], "new": res["new"], "memory_ratio": mem_ratio, "vocab": vocab},
+        extra={slow: res[slow], fast: res[fast], "memory_ratio": mem_ratio, "vocab": vocab},
     )
+
+
+def tiny_row(repo: Path, *, quick: bool, log: Callable[[str], None]) -> Row:
+    """A body tensor: one full-logit JVP per direction vs blocks of tangents with a chunked head."""
+    return _pair_row(repo, quick=quick, log=log, paths=("old", "new"), row_id="fisher-262k-tiny",
+                     title="Fisher, tiny GPT-2 with a {vocab:,}-token vocabulary: full vs chunked",
+                     slow_label="fisher_full (one JVP of the full logits per direction)",
+                     fast_label=f"fisher_many (blocks of tangents, head by {DEFAULT_VOCAB_CHUNK}-row chunks)")
 
 
 def lean_row(repo: Path, *, quick: bool, log: Callable[[str], None]) -> Row:
-    vocab = 32_768 if quick else VOCAB
-    res: dict[str, dict[str, float]] = {}
-    for path in ("plain", "lean"):
-        _, out = _spawn(["-m", "benchmarks.bench_fisher", "--child", path, "--vocab", str(vocab)], repo)
-        res[path] = json.loads(out.strip().splitlines()[-1])
-        log(f"fisher {path}: {res[path]['seconds']:.2f} s, peak {res[path]['peak_mib']:.0f} MiB")
-    mem_ratio = res["plain"]["peak_mib"] / res["lean"]["peak_mib"]
-    rel = abs(res["plain"]["fisher0"] - res["lean"]["fisher0"]) / abs(res["plain"]["fisher0"])
-    return RatioRow(
-        id="fisher-lean-tied-262k", item=ITEM,
-        title=f"Fisher along a tied {vocab:,} × 32 table: float64 copy vs lean probe (table kept float32)",
-        slow=Timing("FisherProbe(lean=False): the whole model in float64", (res["plain"]["seconds"],)),
-        fast=Timing("FisherProbe(lean=True): table by chunks, gathered input rows", (res["lean"]["seconds"],)),
-        notes=(f"peak RSS plain {res['plain']['peak_mib']:.0f} MiB / lean {res['lean']['peak_mib']:.0f} MiB "
-               f"= {mem_ratio:.2f}×; |ΔF|/F = {rel:.1e}"),
-        extra={"plain": res["plain"], "lean": res["lean"], "memory_ratio": mem_ratio, "vocab": vocab},
-    )
+    """The tied table: the whole model copied to float64 vs the lean probe (table kept in its dtype)."""
+    return _pair_row(repo, quick=quick, log=log, paths=("plain", "lean"), row_id="fisher-lean-tied-262k",
+                     title="Fisher along a tied {vocab:,} × 32 table: float64 copy vs lean probe (table kept float32)",
+                     slow_label="FisherProbe(lean=False): the whole model in float64",
+                     fast_label="FisherProbe(lean=True): table by chunks, gathered input rows")
 
 
 def gemma_row(repo: Path, *, log: Callable[[str], None]) -> Row:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -43,13 +42,7 @@ RMS_ARCHS = ("llama", "gemma", "gemma2", "gemma3_text")
 ARCHS = LN_ARCHS + RMS_ARCHS
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    # the machine's two cores are shared: tiny models run far faster without intra-op threading
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _randomise_norms(model: Any, seed: int) -> None:

@@ -31,12 +31,7 @@ from deadir.models import find_norms, tiny_config
 VOCAB = 4099  # larger than every chunk used, not a multiple of any
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(autouse=True)
