@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,3 +24,19 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def gpt2() -> Any:
+    """A random-init GPT-2 (tiny config, no download), one per test module (the verify tests share it)."""
+    from deadir.models import random_model
+
+    return random_model("gpt2")
+
+
+@pytest.fixture(scope="module")
+def gpt2_report(gpt2: Any) -> Any:
+    """deadir.verify of that model on 512 generated tokens."""
+    from deadir import make_inputs, verify
+
+    return verify(gpt2, make_inputs(gpt2, n_tokens=512))

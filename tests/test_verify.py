@@ -21,16 +21,6 @@ LN_FAMILIES = {"gpt2", "opt", "gpt_neox", "bloom", "falcon", "phi", "bert", "rob
                "whisper", "olmo"}
 
 
-@pytest.fixture(scope="module")
-def gpt2() -> torch.nn.Module:
-    return random_model("gpt2")
-
-
-@pytest.fixture(scope="module")
-def gpt2_report(gpt2: torch.nn.Module):  # type: ignore[no-untyped-def]
-    return verify(gpt2, make_inputs(gpt2, n_tokens=512))
-
-
 # the families verify was first written against (every record is walked by tests/test_arch.py)
 VERIFY_FAMILIES = ("bert", "bloom", "clip", "falcon", "gemma", "gemma2", "gemma3_text", "gpt2", "gpt_neox", "llama",
                    "mistral", "mpnet", "olmo", "olmo2", "opt", "phi", "qwen2", "qwen3", "roberta", "t5", "vit",

@@ -4,23 +4,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-import torch
-
-from deadir import make_inputs, verify
-from deadir.models import random_model
 from deadir.report import dumps
 from deadir.verify import NEAR_NULL_TOLERANCES
-
-
-@pytest.fixture(scope="module")
-def gpt2() -> torch.nn.Module:
-    return random_model("gpt2")
-
-
-@pytest.fixture(scope="module")
-def gpt2_report(gpt2: torch.nn.Module):  # type: ignore[no-untyped-def]
-    return verify(gpt2, make_inputs(gpt2, n_tokens=512))
 
 
 def test_report_json_and_tables(gpt2_report) -> None:  # type: ignore[no-untyped-def]
