@@ -40,3 +40,16 @@ def gpt2_report(gpt2: Any) -> Any:
     from deadir import make_inputs, verify
 
     return verify(gpt2, make_inputs(gpt2, n_tokens=512))
+
+
+@pytest.fixture
+def st_tensors() -> dict[str, Any]:
+    """Norm-like and matmul tensors in three float dtypes (a tiny safetensors checkpoint's content; io tests)."""
+    import torch
+
+    return {
+        "encoder.layer.0.LayerNorm.weight": torch.tensor([1.0, -2.0, 1e-30, 3.5], dtype=torch.float32),
+        "encoder.layer.0.LayerNorm.bias": torch.tensor([0.5, 0.25, -0.125, 0.0], dtype=torch.float16),
+        "norm.weight": torch.tensor([1.5, 2.0, -0.0078125, 3.0], dtype=torch.bfloat16),
+        "big.weight": torch.arange(12, dtype=torch.float32).reshape(3, 4),
+    }

@@ -13,16 +13,6 @@ from deadir.io import detect_format, list_tensors, read_config
 from deadir.testing.checkpoints import write_safetensors
 
 
-@pytest.fixture
-def st_tensors() -> dict[str, torch.Tensor]:
-    return {
-        "encoder.layer.0.LayerNorm.weight": torch.tensor([1.0, -2.0, 1e-30, 3.5], dtype=torch.float32),
-        "encoder.layer.0.LayerNorm.bias": torch.tensor([0.5, 0.25, -0.125, 0.0], dtype=torch.float16),
-        "norm.weight": torch.tensor([1.5, 2.0, -0.0078125, 3.0], dtype=torch.bfloat16),
-        "big.weight": torch.arange(12, dtype=torch.float32).reshape(3, 4),
-    }
-
-
 def test_missing_path(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="no such file"):
         list_tensors(tmp_path / "absent.safetensors")

@@ -15,16 +15,6 @@ from deadir.testing.checkpoints import CT2_WHISPER_ALIASES, tiny_whisper, whispe
 from deadir.whisper_ct2 import CT2_WHISPER_NAME_MAP, ctranslate2_whisper_mapping, load_ctranslate2_whisper
 
 
-@pytest.fixture
-def st_tensors() -> dict[str, torch.Tensor]:
-    return {
-        "encoder.layer.0.LayerNorm.weight": torch.tensor([1.0, -2.0, 1e-30, 3.5], dtype=torch.float32),
-        "encoder.layer.0.LayerNorm.bias": torch.tensor([0.5, 0.25, -0.125, 0.0], dtype=torch.float16),
-        "norm.weight": torch.tensor([1.5, 2.0, -0.0078125, 3.0], dtype=torch.bfloat16),
-        "big.weight": torch.arange(12, dtype=torch.float32).reshape(3, 4),
-    }
-
-
 def test_ct2_whisper_round_trip_loads_every_parameter(tmp_path: Path) -> None:
     model = tiny_whisper()
     write_ct2(tmp_path / "model.bin", whisper_to_ct2(model), aliases=CT2_WHISPER_ALIASES)
