@@ -108,7 +108,8 @@ def effective_normaliser(rows: FloatArray, y: FloatArray, gamma: FloatArray, bet
         gs = np.where(gmax > 0, g / np.where(gmax > 0, gmax, 1.0), 0.0)
         xs = np.where(xmax > 0, xc / np.where(xmax > 0, xmax, 1.0), 0.0)
         num = np.sum(gs * (yy - b) * xs, axis=2)
-        den = np.sum(gs * gs * xs * xs, axis=2) * gmax[..., 0] * xmax[..., 0]
+        weight_sq = np.sum(gs * gs * xs * xs, axis=2)
+        den = weight_sq * gmax[..., 0] * xmax[..., 0]
         r = np.abs(num / den)
         if dtype is not None:
             noise = unit_roundoff(dtype) * (np.abs(yy) + np.abs(b)) * np.abs(gs) * np.abs(xs)
@@ -117,7 +118,7 @@ def effective_normaliser(rows: FloatArray, y: FloatArray, gamma: FloatArray, bet
         shown = np.ones(r.shape, dtype=bool)
         if compute_dtype is not None:
             delta = gamma_k(k + 1, unit_roundoff(compute_dtype)) * (np.abs(mu[..., 0]) + sigma)
-            bias = delta / xmax[..., 0] * np.abs(np.sum(gs * gs * xs, axis=2)) / np.sum(gs * gs * xs * xs, axis=2)
+            bias = delta / xmax[..., 0] * np.abs(np.sum(gs * gs * xs, axis=2)) / weight_sq
             shown = np.isfinite(bias) & (bias < 1.0)
             r = np.where(shown, r / (1.0 - np.where(shown, bias, 0.0)), r)
         fallback = np.where(sigma > 0, 1.0 / sigma, 0.0)
