@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from deadir.testing import (
     NormPropertyError,
+    PreparedNorm,
     activations,
     betas,
     check_hyperplane,
@@ -47,11 +48,26 @@ def draw_case(data: Any, backend: Backend, dtype: str, *, min_d: int = 2, max_d:
     beta = data.draw(betas(d, dtype=vdt), label="beta")
     eps = data.draw(epsilons(), label="eps") if backend.fixed_eps is None else None
     x = data.draw(activations(d, dtype=vdt, min_rows=min_rows, max_elements=2**15), label="x")
-    prep = prepare_norm(backend.make(d), d, gamma=gamma, beta=beta, eps=eps, dtype=dtype,
-                        weight_offset=backend.weight_offset, compute_dtype=backend.compute_dtype)
-    if np.any(prep.gamma == 0):
-        reject()  # γ − offset + offset rounded to 0: a (1 + w) module cannot hold this γ (T6 is tested apart)
-    return d, prep, x
+    return d, prepare_case(backend, d, dtype, gamma, beta=beta, eps=eps), x
+
+
+def prepare_case(backend: Backend, d: int, dtype: str, gamma: Any, **kwargs: Any) -> PreparedNorm:
+    """The backend's norm holding ``gamma``; a γ the module cannot hold is rejected, never run.
+
+    A (1 + w) module stores w = γ − 1, which rounds to −1 for |γ| below half the dtype's spacing
+    at 1, so the module's γ is 0 there: that channel ignores its input (T6, tested apart), and a
+    property of it is deadir's own degenerate draw, not the norm's behaviour.
+    """
+    prep = prepare_norm(backend.make(d), d, gamma=gamma, dtype=dtype, weight_offset=backend.weight_offset,
+                        compute_dtype=backend.compute_dtype, **kwargs)
+    if not holds_every_scale(prep):
+        reject()
+    return prep
+
+
+def holds_every_scale(prep: PreparedNorm) -> bool:
+    """Whether the module's γ (read back from it) has no zero channel."""
+    return bool(np.all(prep.gamma != 0))
 
 
 def run(check: Any, prop: str, backend: Backend, dtype: str, *args: Any) -> None:
@@ -114,12 +130,27 @@ def test_rmsnorm_not_shift_invariant(backend: Backend, dtype: str, data: Any) ->
     """T8 fails for RMSNorm (negative control of the T8 check): shifting Gaussian rows by 𝟙 moves the output."""
     d = data.draw(dims(min_value=2, max_value=512), label="d")
     gamma = data.draw(gammas(d, dtype=dtype), label="gamma")
-    prep = prepare_norm(backend.make(d), d, gamma=gamma, eps=1e-6, dtype=dtype, weight_offset=backend.weight_offset,
-                        compute_dtype=backend.compute_dtype)
+    prep = prepare_case(backend, d, dtype, gamma, eps=1e-6)
     x = np.random.default_rng(d).standard_normal((4, d))
     record("T8 fails (RMS control)", backend.name, dtype)
     with pytest.raises(NormPropertyError, match="T8 shift invariance"):
         check_shift(prep, x, 4.0)
+
+
+def test_a_scale_a_1_plus_w_module_cannot_hold_is_rejected_not_run() -> None:
+    """Found by the dev profile: GemmaRMSNorm in bfloat16 stores γ = [−0.0025, −0.0032] as w = −1, so its γ
+    is 0, its output ignores x, and the RMS control above reported that T8 held."""
+    gemma = next(b for b in RMS if b.name == "hf GemmaRMSNorm")
+    gamma = np.array([-0.00248718, -0.00317383])
+    held = prepare_norm(gemma.make(2), 2, gamma=gamma, eps=1e-6, dtype="bfloat16", weight_offset=1.0,
+                        compute_dtype=gemma.compute_dtype)
+    assert not holds_every_scale(held)
+    assert check_shift(held, np.random.default_rng(2).standard_normal((4, 2)), 4.0).measured == 0.0
+    ten_times = prepare_norm(gemma.make(2), 2, gamma=10 * gamma, eps=1e-6, dtype="bfloat16", weight_offset=1.0,
+                             compute_dtype=gemma.compute_dtype)
+    assert holds_every_scale(ten_times)
+    with pytest.raises(NormPropertyError, match="T8 shift invariance"):
+        check_shift(ten_times, np.random.default_rng(2).standard_normal((4, 2)), 4.0)
 
 
 class ProjectsOutInverseScale(torch.nn.Module):
