@@ -51,7 +51,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         _fuzzlog.RESULTS[(item.name, "-", "-")] = {"examples": 0, "failures": 1, "max_ratio": None, "nodeids": set()}
 
 
+def pytest_runtest_logfinish(nodeid: str, location: tuple[str, int | None, str]) -> None:
+    # a nightly run takes hours and may be cut off: what finished is on disk after every test
+    write_results()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    write_results()
+
+
+def write_results() -> None:
+    """Write build/fuzz/results.json from the rows recorded so far (nothing when no property test ran)."""
     if not _fuzzlog.RESULTS:
         return
     rows = [
