@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 
 from deadir.arrays import FloatArray
+from deadir.testing.adapters import DriveOptions, bind_norm
 from deadir.testing.adapters.numpy import numpy_dtype
 from deadir.testing.assertions import NormPropertyError
-from deadir.testing.pack import PackReport, run_pack
+from deadir.testing.pack import PackReport, load_factory, run_pack
 
 __all__ = ["IMPLEMENTATIONS", "Implementation", "main", "run_conformance", "statistics_cause"]
 
@@ -287,39 +288,92 @@ def _rounded_statistics(x: FloatArray, eps: float, dtype: str) -> tuple[FloatArr
     return var, fl(var + fl(eps))
 
 
-def statistics_cause(err: NormPropertyError) -> str | None:
-    """Why a norm returned inf/NaN on a half-precision row, when its own statistics explain it; else None.
+def statistics_cause(err: NormPropertyError, run: Callable[[FloatArray], FloatArray] | None = None) -> str | None:
+    """Why a norm returned inf/NaN on finite rows, when a rounding model of its statistics explains it; else None.
 
-    The rows of the counterexample are recomputed two-pass with every operation rounded to the
-    input dtype and to float32. When the half-precision variance + ε is 0 (the squares (x − μ)²
-    underflow) or infinite (they overflow) while float32 statistics are finite and positive, the
-    inf/NaN is what half-precision statistics produce, and the diagnosis says so with the numbers.
+    Two models are tried on the counterexample's rows: two-pass statistics kept in a half dtype
+    (the squares (x − μ)² underflow or overflow) and a one-pass variance E[x²] − E[x]² in the
+    compute dtype (it cancels to ≤ 0). When both reproduce the inf and ``run`` (the norm, rows →
+    outputs) is given, the same row centred separates them — the one-pass variance no longer
+    cancels there, the half-precision squares still underflow — and the model the norm's output
+    refutes is dropped; without ``run`` the diagnosis names both.
     """
-    if err.x.size == 0:
-        return None
+    causes = _statistics_causes(err.x, float(err.eps or 0.0), err.dtype)
+    if len(causes) < 2:
+        return causes[0][1] if causes else None
+    if run is not None:
+        kept = _separated(causes, err, run)
+        if kept is not None:
+            return kept
+    return "consistent with either of two causes: " + "; or ".join(text for _, text in causes)
+
+
+def _statistics_causes(x: FloatArray, eps: float, dtype: str) -> list[tuple[str, str]]:
+    """(model, diagnosis) for every statistics model that makes 1/sqrt(var + eps) non-finite on some row of x."""
+    causes = []
+    half = _half_statistics_cause(x, eps, dtype) if dtype in ("float16", "bfloat16") else None
+    if half is not None:
+        causes.append(("half", half))
+    fast = _fast_variance_cause(x, eps, dtype)
+    if fast is not None:
+        causes.append(("fast", fast))
+    return causes
+
+
+def _separated(causes: list[tuple[str, str]], err: NormPropertyError,
+               run: Callable[[FloatArray], FloatArray]) -> str | None:
+    """The one cause the norm's output on the centred row confirms, or None when that row does not separate them."""
     eps = float(err.eps or 0.0)
-    fast = _fast_variance_cause(err.x, eps, err.dtype)
-    if err.dtype not in ("float16", "bfloat16"):
-        return fast
-    var_half, denom_half = _rounded_statistics(err.x, eps, err.dtype)
-    _, denom_32 = _rounded_statistics(err.x, eps, "float32")
-    var64 = err.x.var(axis=-1)
+    npdt = numpy_dtype(err.dtype)
+    try:
+        if np.all(np.isfinite(run(err.x))):
+            return None  # the inf does not reproduce: nothing to attribute
+    except Exception:  # a norm that raises on the probe tells nothing about its statistics
+        return None
+    for row in err.x:
+        centred = np.asarray((row - row.mean()).astype(npdt), dtype=np.float64)[None, :]
+        if not np.any(centred):
+            continue
+        predicts = {model for model, _ in _statistics_causes(centred, eps, err.dtype)}
+        if len(predicts) != 1:
+            continue  # both or neither model fails on this centred row: it cannot tell them apart
+        try:
+            finite = bool(np.all(np.isfinite(run(centred))))
+        except Exception:  # a norm that raises on the probe tells nothing about its statistics
+            return None
+        kept = [(m, t) for m, t in causes if (m in predicts) != finite]
+        if len(kept) != 1:
+            return None
+        seen = "finite" if finite else "inf/NaN"
+        return (f"{kept[0][1]} (confirmed: on the same row centred, where only "
+                f"{_MODEL_NAMES[next(iter(predicts))]} would fail, the output is {seen})")
+    return None
+
+
+_MODEL_NAMES = {"half": "half-precision statistics", "fast": "a one-pass variance"}
+
+
+def _half_statistics_cause(x: FloatArray, eps: float, dtype: str) -> str | None:
+    """Two-pass statistics kept in the half ``dtype`` under- or overflowing where float32 statistics do not."""
+    var_half, denom_half = _rounded_statistics(x, eps, dtype)
+    _, denom_32 = _rounded_statistics(x, eps, "float32")
+    var64 = x.var(axis=-1)
     sound = np.isfinite(denom_32) & (denom_32 > 0)
-    tiny = float(np.finfo(numpy_dtype(err.dtype)).smallest_subnormal)
+    tiny = float(np.finfo(numpy_dtype(dtype)).smallest_subnormal)
     under = sound & (denom_half == 0) & (var64 > 0)
     if np.any(under):
         v = float(var64[under][0])
         return (f"variance underflow: the row's variance {v:.3g} is 0 when its squares (x - mean)^2 are formed in "
-                f"{err.dtype} (below its smallest subnormal {tiny:.3g}) and eps = {eps:g} does not lift it, so "
-                f"1/sqrt(var + eps) is inf; the statistics are kept in {err.dtype} (compute them in float32, as "
+                f"{dtype} (below its smallest subnormal {tiny:.3g}) and eps = {eps:g} does not lift it, so "
+                f"1/sqrt(var + eps) is inf; the statistics are kept in {dtype} (compute them in float32, as "
                 "PyTorch does for half inputs)")
     over = sound & ~np.isfinite(var_half)
     if np.any(over):
-        big = float(np.abs(err.x[over][0]).max())
-        return (f"variance overflow: with |x| up to {big:.3g} the squares (x - mean)^2 exceed {err.dtype}'s largest "
-                f"finite value {float(np.finfo(numpy_dtype(err.dtype)).max):.3g}; the statistics are kept in "
-                f"{err.dtype} (compute them in float32, as PyTorch does for half inputs)")
-    return fast
+        big = float(np.abs(x[over][0]).max())
+        return (f"variance overflow: with |x| up to {big:.3g} the squares (x - mean)^2 exceed {dtype}'s largest "
+                f"finite value {float(np.finfo(numpy_dtype(dtype)).max):.3g}; the statistics are kept in "
+                f"{dtype} (compute them in float32, as PyTorch does for half inputs)")
+    return None
 
 
 def _fast_variance_cause(x: FloatArray, eps: float, dtype: str) -> str | None:
@@ -356,7 +410,7 @@ def _cause(impl: Implementation, dtype: str, report: PackReport, max_examples: i
     worst = max((o.max_ratio for o in report.outcomes if o.failures), default=0.0)
     finite = [e for o in report.outcomes for e in o.found if e.property == "finite output"]
     if finite or any(t.startswith("finite output") for t in texts):
-        why = next((c for c in map(statistics_cause, finite) if c is not None), None)
+        why = next((c for c in (statistics_cause(e, _norm_on_rows(impl, e)) for e in finite) if c is not None), None)
         return "returns NaN or inf on finite input rows: " + (why or "see the counterexample")
     control = next((i for i in IMPLEMENTATIONS if i.name == impl.control), None)
     if control is not None and _pack(control, dtype, max_examples).verdict == "PASS":
@@ -377,6 +431,24 @@ def _cause(impl: Implementation, dtype: str, report: PackReport, max_examples: i
         return f"the algebra holds but the output differs from the float64 {impl.reference} formula: " + \
             _first_line(texts[0])
     return f"{', '.join(failed)} violated: " + _first_line(texts[0])
+
+
+def _norm_on_rows(impl: Implementation, err: NormPropertyError) -> Callable[[FloatArray], FloatArray] | None:
+    """The implementation bound to the counterexample's γ, β and ε, as rows → outputs (None: conditioned norms)."""
+    opts = dict(impl.options)
+    if opts.get("conditioned") or err.gamma is None:
+        return None
+    fields = {f.name for f in dataclasses.fields(DriveOptions)}
+    options = DriveOptions(**{k: v for k, v in opts.items() if k in fields})
+    gamma, d = err.gamma, err.d
+
+    def run(rows: FloatArray) -> FloatArray:  # bound only when a diagnosis needs the probe
+        prep = bind_norm(load_factory(impl.factory)(d), d, weight=gamma - (options.weight_offset or 0.0),
+                         beta=err.beta, eps=err.eps, dtype=err.dtype, options=options)
+        y: FloatArray = prep.run(rows)[0]
+        return y
+
+    return run
 
 
 def _pack(impl: Implementation, dtype: str, max_examples: int, extra: dict[str, Any] | None = None) -> PackReport:
@@ -549,8 +621,10 @@ Diagnoses are confirmed, not guessed: "computes float64 input in float32" only w
 bfloat16/float16" only when a re-run at that dtype's own bound passes; a setting (flax's `use_fast_variance`) only
 when the same layer with the other setting passes in that dtype; an inf/NaN is traced to a variance underflow or
 overflow in half precision, or a one-pass variance E[x²] − E[x]² cancelling to 0, by recomputing the
-counterexample's rows with every operation rounded. "Source" names the line of the library that causes it, read in
-the installed version. † marks a PASS where a property did not run (the reason is listed).
+counterexample's rows with every operation rounded; when both reproduce it, the norm is run on the same row
+centred (where only the half-precision squares still fail) and its output decides, else both are named.
+"Source" names the line of the library that causes it, read in the installed version. † marks a PASS where a
+property did not run (the reason is listed).
 """
 
 

@@ -125,7 +125,7 @@ def onnx_rmsnorm(d: int) -> Any:
     return onnx_norm_model("RMSNormalization", d, opset=23, bias=False)
 
 
-def _numpy_layernorm(d: int, *, half_statistics: bool) -> Any:
+def _numpy_layernorm(d: int, *, half_statistics: bool, fast_variance: bool = False) -> Any:
     class NumpyLayerNorm:
         deadir_parameters = {"gamma": "gamma", "beta": "beta", "eps": "eps"}  # noqa: RUF012 - the documented protocol
 
@@ -140,7 +140,10 @@ def _numpy_layernorm(d: int, *, half_statistics: bool) -> Any:
             c = x if half_statistics or x.dtype.itemsize >= 4 else x.astype(np.float32)
             mu = c.mean(axis=-1, keepdims=True)
             xc = c - mu
-            var = (xc * xc).mean(axis=-1, keepdims=True)
+            if fast_variance:  # E[x²] − E[x]², clamped at 0 (flax's default use_fast_variance=True)
+                var = np.maximum((c * c).mean(axis=-1, keepdims=True) - mu * mu, c.dtype.type(0))
+            else:
+                var = (xc * xc).mean(axis=-1, keepdims=True)
             y = xc / np.sqrt(var + c.dtype.type(self.eps)) * self.gamma.astype(c.dtype) + self.beta.astype(c.dtype)
             return y.astype(x.dtype)  # one final rounding to the input dtype
 
@@ -160,6 +163,11 @@ def numpy_layernorm(d: int) -> Any:
 def numpy_layernorm_half_statistics(d: int) -> Any:
     """Planted mutant: :func:`numpy_layernorm` keeping its mean and variance in float16/bfloat16 (FAILs check-norm)."""
     return _numpy_layernorm(d, half_statistics=True)
+
+
+def numpy_layernorm_fast_variance(d: int) -> Any:
+    """Planted mutant: :func:`numpy_layernorm` with a one-pass variance E[x²] − E[x]² (cancels when |μ| ≫ σ)."""
+    return _numpy_layernorm(d, half_statistics=False, fast_variance=True)
 
 
 def raising_factory(d: int) -> Any:
