@@ -12,6 +12,7 @@ from typing import Any
 
 RESULTS: dict[tuple[str, str, str], dict[str, Any]] = {}
 KILLS: list[dict[str, Any]] = []
+EXAMPLES: dict[str, int] = {}  # node id -> examples it recorded (the nightly ledger's count)
 
 
 def current_nodeid() -> str:
@@ -27,7 +28,9 @@ def record(prop: str, backend: str, dtype: str, ratio: float | None = None, *, e
     row = RESULTS.setdefault((prop, backend, dtype), {"examples": 0, "failures": 0, "max_ratio": None,
                                                       "nodeids": set()})
     row["examples"] += examples
-    row["nodeids"].add(current_nodeid())
+    nodeid = current_nodeid()
+    row["nodeids"].add(nodeid)
+    EXAMPLES[nodeid] = EXAMPLES.get(nodeid, 0) + examples
     if ratio is not None and math.isfinite(ratio):
         row["max_ratio"] = ratio if row["max_ratio"] is None else max(row["max_ratio"], ratio)
 

@@ -9,6 +9,9 @@ Profiles (choose with DEADIR_HYPOTHESIS_PROFILE or pytest's --hypothesis-profile
 * ``nightly``: ≥ 10,000 examples per property, random seeds, failures saved in the
   example database under .hypothesis/ (gitignored) so the next run replays them first.
 * ``dev``: 200 random examples with the database, for local work.
+
+Outside ``ci`` every finished test is appended to the ledger (property_tests/ledger.py), so a
+nightly run cut off by a time limit can be resumed and its completeness checked.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from deadir.report import write_json_atomic
-from property_tests import _fuzzlog
+from property_tests import _fuzzlog, ledger
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "build" / "fuzz"
@@ -37,6 +40,7 @@ settings.register_profile("nightly", max_examples=10_000, derandomize=False, dat
 settings.register_profile("dev", max_examples=200, derandomize=False, database=_DB, **_COMMON)
 PROFILE = os.environ.get("DEADIR_HYPOTHESIS_PROFILE", "ci")
 settings.load_profile(PROFILE)
+_DIGEST = ""  # the ledger's source digest, computed at the first finished test of a non-ci run
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -49,6 +53,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = outcome.get_result()
     if report.when == "call" and report.failed and not _fuzzlog.mark_failed(item.nodeid):
         _fuzzlog.RESULTS[(item.name, "-", "-")] = {"examples": 0, "failures": 1, "max_ratio": None, "nodeids": set()}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    profile = settings.get_current_profile_name()  # --hypothesis-profile may have replaced PROFILE's
+    if profile == "ci" or report.when != "call":
+        return
+    global _DIGEST
+    _DIGEST = _DIGEST or ledger.source_digest()
+    ledger.append({"nodeid": report.nodeid, "outcome": report.outcome, "seconds": round(report.duration, 3),
+                   "examples": _fuzzlog.EXAMPLES.get(report.nodeid, 0), "profile": profile, "digest": _DIGEST,
+                   "max_examples": settings.default.max_examples})
 
 
 def pytest_runtest_logfinish(nodeid: str, location: tuple[str, int | None, str]) -> None:
