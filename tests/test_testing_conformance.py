@@ -58,6 +58,9 @@ def test_statistics_cause_names_underflow_and_overflow_only_when_they_happen() -
     # an ordinary row, or a float32 row: no cause to name
     assert statistics_cause(_finite_error([[1.0, 2.0]], "float16")) is None
     assert statistics_cause(_finite_error([[0.003204, 0.002947]], "float32")) is None
+    no_rows = NormPropertyError("finite output", measured=math.inf, bound=math.nan, gamma=np.ones(2), beta=None,
+                                x=np.empty((0, 2)), eps=0.0, dtype="float16", d=2)
+    assert statistics_cause(no_rows) is None
 
 
 def _numpy_impl(factory: str) -> Implementation:
