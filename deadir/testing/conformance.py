@@ -298,8 +298,6 @@ def statistics_cause(err: NormPropertyError, run: Callable[[FloatArray], FloatAr
     cancels there, the half-precision squares still underflow — and the model the norm's output
     refutes is dropped; without ``run`` the diagnosis names both.
     """
-    if err.x.size == 0:
-        return None
     causes = _statistics_causes(err.x, float(err.eps or 0.0), err.dtype)
     if len(causes) < 2:
         return causes[0][1] if causes else None
