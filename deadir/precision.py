@@ -15,6 +15,7 @@ from deadir.errors import InputShapeError
 __all__ = [
     "DEAD_CHANNEL_REL_TOL",
     "HALF_PRECISION",
+    "LARGEST_FINITE",
     "SIGNIFICAND_BITS",
     "SMALLEST_SUBNORMAL",
     "UNIT_ROUNDOFF",
@@ -33,6 +34,13 @@ UNIT_ROUNDOFF: dict[str, float] = {
 HALF_PRECISION = frozenset({"float16", "bfloat16"})
 # Significand bits p (implicit bit included): u = 2^-p.
 SIGNIFICAND_BITS: dict[str, int] = {"float16": 11, "bfloat16": 8, "float32": 24, "float64": 53}
+# Largest finite value: a value beyond it rounds to ±inf when stored in the dtype.
+LARGEST_FINITE: dict[str, float] = {
+    "float16": 65504.0,
+    "bfloat16": float.fromhex("0x1.fep127"),
+    "float32": float.fromhex("0x1.fffffep127"),
+    "float64": float.fromhex("0x1.fffffffffffffp1023"),
+}
 # Smallest positive subnormal (smallest normal × machine epsilon): the absolute error bound of a
 # rounding whose result is subnormal.
 SMALLEST_SUBNORMAL: dict[str, float] = {

@@ -274,6 +274,27 @@ def test_found_by_the_nightly_profile_mean_rounding_against_the_rows_own_spread(
         check_shift(planted, row, 1.5)
 
 
+def test_found_by_the_nightly_profile_a_shift_beyond_the_dtypes_range_is_left_out() -> None:
+    """Nightly profile, T8 on F.layer_norm and nn.LayerNorm in float16: a row with max|x| = 1024 shifted by
+    63·1024 = 64512 lands, on the exact-shift grid (step 64), on 65536 > 65504: stored as inf, and the norm's
+    inf output was reported as a T8 failure on a "finite input row". Such rows are left out; shifts that
+    stay in range are still checked, and a norm that is not shift invariant still fails there."""
+    from deadir.testing.assertions import check_hyperplane, check_shift
+
+    row = [[0.0, 0.0, 0.0, 1024.0]]
+    ln16 = prepare_norm(torch.nn.LayerNorm(4), 4, gamma=np.ones(4), beta=np.zeros(4), eps=0.0, dtype="float16")
+    assert check_shift(ln16, row, 63 * 1024.0).n == 0
+    assert check_shift(ln16, row, 60 * 1024.0).n == 1  # 61440 + 1024 = 62464 ≤ 65504: checked, and passes
+    rms16 = prepare_norm(torch.nn.RMSNorm(4, eps=1e-6), 4, gamma=np.ones(4), dtype="float16")
+    with pytest.raises(NormPropertyError, match="T8"):
+        check_shift(rms16, row, 60 * 1024.0)
+    # an input the dtype cannot store is the caller's error, named, never a norm's failure
+    with pytest.raises(InputShapeError, match=r"float16's largest finite value 65504"):
+        check_hyperplane(ln16, [[70000.0, 1.0, 2.0, 3.0]])
+    with pytest.raises(InputShapeError, match=r"float16's largest finite value"):
+        check_shift(ln16, [[70000.0, 1.0, 2.0, 3.0]], 1.0)
+
+
 def test_found_by_fuzzing_rows_beyond_the_dtype_and_subnormal_outputs() -> None:
     """Second dev-profile run: what no implementation can resolve is left out, not failed."""
     from deadir.precision import SMALLEST_SUBNORMAL

@@ -32,7 +32,7 @@ from deadir.bound import forward_error_bound, gamma_k, kernel_error_bound, unit_
 from deadir.direction import dead_channels, effective_scale, inverse_scale_direction
 from deadir.errors import DeadirError, InputShapeError, UnknownNormError
 from deadir.norms import NormKind, NormSpec
-from deadir.precision import default_compute_dtype
+from deadir.precision import LARGEST_FINITE, default_compute_dtype
 from deadir.testing.harness import (
     NondeterministicNormError,
     NormCallError,
@@ -343,13 +343,35 @@ def _check_deterministic(prep: PreparedNorm, x: FloatArray, y: FloatArray, out: 
             f"channel {k[1]} (difference {diff[k]:.3g} > twice the forward error bound {tol[k]:.3g})")
 
 
+def _input_rows(x: Any, prep: PreparedNorm) -> FloatArray:
+    """``x`` as float64 rows rounded to the norm's dtype.
+
+    Raises:
+        InputShapeError: bad shape, non-finite entries, or a value beyond the dtype's largest finite value
+            (stored in that dtype it would be ±inf, an input no norm is asked to normalise).
+    """
+    rows = round_to_dtype(as_rows(x, name="x", d=prep.d), prep.dtype)
+    if not np.all(np.isfinite(rows)):
+        bad = np.argwhere(~np.isfinite(rows))[:5].tolist()
+        raise InputShapeError(f"x: values beyond {prep.dtype}'s largest finite value {LARGEST_FINITE[prep.dtype]:g} "
+                              f"(they would be stored as inf; first at (row, column) {bad})")
+    return rows
+
+
+def _in_range(rows: FloatArray, prep: PreparedNorm) -> Any:
+    """Boolean mask of the rows that the storage and the compute dtype both hold without overflow."""
+    top = min(LARGEST_FINITE[prep.dtype], LARGEST_FINITE[prep.compute_dtype])
+    return np.all(np.abs(rows) <= top, axis=1)
+
+
 def _rows(x: Any, prep: PreparedNorm) -> FloatArray:
     """Input rows as float64, rounded to the norm's dtype, without rows whose output is undefined (:func:`_defined`).
 
     Raises:
+        InputShapeError: see :func:`_input_rows`.
         UndefinedOutputError: no row is left.
     """
-    rows = round_to_dtype(as_rows(x, name="x", d=prep.d), prep.dtype)
+    rows = _input_rows(x, prep)
     rows = np.asarray(rows[_defined(rows, prep)], dtype=np.float64)
     if rows.shape[0] == 0:
         raise UndefinedOutputError("x: no row with a defined output (every row constant with ε = 0 or unknown, "
@@ -541,14 +563,16 @@ def check_shift(prep: PreparedNorm, x: Any, t: Any) -> Measurement:
         InputShapeError: bad x or t.
         NormPropertyError: the difference exceeds the bound.
     """
-    rows = round_to_dtype(as_rows(x, name="x", d=prep.d), prep.dtype)
+    rows = _input_rows(x, prep)
     ts = np.asarray(t, dtype=np.float64).reshape(-1, 1) if np.ndim(t) else np.full((rows.shape[0], 1), float(t))
     if ts.shape[0] != rows.shape[0] or not np.all(np.isfinite(ts)):
         raise InputShapeError(f"t: expected a finite scalar or one shift per row ({rows.shape[0]}), got {np.shape(t)}")
     coarse = min(prep.dtype, prep.compute_dtype, key=_SIGNIFICAND_BITS.__getitem__)
     xg, tg = _exact_shift_grid(rows, np.array(ts), coarse)
     xs = xg + tg
-    keep = _defined(xg, prep) & _defined(xs, prep)  # a shift can carry a row beyond the dtype's resolution
+    # a shift can carry a row beyond the dtype's resolution, or (with the grid's rounding) beyond its range:
+    # there the shifted input is not the row plus t in that dtype, and the row is left out
+    keep = _defined(xg, prep) & _defined(xs, prep) & _in_range(xg, prep) & _in_range(xs, prep)
     xg, xs = xg[keep], xs[keep]
     if xg.shape[0] == 0:
         return Measurement("T8 shift invariance", 0.0, math.inf, 0.0, prep.d, 0, prep.dtype)
