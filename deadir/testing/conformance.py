@@ -325,11 +325,8 @@ def _separated(causes: list[tuple[str, str]], err: NormPropertyError,
     """The one cause the norm's output on the centred row confirms, or None when that row does not separate them."""
     eps = float(err.eps or 0.0)
     npdt = numpy_dtype(err.dtype)
-    try:
-        if np.all(np.isfinite(run(err.x))):
-            return None  # the inf does not reproduce: nothing to attribute
-    except Exception:  # a norm that raises on the probe tells nothing about its statistics
-        return None
+    if _finite_on(run, err.x) is not False:
+        return None  # the inf does not reproduce (or the norm raised): nothing to attribute
     for row in err.x:
         centred = np.asarray((row - row.mean()).astype(npdt), dtype=np.float64)[None, :]
         if not np.any(centred):
@@ -337,9 +334,8 @@ def _separated(causes: list[tuple[str, str]], err: NormPropertyError,
         predicts = {model for model, _ in _statistics_causes(centred, eps, err.dtype)}
         if len(predicts) != 1:
             continue  # both or neither model fails on this centred row: it cannot tell them apart
-        try:
-            finite = bool(np.all(np.isfinite(run(centred))))
-        except Exception:  # a norm that raises on the probe tells nothing about its statistics
+        finite = _finite_on(run, centred)
+        if finite is None:
             return None
         kept = [(m, t) for m, t in causes if (m in predicts) != finite]
         if len(kept) != 1:
@@ -348,6 +344,14 @@ def _separated(causes: list[tuple[str, str]], err: NormPropertyError,
         return (f"{kept[0][1]} (confirmed: on the same row centred, where only "
                 f"{_MODEL_NAMES[next(iter(predicts))]} would fail, the output is {seen})")
     return None
+
+
+def _finite_on(run: Callable[[FloatArray], FloatArray], rows: FloatArray) -> bool | None:
+    """Whether the norm's output on ``rows`` is finite; None when it raises (that tells nothing of its statistics)."""
+    try:
+        return bool(np.all(np.isfinite(run(rows))))
+    except Exception:
+        return None
 
 
 _MODEL_NAMES = {"half": "half-precision statistics", "fast": "a one-pass variance"}
@@ -441,11 +445,13 @@ def _norm_on_rows(impl: Implementation, err: NormPropertyError) -> Callable[[Flo
     fields = {f.name for f in dataclasses.fields(DriveOptions)}
     options = DriveOptions(**{k: v for k, v in opts.items() if k in fields})
     gamma, d = err.gamma, err.d
+    bound: list[Any] = []  # the bound norm, built at the first call: only a diagnosis that needs a probe pays
 
-    def run(rows: FloatArray) -> FloatArray:  # bound only when a diagnosis needs the probe
-        prep = bind_norm(load_factory(impl.factory)(d), d, weight=gamma - (options.weight_offset or 0.0),
-                         beta=err.beta, eps=err.eps, dtype=err.dtype, options=options)
-        y: FloatArray = prep.run(rows)[0]
+    def run(rows: FloatArray) -> FloatArray:
+        if not bound:
+            bound.append(bind_norm(load_factory(impl.factory)(d), d, weight=gamma - (options.weight_offset or 0.0),
+                                   beta=err.beta, eps=err.eps, dtype=err.dtype, options=options))
+        y: FloatArray = bound[0].run(rows)[0]
         return y
 
     return run
